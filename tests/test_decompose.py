@@ -1,0 +1,215 @@
+import pytest
+import torch
+
+from vsa_vision import Codebooks, Decomposition, available_decomposers, get_decomposer
+from vsa_vision.decompose import Decomposer, bound_similarity
+from vsa_vision.decompose.noise import ProblemNoise, problem_keys
+from vsa_vision.decompose.resonator import symmetric_softmax
+
+from .conftest import problems
+
+BASELINES = ["resonator", "attention_resonator", "stochastic_resonator"]
+ALL = ["brute_force"] + BASELINES
+
+
+def test_public_api_contract():
+    A, B, C = (Codebooks.random({"x": 50}, dim=1000, seed=i)["x"] for i in range(3))
+    cb = Codebooks.from_tensors({"a": A, "b": B, "c": C})
+    cb = Codebooks.random({"shape": 50, "colour": 50, "size": 50}, dim=1000, seed=0)
+    idx = torch.tensor([[3, 14, 15]])
+    s = cb.bind_indices(idx)
+    res = get_decomposer("resonator", iterations=100, seed=0).decompose(s, cb)
+    assert isinstance(res, Decomposition)
+    assert res.indices.shape == (1, 3) and res.indices.dtype == torch.long
+    assert res.confidence.shape == (1, 3) and res.iterations.shape == (1,) and res.converged.shape == (1,)
+    assert res.indices.tolist() == [[3, 14, 15]]
+    assert res.labels == [{"shape": "3", "colour": "14", "size": "15"}]
+    assert set(ALL) <= set(available_decomposers())
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_is_a_decomposer_and_takes_iterations_and_seed(name):
+    d = get_decomposer(name, iterations=7, seed=3)
+    assert isinstance(d, Decomposer)
+
+
+def test_brute_force_recovers_every_factor_and_chunks():
+    p = problems([5, 7, 3, 4], k=4, dim=256, count=60, seed=1)
+    full = get_decomposer("brute_force").decompose(p.s, p.codebooks)
+    tiny = get_decomposer("brute_force", max_elements=1024).decompose(p.s, p.codebooks)  # many chunks
+    assert torch.equal(full.indices, p.indices)
+    assert torch.equal(tiny.indices, p.indices)
+    assert torch.allclose(full.similarity, torch.ones(60))
+    assert bool(full.converged.all()) and full.iterations.tolist() == [1] * 60
+
+
+def test_brute_force_finds_maximum_similarity_on_noisy_targets():
+    # with heavy noise the answer may be wrong, but no combination may score higher
+    p = problems([4, 5, 6], dim=64, count=30, seed=2, flip=0.4)
+    res = get_decomposer("brute_force").decompose(p.s, p.codebooks)
+    cb = p.codebooks
+    grid = torch.cartesian_prod(*[torch.arange(n) for n in cb.sizes])  # [120, 3]
+    all_s = cb.bind_indices(grid)  # [120, D]
+    best = (p.s @ all_s.T).abs().max(1).values
+    got = (p.s * cb.bind_indices(res.indices)).sum(1).abs()
+    assert torch.allclose(got, best)
+
+
+@pytest.mark.parametrize("name,opts", [
+    ("resonator", {"update": "sync"}), ("resonator", {"update": "sequential"}),
+    ("attention_resonator", {}), ("attention_resonator", {"sign_symmetric": False, "update": "sync"}),
+    ("stochastic_resonator", {}),
+])
+def test_baselines_solve_small_problems(name, opts):
+    p = problems(10, dim=1000, count=300, seed=3)
+    res = get_decomposer(name, iterations=100, seed=0, **opts).decompose(p.s, p.codebooks)
+    acc_all, _ = res.accuracy(p.indices)
+    assert acc_all >= 0.99, (name, opts, acc_all)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_batched_equals_one_at_a_time(name):
+    p = problems(25, dim=500, count=12, seed=4)
+    d = get_decomposer(name, iterations=30, seed=1)
+    batched = d.decompose(p.s, p.codebooks)
+    for i in range(len(p)):
+        one = d.decompose(p.s[i], p.codebooks)
+        assert torch.equal(one.indices[0], batched.indices[i]), (name, i)
+        assert one.iterations[0] == batched.iterations[i]
+        assert torch.allclose(one.similarity[0], batched.similarity[i])
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_same_seed_same_result(name):
+    p = problems(40, dim=500, count=40, seed=5)
+    a = get_decomposer(name, iterations=40, seed=11).decompose(p.s, p.codebooks)
+    b = get_decomposer(name, iterations=40, seed=11).decompose(p.s, p.codebooks)
+    assert torch.equal(a.indices, b.indices) and torch.equal(a.iterations, b.iterations)
+
+
+def test_stochastic_seed_changes_the_noise():
+    p = problems(60, dim=500, count=40, seed=6)
+    a = get_decomposer("stochastic_resonator", iterations=40, seed=1).decompose(p.s, p.codebooks)
+    b = get_decomposer("stochastic_resonator", iterations=40, seed=2).decompose(p.s, p.codebooks)
+    assert not torch.equal(a.iterations, b.iterations)
+
+
+def test_classic_resonator_stops_at_fixed_points_and_cycles():
+    # small D: the synchronous network falls into short limit cycles on some problems
+    p = problems(8, dim=64, count=300, seed=7)
+    d = get_decomposer("resonator", update="sync", iterations=300, stop_similarity=None, keep_best=False)
+    res = d.decompose(p.s, p.codebooks)
+    stalled = (~res.converged) & (res.iterations < 300)
+    assert int(stalled.sum()) > 0
+    # a detected cycle is real: without detection those problems never reach a fixed point
+    nodetect = get_decomposer("resonator", update="sync", iterations=300, stop_similarity=None,
+                              keep_best=False, detect_cycles=False)
+    again = nodetect.decompose(p.s[stalled], p.codebooks)
+    assert not bool(again.converged.any()) and bool((again.iterations == 300).all())
+    # and a converged problem is a fixed point: restarting from its answer changes nothing
+    assert bool((res.iterations[res.converged] < 300).all())
+
+
+def test_keep_best_returns_best_seen_answer():
+    p = problems(60, dim=1000, count=100, seed=8)
+    seen = []
+    d = get_decomposer("resonator", update="sync", iterations=50, stop_similarity=None)
+    res = d.decompose(p.s, p.codebooks, callback=lambda info: seen.append(info.best_similarity.clone()))
+    assert torch.allclose(res.similarity, seen[-1])
+    for a, b in zip(seen, seen[1:]):
+        assert bool((b >= a).all())  # best-so-far never decreases
+
+
+def test_stop_similarity_stops_solved_problems_early():
+    p = problems(10, dim=1000, count=50, seed=9)
+    res = get_decomposer("stochastic_resonator", iterations=100, stop_similarity=1.0).decompose(p.s, p.codebooks)
+    assert bool(res.converged.all()) and int(res.iterations.max()) < 100
+    assert torch.allclose(res.similarity, torch.ones(50))
+
+
+def test_result_confidence_margin_and_trajectory():
+    p = problems(10, dim=1000, count=20, seed=10)
+    res = get_decomposer("resonator", iterations=10, record_trajectory=True).decompose(p.s, p.codebooks)
+    assert torch.allclose(res.confidence, torch.ones(20, 3))
+    assert bool((res.margin > 0.5).all())  # runner-up codewords are ~orthogonal
+    assert res.trajectory.shape[1:] == (20, 3) and torch.equal(res.trajectory[-1], res.indices)
+    assert torch.allclose(bound_similarity(p.s, p.codebooks, res.indices), res.similarity)
+
+
+def test_symmetric_softmax_is_odd_and_stable():
+    logits = torch.tensor([[1000.0, -3.0, 2.0], [0.0, 0.0, 0.0]])
+    w = symmetric_softmax(logits)
+    assert torch.isfinite(w).all()
+    assert torch.allclose(symmetric_softmax(-logits), -w)
+    ref = torch.sinh(logits[1:]) / torch.cosh(logits[1:]).sum()
+    assert torch.allclose(w[1:], ref)
+
+
+def test_problem_noise_is_keyed_by_problem_not_batch():
+    p = problems(10, dim=100, count=5, seed=11)
+    a = ProblemNoise(p.s, seed=1)
+    b = ProblemNoise(p.s[[3, 1]], seed=1)
+    rows = torch.tensor([3, 1])
+    assert torch.equal(a.normal(rows, 4, 0, 10), b.normal(torch.tensor([0, 1]), 4, 0, 10))
+    assert not torch.equal(a.normal(rows, 4, 0, 10), a.normal(rows, 5, 0, 10))
+    assert not torch.equal(a.normal(rows, 4, 0, 10), ProblemNoise(p.s, seed=2).normal(rows, 4, 0, 10))
+    z = a.normal(torch.arange(5).repeat(200), 0, 0, 1000)
+    assert abs(float(z.mean())) < 0.05 and abs(float(z.std()) - 1) < 0.05
+    assert len(set(problem_keys(p.s).tolist())) == 5
+
+
+# -- bad input -----------------------------------------------------------------------------------
+
+
+def test_unknown_name_and_option():
+    with pytest.raises(ValueError, match="unknown decomposer 'resonater'.*available"):
+        get_decomposer("resonater")
+    with pytest.raises(TypeError, match="unknown option\\(s\\) \\['iters'\\].*valid options"):
+        get_decomposer("resonator", iters=5)
+    with pytest.raises(ValueError, match="update: expected one of"):
+        get_decomposer("resonator", update="async")
+    with pytest.raises(ValueError, match="iterations: expected an int >= 1, got 0"):
+        get_decomposer("resonator", iterations=0)
+    with pytest.raises(TypeError, match="iterations: expected an int"):
+        get_decomposer("stochastic_resonator", iterations=2.5)
+    with pytest.raises(ValueError, match="noise: expected a finite number"):
+        get_decomposer("stochastic_resonator", noise=-1)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_bad_inputs_raise_clear_errors(name):
+    cb = Codebooks.random({"a": 5, "b": 5}, dim=64, seed=0)
+    d = get_decomposer(name, iterations=5)
+    with pytest.raises(ValueError, match="dimension mismatch"):
+        d.decompose(torch.ones(3, 65), cb)
+    with pytest.raises(ValueError, match="expected shape"):
+        d.decompose(torch.ones(3, 2, 64), cb)
+    with pytest.raises(ValueError, match="non-finite"):
+        d.decompose(torch.full((2, 64), float("inf")), cb)
+    with pytest.raises(ValueError, match="on meta but the codebooks are on cpu"):
+        d.decompose(torch.ones(2, 64, device="meta"), cb)
+    with pytest.raises(TypeError, match="codebooks"):
+        d.decompose(torch.ones(2, 64), "codebooks")
+
+
+@pytest.mark.parametrize("name,opts", [
+    ("brute_force", {}), ("resonator", {"update": "sync"}), ("attention_resonator", {}),
+    ("stochastic_resonator", {}),
+])
+def test_empty_batch_and_unequal_sizes(name, opts):
+    p = problems([16, 4, 24, 2], k=4, dim=1000, count=30, seed=12)
+    d = get_decomposer(name, iterations=100, **opts)
+    res = d.decompose(p.s, p.codebooks)
+    assert res.indices.shape == (30, 4)
+    assert res.accuracy(p.indices)[0] >= 0.9
+    empty = d.decompose(p.s[:0], p.codebooks)
+    assert empty.indices.shape == (0, 4)
+
+
+def test_sequential_classic_resonator_locks_small_factors():
+    # a known weakness, kept visible: a two-value factor collapses onto one codeword at the first
+    # sequential update and the network cannot leave it; the synchronous network solves these
+    p = problems([16, 4, 24, 2], k=4, dim=1000, count=30, seed=12)
+    seq = get_decomposer("resonator", update="sequential").decompose(p.s, p.codebooks)
+    sync = get_decomposer("resonator", update="sync").decompose(p.s, p.codebooks)
+    assert seq.accuracy(p.indices)[0] < sync.accuracy(p.indices)[0] == 1.0

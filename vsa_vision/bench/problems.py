@@ -1,0 +1,71 @@
+"""Decomposition problems for tests and benchmarks: random codebooks, random answers, and the
+bound vectors, optionally corrupted (sign flips, additive Gaussian noise at a given SNR)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..vsa import Codebooks
+
+
+@dataclass
+class Problems:
+    codebooks: Codebooks
+    indices: Tensor  # [B, K] the true answers
+    s: Tensor        # [B, D] the (possibly corrupted) bound vectors
+
+    def __len__(self) -> int:
+        return self.indices.shape[0]
+
+
+def factor_sizes(sizes: int | Sequence[int] | Mapping[str, int], k: int | None = None) -> dict[str, int]:
+    """Normalise a size spec: ``50`` with ``k=3`` -> three factors of 50; a list -> one per entry."""
+    if isinstance(sizes, Mapping):
+        return dict(sizes)
+    if isinstance(sizes, int):
+        if k is None:
+            raise ValueError("k: the number of factors is needed when sizes is a single int")
+        sizes = [sizes] * k
+    return {f"f{i}": int(n) for i, n in enumerate(sizes)}
+
+
+def make_problems(
+    sizes: int | Sequence[int] | Mapping[str, int],
+    dim: int,
+    count: int,
+    seed: int = 0,
+    k: int | None = None,
+    flip: float = 0.0,
+    snr_db: float | None = None,
+    codebook_seed: int | None = None,
+    device: torch.device | str | None = None,
+) -> Problems:
+    """``count`` problems over random codebooks (seeded by ``codebook_seed``, default ``seed``).
+
+    ``flip``: fraction of the signs of ``s`` flipped (exactly ``round(flip * D)`` per vector, at
+    random positions). ``snr_db``: additive Gaussian noise with power ``|s|^2 / D * 10^(-snr/10)``."""
+    if count < 1:
+        raise ValueError(f"count: expected >= 1, got {count}")
+    if not 0.0 <= flip <= 1.0:
+        raise ValueError(f"flip: expected a fraction in [0, 1], got {flip}")
+    cb = Codebooks.random(factor_sizes(sizes, k), dim=dim,
+                          seed=seed if codebook_seed is None else codebook_seed)
+    gen = torch.Generator().manual_seed(seed + 1_000_003)
+    idx = torch.stack([torch.randint(0, n, (count,), generator=gen) for n in cb.sizes], 1)
+    s = cb.bind_indices(idx)
+    if flip > 0:
+        m = int(round(flip * dim))
+        order = torch.rand(count, dim, generator=gen).argsort(dim=1)[:, :m]
+        mask = torch.zeros(count, dim, dtype=torch.bool).scatter_(1, order, True)
+        s = torch.where(mask, -s, s)
+    if snr_db is not None:
+        noise_std = math.sqrt(10 ** (-snr_db / 10))
+        s = s + noise_std * torch.randn(count, dim, generator=gen)
+    if device is not None:
+        cb, idx, s = cb.to(device), idx.to(device), s.to(device)
+    return Problems(cb, idx, s)

@@ -1,0 +1,169 @@
+"""The ``vsa-vision`` command line.
+
+    vsa-vision demo                         decompose random problems with every method
+    vsa-vision bench accuracy --sweep size  accuracy against codebook size, all methods, same problems
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+DEFAULT_METHODS = [
+    "brute_force",
+    "resonator:update=sync",
+    "resonator",
+    "attention_resonator",
+    "stochastic_resonator",
+]
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        out = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not out or any(v < 1 for v in out):
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return out
+
+
+def _positive(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def _methods(text: str) -> list[str]:
+    from .bench.accuracy import parse_method
+    from .decompose import available_decomposers
+
+    out = [m.strip() for m in text.split(";") if m.strip()] if ";" in text or ":" in text else \
+        [m.strip() for m in text.split(",") if m.strip()]
+    for m in out:
+        name, _ = parse_method(m)
+        if name not in available_decomposers():
+            raise argparse.ArgumentTypeError(f"unknown method {name!r}; available: {available_decomposers()}")
+    return out
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import torch
+
+    from .bench.accuracy import build_method
+    from .bench.problems import make_problems
+
+    torch.set_num_threads(max(1, args.threads)) if args.threads else None
+    sizes = {"shape": args.n, "colour": args.n, "size": args.n}
+    if args.k != 3:
+        sizes = {f"factor{i}": args.n for i in range(args.k)}
+    p = make_problems(sizes, args.dim, args.problems, seed=args.seed)
+    cb = p.codebooks
+    print(f"vsa_vision demo: {args.problems} random problems, K = {cb.num_factors} factors of "
+          f"{args.n} values, D = {cb.dim} (search space {cb.search_space:,}), {args.iterations} iterations\n")
+    truth = cb.labels_of(p.indices[:args.show])
+    for i, t in enumerate(truth):
+        print(f"  problem {i}: truth  " + " ".join(f"{k}={v}" for k, v in t.items()))
+    print()
+    print(f"{'method':34s} {'all right':>9s} {'factors':>8s} {'iters':>6s} {'time':>9s}   first answers")
+    for spec in args.methods:
+        if spec.startswith("brute_force") and cb.search_space > 2_000_000:
+            print(f"{spec:34s} skipped (search space {cb.search_space:,} too large for the demo)")
+            continue
+        m = build_method(spec, args.iterations, args.seed)
+        t0 = time.perf_counter()
+        res = m.decompose(p.s, cb)
+        dt = time.perf_counter() - t0
+        acc_all, acc_f = res.accuracy(p.indices)
+        first = "; ".join(",".join(r.values()) for r in res.labels[:args.show])
+        print(f"{spec:34s} {100 * acc_all:8.1f}% {100 * acc_f:7.1f}% {res.iterations.float().mean():6.1f} "
+              f"{dt * 1e3:7.1f}ms   {first}")
+    return 0
+
+
+def cmd_bench_accuracy(args: argparse.Namespace) -> int:
+    import torch
+
+    from .bench.accuracy import markdown_table, plot_sweep, sweep_size, write_csv
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.quick:
+        args.n, args.problems, args.iterations = [10, 20], 50, 50
+    os.makedirs(args.out, exist_ok=True)
+    rows = sweep_size(args.methods, args.n, k=args.k, dim=args.dim, iterations=args.iterations,
+                      problems=args.problems, seed=args.seed, flip=args.flip, snr_db=args.snr_db)
+    stem = os.path.join(args.out, f"accuracy-size-K{args.k}")
+    write_csv(rows, stem + ".csv")
+    plot_sweep(rows, stem + ".png", x="n", xlabel="codebook size n per factor",
+               title=f"K={args.k}, D={args.dim}, {args.iterations} iterations, {args.problems} problems")
+    print()
+    print(markdown_table(rows))
+    print(f"\nwrote {stem}.csv and {stem}.png")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    p = argparse.ArgumentParser(prog="vsa-vision", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"vsa_vision {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="decompose random problems with every method and time them")
+    d.add_argument("--n", type=_positive, default=40, help="values per factor (default 40)")
+    d.add_argument("--k", type=_positive, default=3, help="number of factors (default 3)")
+    d.add_argument("--dim", type=_positive, default=1000, help="dimension D (default 1000)")
+    d.add_argument("--problems", type=_positive, default=200, help="number of problems (default 200)")
+    d.add_argument("--iterations", type=_positive, default=100, help="iteration budget (default 100)")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--show", type=int, default=2, help="answers to print per method")
+    d.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    d.add_argument("--methods", type=_methods, default=None,
+                   help="comma-separated method specs, or ';'-separated when specs carry options")
+    d.set_defaults(func=cmd_demo)
+
+    b = sub.add_parser("bench", help="benchmarks")
+    bsub = b.add_subparsers(dest="bench", required=True)
+    a = bsub.add_parser("accuracy", help="accuracy sweep, every method on the same problems")
+    a.add_argument("--sweep", choices=["size"], default="size")
+    a.add_argument("--n", type=_int_list, default=[10, 20, 30, 40, 50, 60, 80, 100])
+    a.add_argument("--k", type=_positive, default=3)
+    a.add_argument("--dim", type=_positive, default=1000)
+    a.add_argument("--iterations", type=_positive, default=100)
+    a.add_argument("--problems", type=_positive, default=200)
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--flip", type=float, default=0.0, help="fraction of signs of s flipped")
+    a.add_argument("--snr-db", dest="snr_db", type=float, default=None, help="additive Gaussian noise SNR")
+    a.add_argument("--methods", type=_methods, default=None)
+    a.add_argument("--threads", type=int, default=0)
+    a.add_argument("--quick", action="store_true", help="a small preset that runs in seconds")
+    a.add_argument("--out", default="bench-results")
+    a.set_defaults(func=cmd_bench_accuracy)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "methods", "unset") is None:
+        from .decompose import available_decomposers
+
+        args.methods = [m for m in DEFAULT_METHODS] + [
+            n for n in available_decomposers() if n not in {s.split(":")[0] for s in DEFAULT_METHODS}]
+    try:
+        return args.func(args)
+    except (ValueError, TypeError, FileNotFoundError) as e:
+        print(f"vsa-vision: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

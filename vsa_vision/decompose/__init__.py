@@ -1,0 +1,27 @@
+"""Decomposers: recover every factor of a bound vector. See :func:`get_decomposer`."""
+
+from .base import Decomposer, Decomposition, IterativeDecomposer, StepInfo, bound_similarity
+from .brute_force import BruteForce
+from .registry import available_decomposers, decomposer_options, get_decomposer, register
+from .resonator import AttentionResonator, Resonator, StochasticResonator
+
+register("brute_force", BruteForce)
+register("resonator", Resonator)
+register("attention_resonator", AttentionResonator)
+register("stochastic_resonator", StochasticResonator)
+
+__all__ = [
+    "Decomposer",
+    "Decomposition",
+    "IterativeDecomposer",
+    "StepInfo",
+    "bound_similarity",
+    "BruteForce",
+    "Resonator",
+    "AttentionResonator",
+    "StochasticResonator",
+    "available_decomposers",
+    "decomposer_options",
+    "get_decomposer",
+    "register",
+]

@@ -1,0 +1,101 @@
+"""Exhaustive search: the exact maximum-similarity answer over the whole product space.
+
+The correctness oracle for small problems. Cost ``B * prod_k n_k * D`` multiply-adds; memory is
+bounded by ``max_elements`` whatever the size of the space: the combinations of all factors but the
+largest are enumerated in chunks, each chunk's full products ``[C * n_last, D]`` are formed, and one
+matrix product scores them against the whole batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..vsa import Codebooks, check_problem
+from .base import Decomposition, _check_int, finalize
+
+
+class BruteForce:
+    """``get_decomposer("brute_force", max_elements=2**24)``.
+
+    Scores every combination by ``|<s, bound>|`` (sign-invariant: a pair of negated factors explains
+    ``s`` equally well) and returns the best. ``iterations`` and ``seed`` are accepted for a uniform
+    interface and ignored: the search is exact and deterministic. ``max_elements`` bounds the number
+    of floats held at once (products plus scores)."""
+
+    name = "brute_force"
+
+    def __init__(self, iterations: int = 1, seed: int = 0, max_elements: int = 2**24,
+                 sign_invariant: bool = True) -> None:
+        self.iterations = _check_int("iterations", iterations, 1)
+        self.seed = _check_int("seed", seed, 0)
+        self.max_elements = _check_int("max_elements", max_elements, 1024)
+        self.sign_invariant = bool(sign_invariant)
+
+    def __repr__(self) -> str:
+        return f"BruteForce(max_elements={self.max_elements}, sign_invariant={self.sign_invariant})"
+
+    def options(self) -> dict[str, Any]:
+        return {"iterations": self.iterations, "seed": self.seed, "max_elements": self.max_elements,
+                "sign_invariant": self.sign_invariant}
+
+    @torch.no_grad()
+    def decompose(self, s: Tensor, codebooks: Codebooks, callback=None) -> Decomposition:
+        s, cb, _ = check_problem(s, codebooks)
+        B, K, D = s.shape[0], cb.num_factors, cb.dim
+        dev = s.device
+        if B == 0:
+            z = torch.zeros(0, K, dtype=torch.long, device=dev)
+            return finalize(s, cb, z, torch.zeros(0, dtype=torch.long, device=dev),
+                            torch.zeros(0, dtype=torch.bool, device=dev), self.name)
+        sizes = cb.sizes
+        last = max(range(K), key=lambda k: sizes[k])  # the largest factor goes inside the product
+        outer = [k for k in range(K) if k != last]
+        outer_sizes = [sizes[k] for k in outer]
+        n_outer = 1
+        for n in outer_sizes:
+            n_outer *= n
+        X_last = cb.tensors[last]
+        n_last = X_last.shape[0]
+        # rows of full products per chunk, so that products [rows, D] + scores [B, rows] fit
+        rows_budget = max(n_last, self.max_elements // (D + B))
+        chunk = max(1, rows_budget // n_last)
+        # problems per pass, if even one chunk's scores would not fit
+        b_chunk = max(1, min(B, self.max_elements // max(1, chunk * n_last)))
+        best_score = torch.full((B,), -float("inf"), dtype=s.dtype, device=dev)
+        best_flat = torch.zeros(B, dtype=torch.long, device=dev)  # index into n_outer * n_last
+        strides = []
+        acc = 1
+        for n in reversed(outer_sizes):
+            strides.append(acc)
+            acc *= n
+        strides = list(reversed(strides))
+        for start in range(0, n_outer, chunk):
+            stop = min(n_outer, start + chunk)
+            combo = torch.arange(start, stop, device=dev)
+            prod = None
+            for k, n, st in zip(outer, outer_sizes, strides):
+                w = cb.tensors[k].index_select(0, (combo // st) % n)
+                prod = w if prod is None else prod * w
+            if prod is None:  # K == 1
+                full = X_last
+            else:
+                full = (prod[:, None, :] * X_last[None, :, :]).reshape(-1, D)
+            for b0 in range(0, B, b_chunk):
+                b1 = min(B, b0 + b_chunk)
+                scores = s[b0:b1] @ full.T
+                if self.sign_invariant:
+                    scores = scores.abs()
+                val, pos = scores.max(dim=1)
+                better = val > best_score[b0:b1]
+                best_score[b0:b1] = torch.where(better, val, best_score[b0:b1])
+                best_flat[b0:b1] = torch.where(better, pos + start * n_last, best_flat[b0:b1])
+        combo_idx = best_flat // n_last
+        indices = torch.zeros(B, K, dtype=torch.long, device=dev)
+        indices[:, last] = best_flat % n_last
+        for k, n, st in zip(outer, outer_sizes, strides):
+            indices[:, k] = (combo_idx // st) % n
+        ones = torch.ones(B, dtype=torch.long, device=dev)
+        return finalize(s, cb, indices, ones, torch.ones(B, dtype=torch.bool, device=dev), self.name)

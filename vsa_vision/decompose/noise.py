@@ -1,0 +1,63 @@
+"""Seeded noise that depends on the problem, never on the batch it is solved in.
+
+Stochastic decomposers (the stochastic resonator, diffusion) draw noise every iteration. Drawing it
+from one generator for the whole batch would make a problem's answer depend on which other
+problems share its batch, and on the batch order. Instead every draw is a window of a table of
+standard normals made from the seed, at an offset hashed from
+
+    (seed, a key of the problem's content, the iteration, a stream number),
+
+so a problem gets the same noise alone, in any batch, at any position, and on any device (the
+table is drawn on the CPU). Two identical problems get identical noise, which is harmless.
+
+The key of a problem is an exact integer hash of the bit patterns of its vector, so it does not
+depend on floating-point reduction order. The cost per draw is one gather, like ``torch.randn``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+_MASK = 0x7FFFFFFF  # 31-bit arithmetic in int64: products stay below 2**62, no overflow
+
+
+def _mix(x: Tensor) -> Tensor:
+    """A 31-bit integer hash (xorshift-multiply rounds) on int64 tensors with values < 2**31."""
+    x = ((x ^ (x >> 15)) * 0x2C1B3C6D) & _MASK
+    x = ((x ^ (x >> 12)) * 0x297A2D39) & _MASK
+    return x ^ (x >> 15)
+
+
+def problem_keys(s: Tensor) -> Tensor:
+    """A 31-bit key per row of ``s [B, D]`` from the exact bits of its entries (order-free sum)."""
+    bits = s.detach().to(torch.float32).contiguous().view(torch.int32).to(torch.int64) & 0xFFFFFFFF
+    pos = torch.arange(s.shape[-1], device=s.device, dtype=torch.int64)
+    h = _mix((bits & _MASK) ^ _mix(pos + 1)) ^ _mix((bits >> 31) + 2 * pos + 7)
+    return _mix(h.sum(-1) & _MASK)
+
+
+class ProblemNoise:
+    """Standard-normal noise keyed by (seed, problem, iteration, stream).
+
+    ``noise = ProblemNoise(s, seed)`` once per ``decompose`` call; then
+    ``noise.normal(rows, iteration, stream, width)`` gives ``[len(rows), width]`` for the problems at
+    positions ``rows`` of ``s``."""
+
+    def __init__(self, s: Tensor, seed: int, table_bits: int = 20, dtype: torch.dtype | None = None) -> None:
+        gen = torch.Generator().manual_seed(int(seed))
+        self.size = 1 << table_bits
+        self.table = torch.randn(self.size, generator=gen).to(device=s.device, dtype=dtype or s.dtype)
+        self.salt = int(_mix(torch.tensor([int(seed) & _MASK]))[0])
+        self.keys = problem_keys(s) ^ self.salt
+
+    def offsets(self, rows: Tensor, iteration: int, stream: int) -> Tensor:
+        tag = int(_mix(torch.tensor([((iteration * 1000003) ^ (stream * 7919 + 1)) & _MASK]))[0])
+        return _mix(self.keys[rows] ^ tag) & (self.size - 1)
+
+    def normal(self, rows: Tensor, iteration: int, stream: int, width: int) -> Tensor:
+        if width > self.size:
+            raise ValueError(f"width: at most {self.size} noise values a draw, got {width}")
+        start = self.offsets(rows, iteration, stream)
+        idx = (start[:, None] + torch.arange(width, device=rows.device)) & (self.size - 1)
+        return self.table[idx]

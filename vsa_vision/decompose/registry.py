@@ -1,0 +1,69 @@
+"""Decomposers by name: ``get_decomposer("resonator", iterations=100, seed=0)``.
+
+A new method is one module and one :func:`register` line. Options are checked against the
+constructor's signature so that a misspelt option fails with the list of valid ones instead of
+being silently ignored.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from .base import Decomposer
+
+_REGISTRY: dict[str, Callable[..., Decomposer]] = {}
+
+
+def register(name: str, factory: Callable[..., Decomposer] | None = None):
+    """Register ``factory`` (a class or function taking keyword options) under ``name``.
+    Usable as a decorator: ``@register("my_method")``."""
+
+    def deco(f):
+        if name in _REGISTRY and _REGISTRY[name] is not f:
+            raise ValueError(f"register: a decomposer named {name!r} is already registered")
+        _REGISTRY[name] = f
+        return f
+
+    return deco(factory) if factory is not None else deco
+
+
+def available_decomposers() -> list[str]:
+    """Names accepted by :func:`get_decomposer`."""
+    return sorted(_REGISTRY)
+
+
+def decomposer_options(name: str) -> dict[str, Any]:
+    """The options of decomposer ``name`` with their defaults."""
+    factory = _lookup(name)
+    target = factory.__init__ if inspect.isclass(factory) else factory
+    out = {}
+    for p in inspect.signature(target).parameters.values():
+        if p.name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        out[p.name] = p.default
+    return out
+
+
+def _lookup(name: str):
+    if not isinstance(name, str):
+        raise TypeError(f"name: expected a decomposer name (str), got {type(name).__name__}")
+    if name not in _REGISTRY:
+        raise ValueError(f"name: unknown decomposer {name!r}; available: {available_decomposers()}")
+    return _REGISTRY[name]
+
+
+def get_decomposer(name: str, **options: Any) -> Decomposer:
+    """Build the decomposer registered as ``name`` with keyword ``options``.
+
+    Raises ``ValueError`` for an unknown name and ``TypeError`` for an unknown option, each naming
+    what is valid. Every decomposer accepts ``iterations=`` and ``seed=``."""
+    factory = _lookup(name)
+    valid = decomposer_options(name)
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise TypeError(
+            f"get_decomposer({name!r}): unknown option(s) {unknown}; valid options are {sorted(valid)}"
+        )
+    return factory(**options)

@@ -1,0 +1,259 @@
+"""Resonator networks: the baselines the diffusion decomposer must beat.
+
+All three share one iteration (Frady, Kent, Olshausen & Sommer 2020): for each factor k,
+
+    u_k = s * prod_{j != k} x_j          # unbind the current estimates of the other factors
+    a_k = similarities of u_k to the codewords of factor k                     [n_k]
+    x_k = cleanup(a_k) projected back:  X_k^T f(a_k)                           [D]
+
+and differ in the cleanup ``f``:
+
+- :class:`Resonator` (``"resonator"``): the classic network, ``x_k = sign(X_k^T X_k u_k)`` (outer-
+  product weights, sgn(0) = +1); initialised to the sign of the codebook superposition; a problem
+  stops at a fixed point, and at a limit cycle (a state seen before), where a deterministic network
+  would only repeat itself;
+- :class:`AttentionResonator` (``"attention_resonator"``): ``x_k = X_k^T softmax(beta a_k)``, the
+  modern-Hopfield cleanup, with an optional annealed ``beta`` and a sign-symmetric variant
+  (weights ``sinh(beta a) / sum cosh(beta a)``);
+- :class:`StochasticResonator` (``"stochastic_resonator"``): the in-memory-factorizer update of
+  Langenegger et al. (2023): Gaussian noise added to the normalised similarities, a sparse threshold
+  activation (entries with ``|a| < threshold`` set to 0), then ``sign(X_k^T a)``.
+
+``update="sequential"`` updates the factors in turn, each using the newest estimates of the others;
+``update="sync"`` updates all from the previous iteration's estimates. Every factor is read out from
+its similarity vector ``a_k`` by the largest absolute value (sign-invariant readout) unless
+``sign_invariant=False``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..vsa import Codebooks, sign
+from .base import IterativeDecomposer, _check_choice, _check_float, _check_int
+from .noise import ProblemNoise
+
+__all__ = ["Resonator", "AttentionResonator", "StochasticResonator", "symmetric_softmax"]
+
+_MASK31 = 0x7FFFFFFF
+
+
+def symmetric_softmax(logits: Tensor) -> Tensor:
+    """``sinh(l_i) / sum_j cosh(l_j)`` along the last dim, computed stably.
+
+    The posterior weights of a prior with atoms at ``+c_i`` and ``-c_i``: the weight of ``+c_i``
+    minus that of ``-c_i``."""
+    m = logits.abs().amax(dim=-1, keepdim=True)
+    ep = torch.exp(logits - m)
+    en = torch.exp(-logits - m)
+    return (ep - en) / (ep + en).sum(dim=-1, keepdim=True)
+
+
+class _ResonatorBase(IterativeDecomposer):
+    """Shared loop of the three resonators; subclasses define the cleanup."""
+
+    #: the state is bipolar (+-1), which allows the product-of-all trick and exact fixed points
+    binary = True
+
+    def __init__(self, iterations: int = 100, seed: int = 0, update: str = "sequential",
+                 keep_best: bool = True, stop_similarity: float | None = 0.5,
+                 sign_invariant: bool = True, record_trajectory: bool = False) -> None:
+        super().__init__(iterations, seed, keep_best, stop_similarity, sign_invariant, record_trajectory)
+        self.update = _check_choice("update", update, ("sequential", "sync"))
+
+    # -- pieces for subclasses ---------------------------------------------------------------
+
+    def _initial(self, X: Tensor) -> Tensor:
+        """The initial estimate of a factor: its codebook superposition."""
+        return sign(X.sum(0)) if self.binary else X.mean(0)
+
+    def _similarities(self, u: Tensor, X: Tensor) -> Tensor:
+        return (u @ X.T) / X.shape[1]
+
+    def _cleanup(self, a: Tensor, X: Tensor, k: int, it: int, rows: Tensor, ctx: dict[str, Any]) -> Tensor:
+        raise NotImplementedError
+
+    def _status(self, old: Tensor, new: Tensor, state: dict[str, Tensor], ctx: dict[str, Any], it: int):
+        return None, None
+
+    # -- the iteration -----------------------------------------------------------------------
+
+    def _init(self, s: Tensor, cb: Codebooks, ctx: dict[str, Any], rows: Tensor) -> dict[str, Tensor]:
+        x0 = torch.stack([self._initial(X) for X in cb.tensors])  # [K, D]
+        return {"x": x0.unsqueeze(0).expand(s.shape[0], -1, -1).contiguous()}
+
+    def _step(self, state, s, cb, ctx, it, rows):
+        old = state["x"]
+        xs = list(old.unbind(1))
+        K = len(xs)
+        scores = []
+        new = list(xs)
+        P = None
+        if self.binary:
+            P = xs[0]
+            for x in xs[1:]:
+                P = P * x
+        for k, X in enumerate(cb.tensors):
+            src = new if self.update == "sequential" else xs
+            if self.binary:
+                others = P * src[k]  # x_k * x_k = 1 for bipolar x_k
+            else:
+                others = None
+                for j in range(K):
+                    if j != k:
+                        others = src[j] if others is None else others * src[j]
+            u = s if others is None else s * others
+            a = self._similarities(u, X)
+            xk = self._cleanup(a, X, k, it, rows, ctx)
+            scores.append(a)
+            new[k] = xk
+            if self.binary and self.update == "sequential":
+                P = others * xk
+        x_new = torch.stack(new, 1)
+        idx = torch.stack([(a.abs() if self.sign_invariant else a).argmax(-1) for a in scores], -1)
+        new_state = dict(state)
+        new_state["x"] = x_new
+        fixed, stalled = self._status(old, x_new, new_state, ctx, it)
+        return new_state, idx, fixed, stalled
+
+
+class Resonator(_ResonatorBase):
+    """The classic resonator network. ``get_decomposer("resonator", update="sequential")``.
+
+    Options beyond the common ones: ``update`` (``"sequential"`` or ``"sync"``), ``detect_cycles``
+    (stop a problem whose state repeats one of the last ``cycle_window`` states; default True).
+
+    State keys (for callbacks): ``x`` ``[A, K, D]`` the bipolar estimates."""
+
+    name = "resonator"
+    binary = True
+
+    def __init__(self, iterations: int = 100, seed: int = 0, update: str = "sequential",
+                 keep_best: bool = True, stop_similarity: float | None = 0.5,
+                 sign_invariant: bool = True, detect_cycles: bool = True, cycle_window: int = 1024,
+                 record_trajectory: bool = False) -> None:
+        super().__init__(iterations, seed, update, keep_best, stop_similarity, sign_invariant,
+                         record_trajectory)
+        self.detect_cycles = bool(detect_cycles)
+        self.cycle_window = _check_int("cycle_window", cycle_window, 1)
+
+    def _setup(self, s, cb):
+        if not self.detect_cycles:
+            return {}
+        gen = torch.Generator().manual_seed(0)
+        w = torch.randint(1, _MASK31, (cb.num_factors, cb.dim), generator=gen, dtype=torch.int64)
+        return {"fp_weights": w.to(s.device)}
+
+    def _init(self, s, cb, ctx, rows):
+        state = super()._init(s, cb, ctx, rows)
+        if self.detect_cycles:
+            W = min(self.cycle_window, self.iterations)
+            state["history"] = torch.full((s.shape[0], W), -1, dtype=torch.int64, device=s.device)
+        return state
+
+    def _cleanup(self, a, X, k, it, rows, ctx):
+        # a * D is the integer inner product X u: the product below is then exact, so sgn(0) = +1
+        # is applied to true zeros whatever the summation order (batched == one at a time)
+        return sign(torch.round(a * X.shape[1]) @ X)
+
+    def _status(self, old, new, state, ctx, it):
+        fixed = (old == new).flatten(1).all(1)
+        if not self.detect_cycles:
+            return fixed, None
+        # exact integer fingerprint of the bipolar state, independent of reduction order
+        fp = ((new > 0).to(torch.int64) * ctx["fp_weights"]).sum((1, 2)) & ((1 << 62) - 1)
+        hist = state["history"]
+        stalled = (hist == fp[:, None]).any(1) & ~fixed
+        hist = hist.clone()
+        hist[:, it % hist.shape[1]] = fp
+        state["history"] = hist
+        return fixed, stalled
+
+
+class AttentionResonator(_ResonatorBase):
+    """Resonator with softmax (modern-Hopfield) cleanup. ``get_decomposer("attention_resonator")``.
+
+    ``x_k <- X_k^T softmax(beta * a_k)`` where ``a_k`` is the similarity of the unbinding estimate
+    to the codewords: ``similarity="cosine"`` (default, scale-free) or ``"dot"`` (``X_k u_k / D``,
+    the form in which one diffusion step equals one attention step with ``beta / D = alpha /
+    sigma^2``). ``beta_end`` anneals beta linearly from ``beta`` to ``beta_end`` over the budget.
+    ``sign_symmetric=True`` uses the weights ``sinh / sum cosh`` of a prior with atoms at +-codewords.
+
+    State keys: ``x`` ``[A, K, D]`` the real-valued estimates."""
+
+    name = "attention_resonator"
+    binary = False
+
+    def __init__(self, iterations: int = 100, seed: int = 0, beta: float = 5.0,
+                 beta_end: float | None = None, similarity: str = "cosine", sign_symmetric: bool = True,
+                 update: str = "sequential", keep_best: bool = True, stop_similarity: float | None = 0.5,
+                 sign_invariant: bool = True, tolerance: float = 1e-6,
+                 record_trajectory: bool = False) -> None:
+        super().__init__(iterations, seed, update, keep_best, stop_similarity, sign_invariant,
+                         record_trajectory)
+        self.beta = _check_float("beta", beta, 0.0)
+        self.beta_end = _check_float("beta_end", beta_end, 0.0, allow_none=True)
+        self.similarity = _check_choice("similarity", similarity, ("cosine", "dot"))
+        self.sign_symmetric = bool(sign_symmetric)
+        self.tolerance = _check_float("tolerance", tolerance, 0.0)
+
+    def beta_at(self, it: int) -> float:
+        if self.beta_end is None or self.iterations == 1:
+            return self.beta
+        return self.beta + (self.beta_end - self.beta) * it / (self.iterations - 1)
+
+    def _similarities(self, u, X):
+        sims = u @ X.T
+        if self.similarity == "dot":
+            return sims / X.shape[1]
+        return sims / (u.norm(dim=-1, keepdim=True).clamp_min(1e-12) * X.shape[1] ** 0.5)
+
+    def attention(self, a: Tensor, beta: float) -> Tensor:
+        """The cleanup weights of similarities ``a`` at inverse temperature ``beta``."""
+        logits = beta * a
+        return symmetric_softmax(logits) if self.sign_symmetric else torch.softmax(logits, dim=-1)
+
+    def _cleanup(self, a, X, k, it, rows, ctx):
+        return self.attention(a, self.beta_at(it)) @ X
+
+    def _status(self, old, new, state, ctx, it):
+        return (old - new).abs().flatten(1).amax(1) <= self.tolerance, None
+
+
+class StochasticResonator(_ResonatorBase):
+    """The in-memory-factorizer resonator (Langenegger et al., Nature Nanotechnology 2023).
+
+    ``a_k = X_k u_k / D + noise * N(0, 1)``; entries with ``|a_k| < threshold`` are zeroed (if none
+    is left the noisy vector is used whole); ``x_k = sign(X_k^T a_k)``. The noise breaks the limit
+    cycles of the classic network; the threshold keeps the update sparse. Stops by the common
+    similarity criterion (``stop_similarity``). Readout uses the noiseless similarities.
+
+    State keys: ``x`` ``[A, K, D]`` the bipolar estimates."""
+
+    name = "stochastic_resonator"
+    binary = True
+
+    def __init__(self, iterations: int = 100, seed: int = 0, noise: float = 0.02, threshold: float = 0.045,
+                 update: str = "sequential", keep_best: bool = True, stop_similarity: float | None = 0.5,
+                 sign_invariant: bool = True, record_trajectory: bool = False) -> None:
+        super().__init__(iterations, seed, update, keep_best, stop_similarity, sign_invariant,
+                         record_trajectory)
+        self.noise = _check_float("noise", noise, 0.0)
+        self.threshold = _check_float("threshold", threshold, 0.0)
+
+    def _setup(self, s, cb):
+        return {"noise": ProblemNoise(s, self.seed)} if self.noise > 0 else {}
+
+    def _cleanup(self, a, X, k, it, rows, ctx):
+        if self.noise > 0:
+            a = a + self.noise * ctx["noise"].normal(rows, it, k, a.shape[1])
+        if self.threshold > 0:
+            keep = a.abs() >= self.threshold
+            none = ~keep.any(-1, keepdim=True)
+            a = torch.where(keep | none, a, torch.zeros_like(a))
+        # quantised to 1/4096 (far below the noise) so that the product is exact in floating point
+        # and its sign does not depend on summation order (batched == one at a time)
+        return sign(torch.round(a * 4096) @ X)
