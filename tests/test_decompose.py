@@ -8,7 +8,7 @@ from vsa_vision.decompose.resonator import symmetric_softmax
 
 from .conftest import problems
 
-BASELINES = ["resonator", "attention_resonator", "stochastic_resonator"]
+BASELINES = ["resonator", "attention_resonator", "stochastic_resonator", "diffusion"]
 ALL = ["brute_force"] + BASELINES
 
 

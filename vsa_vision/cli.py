@@ -109,6 +109,24 @@ def cmd_bench_accuracy(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    import torch
+
+    from .bench.tune import tune, write_defaults
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    report = tune(args.method, n=args.n, k=args.k, dim=args.dim, iterations=args.iterations, trials=args.trials,
+                  problems=args.problems, eval_problems=args.eval_problems, seed=args.seed,
+                  eval_seed=args.eval_seed)
+    if args.dry_run:
+        print("--dry-run: defaults not written")
+    else:
+        path = write_defaults(report, args.out)
+        print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -147,6 +165,23 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--quick", action="store_true", help="a small preset that runs in seconds")
     a.add_argument("--out", default="bench-results")
     a.set_defaults(func=cmd_bench_accuracy)
+
+    t = sub.add_parser("tune", help="search a decomposer's options and write its defaults file")
+    t.add_argument("method", help="diffusion, stochastic_resonator or attention_resonator")
+    t.add_argument("--n", type=_positive, default=80, help="values per factor of the tuning problems")
+    t.add_argument("--k", type=_positive, default=3)
+    t.add_argument("--dim", type=_positive, default=1000)
+    t.add_argument("--iterations", type=_positive, default=100)
+    t.add_argument("--trials", type=_positive, default=200)
+    t.add_argument("--problems", type=_positive, default=300, help="tuning problems per trial")
+    t.add_argument("--eval-problems", dest="eval_problems", type=_positive, default=500)
+    t.add_argument("--seed", type=int, default=0, help="seed of the search and of the tuning problems")
+    t.add_argument("--eval-seed", dest="eval_seed", type=int, default=None,
+                   help="seed of the evaluation problems (default: seed + 10000)")
+    t.add_argument("--out", default=None, help="defaults file (default: the package's defaults/<method>.json)")
+    t.add_argument("--dry-run", action="store_true", help="search and evaluate, write nothing")
+    t.add_argument("--threads", type=int, default=0)
+    t.set_defaults(func=cmd_tune)
     return p
 
 

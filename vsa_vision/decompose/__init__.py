@@ -2,6 +2,7 @@
 
 from .base import Decomposer, Decomposition, IterativeDecomposer, StepInfo, bound_similarity
 from .brute_force import BruteForce
+from .diffusion import DiffusionDecomposer
 from .registry import available_decomposers, decomposer_options, get_decomposer, register
 from .resonator import AttentionResonator, Resonator, StochasticResonator
 
@@ -9,6 +10,7 @@ register("brute_force", BruteForce)
 register("resonator", Resonator)
 register("attention_resonator", AttentionResonator)
 register("stochastic_resonator", StochasticResonator)
+register("diffusion", DiffusionDecomposer)
 
 __all__ = [
     "Decomposer",
@@ -20,6 +22,7 @@ __all__ = [
     "Resonator",
     "AttentionResonator",
     "StochasticResonator",
+    "DiffusionDecomposer",
     "available_decomposers",
     "decomposer_options",
     "get_decomposer",

@@ -8,12 +8,30 @@ being silently ignored.
 from __future__ import annotations
 
 import inspect
+import json
+import os
 from collections.abc import Callable
 from typing import Any
 
 from .base import Decomposer
 
 _REGISTRY: dict[str, Callable[..., Decomposer]] = {}
+
+#: tuned defaults, one JSON file per method, written by ``vsa-vision tune``
+DEFAULTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "defaults")
+
+
+def tuned_defaults(name: str) -> dict[str, Any]:
+    """Options chosen by ``vsa-vision tune`` for ``name`` (empty when it was never tuned)."""
+    path = os.path.join(DEFAULTS_DIR, f"{name}.json")
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        report = json.load(f)
+    opts = report.get("options", {})
+    if not isinstance(opts, dict):
+        raise ValueError(f"{path}: 'options' must be a mapping, got {type(opts).__name__}")
+    return opts
 
 
 def register(name: str, factory: Callable[..., Decomposer] | None = None):
@@ -35,7 +53,7 @@ def available_decomposers() -> list[str]:
 
 
 def decomposer_options(name: str) -> dict[str, Any]:
-    """The options of decomposer ``name`` with their defaults."""
+    """The options of decomposer ``name`` with their defaults (tuned ones included)."""
     factory = _lookup(name)
     target = factory.__init__ if inspect.isclass(factory) else factory
     out = {}
@@ -43,6 +61,7 @@ def decomposer_options(name: str) -> dict[str, Any]:
         if p.name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
         out[p.name] = p.default
+    out.update({k: v for k, v in tuned_defaults(name).items() if k in out})
     return out
 
 
@@ -57,6 +76,8 @@ def _lookup(name: str):
 def get_decomposer(name: str, **options: Any) -> Decomposer:
     """Build the decomposer registered as ``name`` with keyword ``options``.
 
+    Options not given take the tuned defaults of ``vsa_vision/defaults/<name>.json`` when that file
+    exists (written by ``vsa-vision tune``), else the constructor's defaults.
     Raises ``ValueError`` for an unknown name and ``TypeError`` for an unknown option, each naming
     what is valid. Every decomposer accepts ``iterations=`` and ``seed=``."""
     factory = _lookup(name)
@@ -66,4 +87,5 @@ def get_decomposer(name: str, **options: Any) -> Decomposer:
         raise TypeError(
             f"get_decomposer({name!r}): unknown option(s) {unknown}; valid options are {sorted(valid)}"
         )
-    return factory(**options)
+    tuned = {k: v for k, v in tuned_defaults(name).items() if k in valid}
+    return factory(**{**tuned, **options})

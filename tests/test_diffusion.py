@@ -1,0 +1,195 @@
+import math
+
+import pytest
+import torch
+
+from vsa_vision import Codebooks, get_decomposer
+from vsa_vision.decompose.diffusion import (
+    ddim_step,
+    denoise_codebook,
+    denoise_latent,
+    gaussian_energy,
+    log_snr_schedule,
+    normalize_guidance,
+    posterior_weights,
+    similarity_energy,
+    ve_schedule,
+    vp_linear_schedule,
+)
+
+from .conftest import problems
+
+
+def test_schedules_end_points():
+    s = log_snr_schedule(7, -3.0, 5.0)
+    assert len(s) == 7
+    assert torch.allclose(s.log_snr[[0, -1]], torch.tensor([-3.0, 5.0], dtype=torch.float64))
+    assert torch.allclose(s.alpha**2 + s.sigma**2, torch.ones(7, dtype=torch.float64))
+    assert bool((s.log_snr.diff() > 0).all())  # noisiest first
+    warped = log_snr_schedule(7, -3.0, 5.0, spacing="power")
+    assert torch.allclose(warped.log_snr[[0, -1]], s.log_snr[[0, -1]])
+    vp = vp_linear_schedule(10)
+    assert float(vp.alpha[0]) < 0.01 and float(vp.alpha[-1]) > 0.99
+    assert torch.allclose(vp.alpha**2 + vp.sigma**2, torch.ones(10, dtype=torch.float64))
+    ve = ve_schedule(5, sigma_max=10.0, sigma_min=0.1)
+    assert torch.equal(ve.alpha, torch.ones(5, dtype=torch.float64))
+    assert math.isclose(float(ve.sigma[0]), 10.0) and math.isclose(float(ve.sigma[-1]), 0.1)
+    with pytest.raises(ValueError, match="lambda_max"):
+        log_snr_schedule(3, 2.0, 1.0)
+
+
+def _mixture_mean(x, atoms, alpha, sigma):
+    """Brute-force posterior mean of a uniform mixture of Dirac atoms under x = alpha x0 + sigma eps."""
+    logp = -((x[:, None, :] - alpha * atoms[None]) ** 2).sum(-1) / (2 * sigma**2)
+    w = torch.softmax(logp, dim=1)
+    return w @ atoms
+
+
+@pytest.mark.parametrize("prior", ["positive", "symmetric"])
+@pytest.mark.parametrize("alpha,sigma", [(0.3, 0.95), (0.8, 0.6), (0.99, 0.14)])
+def test_denoisers_equal_brute_force_posterior_mean(prior, alpha, sigma):
+    torch.manual_seed(0)
+    X = Codebooks.random({"a": 5}, dim=12, seed=1)["a"].double() / math.sqrt(12)
+    atoms = X if prior == "positive" else torch.cat([X, -X])
+    x = torch.randn(8, 12, dtype=torch.float64)
+    assert torch.allclose(denoise_latent(x, X, alpha, sigma, prior), _mixture_mean(x, atoms, alpha, sigma))
+    E = torch.eye(5, dtype=torch.float64)
+    a = torch.randn(8, 5, dtype=torch.float64)
+    atoms = E if prior == "positive" else torch.cat([E, -E])
+    assert torch.allclose(denoise_codebook(a, alpha, sigma, prior), _mixture_mean(a, atoms, alpha, sigma))
+
+
+@pytest.mark.parametrize("energy,kw", [(similarity_energy, {"lam": 1.7}), (gaussian_energy, {"gamma": 0.8})])
+def test_energy_gradients_match_autograd(energy, kw):
+    torch.manual_seed(1)
+    s = torch.randn(4, 16, dtype=torch.float64)
+    xs = [torch.randn(4, 16, dtype=torch.float64, requires_grad=True) for _ in range(3)]
+    e, grads = energy(s, xs, **kw)
+    auto = torch.autograd.grad(e.sum(), xs)
+    for g, a in zip(grads, auto):
+        assert torch.allclose(g, a)
+
+
+def test_normalize_guidance():
+    g = torch.tensor([[1.0, 2.0, 3.0, 6.0]])
+    z = normalize_guidance(g, "zscore")
+    assert torch.allclose(z.mean(), torch.tensor(0.0), atol=1e-6)
+    assert torch.allclose(z.std(unbiased=False), torch.tensor(1.0))
+    r = normalize_guidance(g, "rms")
+    assert torch.allclose(r.pow(2).mean(), torch.tensor(1.0))
+    assert float(normalize_guidance(g, "zscore", clip=0.5).abs().max()) == 0.5
+    with pytest.raises(ValueError, match="normalize"):
+        normalize_guidance(g, "minmax")
+
+
+def test_ddim_eta_zero_is_deterministic_and_eta_one_is_the_ddpm_posterior():
+    torch.manual_seed(2)
+    x, x0 = torch.randn(3, 6, dtype=torch.float64), torch.randn(3, 6, dtype=torch.float64)
+    a, s, an, sn = 0.5, math.sqrt(0.75), 0.8, 0.6
+    one = ddim_step(x, x0, a, s, an, sn, eta=0.0, noise=torch.randn(3, 6, dtype=torch.float64))
+    two = ddim_step(x, x0, a, s, an, sn, eta=0.0, noise=torch.randn(3, 6, dtype=torch.float64))
+    assert torch.equal(one, two)
+    # eta = 1: mean and variance of q(x_next | x_t, x0) for x_t = (a / an) x_next + noise
+    at, s2 = a / an, s**2 - (a / an) ** 2 * sn**2
+    mean = (at * sn**2 / s**2) * x + (an * s2 / s**2) * x0
+    var = s2 * sn**2 / s**2
+    z = torch.randn(3, 6, dtype=torch.float64)
+    out = ddim_step(x, x0, a, s, an, sn, eta=1.0, noise=z)
+    assert torch.allclose(out, mean + math.sqrt(var) * z)
+    # to the clean end (sigma_next = 0) the step returns alpha_next * x0
+    assert torch.allclose(ddim_step(x, x0, a, s, 1.0, 0.0), x0)
+
+
+@pytest.mark.parametrize("sign_symmetric,prior", [(False, "positive"), (True, "symmetric")])
+def test_attention_resonator_is_a_diffusion_step(sign_symmetric, prior):
+    """Noise level fixed, guided point = the unbinding estimate u_k: one denoiser step of the
+    latent-space diffusion equals one attention-resonator step with beta / D = alpha / sigma^2."""
+    p = problems(15, dim=500, count=20, seed=3)
+    cb = p.codebooks
+    alpha, sigma = 0.6, 0.8
+    beta = 500 * alpha / sigma**2
+    att = get_decomposer("attention_resonator", iterations=1, similarity="dot", beta=beta,
+                         sign_symmetric=sign_symmetric, update="sync", stop_similarity=None, keep_best=False)
+    states = []
+    att.decompose(p.s, cb, callback=lambda info: states.append(info.state["x"]))
+    x0 = [X.mean(0).expand(20, -1) for X in cb.tensors]  # the resonator's initial superposition
+    for k, X in enumerate(cb.tensors):
+        u = p.s * math.prod(x0[j] for j in range(3) if j != k)
+        step = denoise_latent(u, X, alpha, sigma, prior)
+        assert torch.allclose(step, states[0][:, k], atol=1e-5, rtol=1e-4)
+    # and the positive-prior weights with the |c|^2 term are the softmax of alpha <c, x> / sigma^2
+    w = posterior_weights(torch.tensor([[1.0, 2.0]]), 0.5, 0.5, "positive", norm2=3.0)
+    assert torch.allclose(w, torch.softmax(torch.tensor([[2.0, 4.0]]), -1))
+
+
+VARIANTS = [
+    {},
+    {"space": "latent"},
+    {"energy": "gaussian"},
+    {"space": "latent", "energy": "gaussian"},
+    {"prior": "positive", "guidance_scale": 1.0, "lambda_max": 2.0},
+    {"prior": "positive", "space": "latent", "guidance_scale": 1.0, "lambda_max": 2.0},
+    {"coupling": "parallel"},
+    {"guidance": "dps", "guidance_scale": 1.0},
+    {"restarts": 0, "steps": 100},
+    {"step": "ddim", "eta": 0.0},
+    {"normalize": "rms"},
+    {"normalize": "null", "guidance_scale": 0.1},
+    {"schedule": "vp_linear", "steps": 10},
+    {"schedule": "ve", "steps": 10},
+]
+
+
+VARIANT_IDS = [",".join(f"{k}={v}" for k, v in o.items()) or "default" for o in VARIANTS]
+
+
+@pytest.mark.parametrize("opts", VARIANTS, ids=VARIANT_IDS)
+def test_every_variant_solves_small_problems(opts):
+    p = problems(10, dim=1000, count=100, seed=4)
+    res = get_decomposer("diffusion", iterations=100, seed=0, **opts).decompose(p.s, p.codebooks)
+    assert res.accuracy(p.indices)[0] >= 0.99, opts
+
+
+def test_plan_keeps_the_budget_and_restarts():
+    d = get_decomposer("diffusion", iterations=10, steps=3, restart=1.0)
+    plan = d.plan()
+    assert len(plan.alpha) == 10 and plan.passes == 4 and sum(plan.renoise) == 3
+    assert plan.sigma_next[2] == 0.0 and plan.renoise[3]  # a pass ends clean, then restarts
+    once = get_decomposer("diffusion", iterations=10, steps=3, restarts=0).plan()
+    assert once.passes == 1 and not any(once.renoise)
+    half = get_decomposer("diffusion", iterations=10, steps=4, restart=0.5).plan()
+    assert half.alpha[4] == half.alpha[2]  # restarts from the middle of the schedule
+
+
+def test_noisy_target_returns_best_so_far_answer():
+    p = problems(20, dim=1000, count=40, seed=5, flip=0.3)
+    best = torch.full((40,), -1.0)
+    found = torch.zeros(40, dtype=torch.bool)  # the true answer was decoded at some iteration
+
+    def watch(info):
+        best[info.rows] = torch.maximum(best[info.rows], info.similarity)
+        found[info.rows] |= (info.indices == p.indices[info.rows]).all(1)
+
+    res = get_decomposer("diffusion", iterations=60, stop_similarity=0.99).decompose(p.s, p.codebooks, callback=watch)
+    assert torch.allclose(res.similarity, best)
+    assert bool((res.iterations == 60).all()) and not bool(res.converged.any())  # 0.4 < 0.99: never stops
+    # the truth (cosine 0.4) beats every wrong answer (~0.03): once seen, it is what comes back
+    assert int(found.sum()) >= 30
+    assert bool((res.indices[found] == p.indices[found]).all())
+
+
+def test_solved_problems_leave_the_batch():
+    p = problems(10, dim=1000, count=50, seed=6)
+    active = []
+    get_decomposer("diffusion", iterations=50, stop_similarity=1.0).decompose(
+        p.s, p.codebooks, callback=lambda info: active.append(len(info.rows)))
+    assert active[0] == 50 and active[-1] < 50 and active == sorted(active, reverse=True)
+
+
+def test_bad_options():
+    with pytest.raises(ValueError, match="space: expected one of"):
+        get_decomposer("diffusion", space="pixel")
+    with pytest.raises(ValueError, match="eta: expected a finite number in \\[0.0, 1.0\\]"):
+        get_decomposer("diffusion", eta=2.0)
+    with pytest.raises(ValueError, match="lambda_max: expected >= lambda_min"):
+        get_decomposer("diffusion", lambda_min=1.0, lambda_max=0.0)
