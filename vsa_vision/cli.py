@@ -17,6 +17,8 @@ DEFAULT_METHODS = [
     "resonator",
     "attention_resonator",
     "stochastic_resonator",
+    "diffusion",
+    "diffusion:space='latent'",
 ]
 
 
@@ -97,15 +99,31 @@ def cmd_bench_accuracy(args: argparse.Namespace) -> int:
     if args.quick:
         args.n, args.problems, args.iterations = [10, 20], 50, 50
     os.makedirs(args.out, exist_ok=True)
-    rows = sweep_size(args.methods, args.n, k=args.k, dim=args.dim, iterations=args.iterations,
+    shapes = [args.sizes] if args.sizes else args.n
+    rows = sweep_size(args.methods, shapes, k=args.k, dim=args.dim, iterations=args.iterations,
                       problems=args.problems, seed=args.seed, flip=args.flip, snr_db=args.snr_db)
-    stem = os.path.join(args.out, f"accuracy-size-K{args.k}")
+    tag = "x".join(map(str, args.sizes)) if args.sizes else f"K{args.k}"
+    stem = os.path.join(args.out, f"accuracy-size-{tag}")
     write_csv(rows, stem + ".csv")
     plot_sweep(rows, stem + ".png", x="n", xlabel="codebook size n per factor",
                title=f"K={args.k}, D={args.dim}, {args.iterations} iterations, {args.problems} problems")
     print()
     print(markdown_table(rows))
     print(f"\nwrote {stem}.csv and {stem}.png")
+    return 0
+
+
+def cmd_bench_speed(args: argparse.Namespace) -> int:
+    import torch
+
+    from .bench.speed import cost
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"n={args.n} K={args.k} D={args.dim} batch={args.batch} iterations={args.iterations} "
+          f"device={args.device} threads={torch.get_num_threads()}")
+    cost(args.methods, n=args.n, k=args.k, dim=args.dim, batch=args.batch, iterations=args.iterations,
+         device=args.device)
     return 0
 
 
@@ -154,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--sweep", choices=["size"], default="size")
     a.add_argument("--n", type=_int_list, default=[10, 20, 30, 40, 50, 60, 80, 100])
     a.add_argument("--k", type=_positive, default=3)
+    a.add_argument("--sizes", type=_int_list, default=None,
+                   help="one shape of unequal factor sizes, e.g. 8,10,4,12,12,2 (instead of --n and --k)")
     a.add_argument("--dim", type=_positive, default=1000)
     a.add_argument("--iterations", type=_positive, default=100)
     a.add_argument("--problems", type=_positive, default=200)
@@ -165,6 +185,17 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--quick", action="store_true", help="a small preset that runs in seconds")
     a.add_argument("--out", default="bench-results")
     a.set_defaults(func=cmd_bench_accuracy)
+
+    sp = bsub.add_parser("speed", help="cost per problem and per problem-iteration, early stopping off")
+    sp.add_argument("--n", type=_positive, default=50)
+    sp.add_argument("--k", type=_positive, default=3)
+    sp.add_argument("--dim", type=_positive, default=1000)
+    sp.add_argument("--batch", type=_positive, default=500)
+    sp.add_argument("--iterations", type=_positive, default=100)
+    sp.add_argument("--device", default="cpu")
+    sp.add_argument("--methods", type=_methods, default=None)
+    sp.add_argument("--threads", type=int, default=0)
+    sp.set_defaults(func=cmd_bench_speed)
 
     t = sub.add_parser("tune", help="search a decomposer's options and write its defaults file")
     t.add_argument("method", help="diffusion, stochastic_resonator or attention_resonator")

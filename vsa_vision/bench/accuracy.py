@@ -79,13 +79,16 @@ def evaluate(spec: str, problems: Problems, iterations: int, seed: int = 0,
     }
 
 
-def sweep_size(methods: Sequence[str], ns: Iterable[int], k: int = 3, dim: int = 1000,
+def sweep_size(methods: Sequence[str], ns: Iterable[int | Sequence[int]], k: int = 3, dim: int = 1000,
                iterations: int = 100, problems: int = 200, seed: int = 0,
                flip: float = 0.0, snr_db: float | None = None, log=print) -> list[dict[str, Any]]:
     """Accuracy against codebook size n (K factors of n values each): the paper's Fig. 2."""
     rows = []
     for n in ns:
+        # an int is K factors of n values; a list is one shape of unequal sizes
         p = make_problems(n, dim, problems, seed=seed, k=k, flip=flip, snr_db=snr_db)
+        k = p.codebooks.num_factors
+        n = max(p.codebooks.sizes)
         for spec in methods:
             r = evaluate(spec, p, iterations, seed)
             r.update(sweep="size", K=k, n=n, sizes="x".join(map(str, p.codebooks.sizes)), D=dim,
