@@ -14,12 +14,11 @@ import json
 import math
 import os
 import random
-import tempfile
 from collections.abc import Callable
 from typing import Any
 
 from ..decompose.registry import DEFAULTS_DIR
-from .accuracy import evaluate
+from .accuracy import _atomic_write, evaluate
 from .problems import make_problems
 
 # each entry: (kind, low, high) for "float" / "logfloat" / "int", or ("choice", [options])
@@ -148,16 +147,10 @@ def tune(method: str, n: int = 80, k: int = 3, dim: int = 1000, iterations: int 
 def write_defaults(report: dict[str, Any], path: str | None = None) -> str:
     """Write the tuned options (and how they were found) atomically; returns the path."""
     path = path or os.path.join(DEFAULTS_DIR, f"{report['method']}.json")
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(report, f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+    def write(f):
+        json.dump(report, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+    _atomic_write(path, write)
     return path
