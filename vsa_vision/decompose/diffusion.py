@@ -336,11 +336,10 @@ class DiffusionDecomposer(IterativeDecomposer):
     def noise_schedule(self) -> Schedule:
         """The per-pass schedule: the ``steps`` levels at which the denoiser is evaluated, noisiest
         first; the last step of a pass goes on to the clean end (alpha = 1, sigma = 0)."""
+        kw = {}
         if self.schedule == "log_snr":
-            return log_snr_schedule(self.steps, self.lambda_min, self.lambda_max, self.spacing)
-        if self.schedule == "vp_linear":
-            return vp_linear_schedule(self.steps)
-        return ve_schedule(self.steps)
+            kw = {"lambda_min": self.lambda_min, "lambda_max": self.lambda_max, "spacing": self.spacing}
+        return make_schedule(self.schedule, self.steps, **kw)
 
     def plan(self) -> _Plan:
         """The level of each of the ``iterations`` guided steps, restarts included."""
