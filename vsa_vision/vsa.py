@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from .io import atomic_path
 
 __all__ = [
     "Codebooks",
@@ -515,16 +516,8 @@ class Codebooks:
             "labels": json.dumps([list(lab) for lab in self._labels]),
             "dtypes": json.dumps(dtypes),
         }
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".codebooks-", suffix=".tmp", dir=directory)
-        os.close(fd)
-        try:
+        with atomic_path(path, suffix=".safetensors") as tmp:
             save_file(tensors, tmp, metadata=meta)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: torch.device | str | None = None) -> Codebooks:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import ast
 import csv
-import os
-import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -18,6 +16,7 @@ from typing import Any
 import torch
 
 from ..decompose import get_decomposer
+from ..io import atomic_path, atomic_write
 from .problems import Problems, make_problems
 from .stats import wilson_interval
 
@@ -101,20 +100,6 @@ def sweep_size(methods: Sequence[str], ns: Iterable[int | Sequence[int]], k: int
     return rows
 
 
-def _atomic_write(path: str, write) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_csv(rows: Sequence[dict[str, Any]], path: str) -> None:
     def w(f):
         wr = csv.DictWriter(f, fieldnames=FIELDS, extrasaction="ignore")
@@ -122,7 +107,7 @@ def write_csv(rows: Sequence[dict[str, Any]], path: str) -> None:
         for r in rows:
             wr.writerow({k: r.get(k, "") for k in FIELDS})
 
-    _atomic_write(path, w)
+    atomic_write(path, w)
 
 
 def markdown_table(rows: Sequence[dict[str, Any]], column: str = "sizes") -> str:
@@ -165,14 +150,8 @@ def plot_sweep(rows: Sequence[dict[str, Any]], path: str, x: str, xlabel: str, t
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=directory)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=110)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)

@@ -18,7 +18,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ..decompose.registry import DEFAULTS_DIR
-from .accuracy import _atomic_write, evaluate
+from ..io import atomic_write
+from .accuracy import evaluate
 from .problems import make_problems
 
 # each entry: (kind, low, high) for "float" / "logfloat" / "int", or ("choice", [options])
@@ -152,5 +153,5 @@ def write_defaults(report: dict[str, Any], path: str | None = None) -> str:
         json.dump(report, f, indent=2, sort_keys=True)
         f.write("\n")
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
     return path
