@@ -2,6 +2,7 @@
 
     vsa-vision demo                         decompose random problems with every method
     vsa-vision bench accuracy --sweep size  accuracy against codebook size, all methods, same problems
+    vsa-vision data generate --out DIR      render a scene dataset to disk (resumable)
 """
 
 from __future__ import annotations
@@ -145,6 +146,40 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_generate(args: argparse.Namespace) -> int:
+    from .scenes import generate_dataset, load_schema
+
+    schema = load_schema(args.schema)
+    out = args.out or os.path.join("datasets", f"shapes-{schema.name}")
+    generate_dataset(out, schema=schema, n=args.n, val=args.val, test=args.test, heldout=args.heldout,
+                     seed=args.seed, shard_size=args.shard_size, size=args.size, jitter=args.jitter,
+                     noise=args.noise, overwrite=args.overwrite, preview=args.preview,
+                     progress=not args.no_progress)
+    if args.preview:
+        print(f"preview: {os.path.join(out, 'preview.png')}")
+    return 0
+
+
+def _nonneg_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not v >= 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
+    return v
+
+
+def _nonneg(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {v}")
+    return v
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -197,6 +232,26 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--threads", type=int, default=0)
     sp.set_defaults(func=cmd_bench_speed)
 
+    dp = sub.add_parser("data", help="synthetic scene datasets")
+    dsub = dp.add_subparsers(dest="data", required=True)
+    g = dsub.add_parser("generate", help="render a dataset to disk in shards (resumable)")
+    g.add_argument("--schema", default="default", help="a built-in schema name or a JSON schema file")
+    g.add_argument("--n", type=_positive, default=50000, help="training images (default 50000)")
+    g.add_argument("--val", type=_nonneg, default=None, help="validation images (default max(1000, n/10))")
+    g.add_argument("--test", type=_nonneg, default=None, help="test images (default max(1000, n/10))")
+    g.add_argument("--heldout", type=_nonneg, default=None,
+                   help="images of the held-out combinations (default max(1000, n/10); 0 if the schema has none)")
+    g.add_argument("--seed", type=_nonneg, default=0)
+    g.add_argument("--shard-size", dest="shard_size", type=_positive, default=5000)
+    g.add_argument("--size", type=_positive, default=None, help="image side in pixels (default: the schema's)")
+    g.add_argument("--jitter", type=_nonneg_float, default=0.0, help="position jitter, output pixels")
+    g.add_argument("--noise", type=_nonneg_float, default=0.0, help="Gaussian pixel noise std (0..255)")
+    g.add_argument("--out", default=None, help="output folder (default datasets/shapes-<schema name>)")
+    g.add_argument("--overwrite", action="store_true", help="replace a different dataset in --out")
+    g.add_argument("--preview", action="store_true", help="also write a contact sheet preview.png")
+    g.add_argument("--no-progress", dest="no_progress", action="store_true")
+    g.set_defaults(func=cmd_data_generate)
+
     t = sub.add_parser("tune", help="search a decomposer's options and write its defaults file")
     t.add_argument("method", help="diffusion, stochastic_resonator or attention_resonator")
     t.add_argument("--n", type=_positive, default=80, help="values per factor of the tuning problems")
@@ -226,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
             n for n in available_decomposers() if n not in {s.split(":")[0] for s in DEFAULT_METHODS}]
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError) as e:
+    except (ValueError, TypeError, OSError) as e:
         print(f"vsa-vision: error: {e}", file=sys.stderr)
         return 2
 

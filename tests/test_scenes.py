@@ -1,0 +1,265 @@
+import csv
+import itertools
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vsa_vision.cli import main
+from vsa_vision.scenes import (
+    Attribute,
+    RenderedScenes,
+    Renderer,
+    SceneDataModule,
+    SceneShards,
+    Schema,
+    default_schema,
+    generate_dataset,
+    load_schema,
+    render_scene,
+    sample_indices,
+    sample_scenes,
+)
+from vsa_vision.scenes import dataset as dataset_module
+
+
+def test_default_schema_is_rich_enough():
+    s = default_schema()
+    sizes = dict(zip(s.names, s.sizes))
+    assert s.names == ("shape", "colour", "size", "x", "y", "fill")
+    assert sizes["shape"] >= 8 and sizes["colour"] >= 10 and sizes["size"] >= 4
+    assert sizes["x"] >= 12 and sizes["y"] >= 12 and sizes["fill"] >= 2
+    assert s.num_combinations >= 10 ** 5
+    assert s.image_size == 64 and len(s.holdout) >= 1
+
+
+def test_public_api_contract():
+    schema = default_schema()
+    scenes = sample_scenes(schema, 100, seed=0)
+    assert len(scenes) == 100 and all(list(sc) == list(schema.names) for sc in scenes)
+    assert all(sc[a.name] in a.values for sc in scenes for a in schema.attributes)
+    image = render_scene(schema, scenes[0])
+    assert isinstance(image, Image.Image) and image.mode == "RGB" and image.size == (64, 64)
+
+
+def test_sampling_is_seeded_and_prefix_stable():
+    s = default_schema()
+    a, b = sample_indices(s, 5000, seed=3), sample_indices(s, 5000, seed=3)
+    assert np.array_equal(a, b)
+    assert np.array_equal(sample_indices(s, 100, seed=3), a[:100])
+    assert not np.array_equal(sample_indices(s, 100, seed=4), a[:100])
+    # every value of every attribute turns up in a large sample, none out of range
+    for k, n in enumerate(s.sizes):
+        assert set(a[:, k].tolist()) == set(range(n))
+
+
+def test_splits_are_independent_and_held_out_combinations_never_in_train():
+    s = default_schema()
+    train = sample_indices(s, 20000, seed=0, split="train")
+    test = sample_indices(s, 2000, seed=0, split="test")
+    held = sample_indices(s, 2000, seed=0, split="heldout")
+    assert not s.is_held_out(train).any() and not s.is_held_out(test).any()
+    assert s.is_held_out(held).all()
+    assert not np.array_equal(train[:2000], test)
+    # every held-out combination is represented in the held-out split
+    star, red = s.attribute("shape").index("star"), s.attribute("colour").index("red")
+    assert ((held[:, 0] == star) & (held[:, 1] == red)).any()
+    assert not ((train[:, 0] == star) & (train[:, 1] == red)).any()
+
+
+def test_same_attributes_and_seed_give_the_same_pixels():
+    s = default_schema()
+    scene = sample_scenes(s, 1, seed=1)[0]
+    assert render_scene(s, scene).tobytes() == render_scene(s, scene).tobytes()
+    noisy = [render_scene(s, scene, seed=7, jitter=1.5, noise=8.0).tobytes() for _ in range(2)]
+    assert noisy[0] == noisy[1]
+    assert render_scene(s, scene, seed=8, jitter=1.5, noise=8.0).tobytes() != noisy[0]
+
+
+def test_every_value_of_every_attribute_is_visibly_distinct():
+    s = default_schema()
+    r = Renderer(s)
+    base = np.array([0, 0, 1, 5, 5, 0])
+    for k, attr in enumerate(s.attributes):
+        rows = np.repeat(base[None], len(attr), axis=0)
+        rows[:, k] = np.arange(len(attr))
+        imgs = r.render_batch(rows).reshape(len(attr), -1).astype(np.int32)
+        for i, j in itertools.combinations(range(len(attr)), 2):
+            diff = np.abs(imgs[i] - imgs[j]).sum()
+            assert diff > 255 * 3, f"{attr.name}: {attr.values[i]} and {attr.values[j]} look the same"
+
+
+@pytest.mark.parametrize("jitter", [0.0, 2.0])
+def test_every_object_lies_inside_the_frame(jitter):
+    s = default_schema()
+    r = Renderer(s, jitter=jitter)
+    shapes, sizes = range(s.sizes[0]), [s.sizes[2] - 1]
+    xs, ys = [0, s.sizes[3] - 1], [0, s.sizes[4] - 1]
+    rows = np.array([[sh, 8, sz, x, y, f] for sh in shapes for sz in sizes for x in xs for y in ys for f in (0, 1)])
+    imgs = r.render_batch(rows, seeds=list(range(len(rows))))
+    border = np.concatenate([imgs[:, 0], imgs[:, -1], imgs[:, :, 0], imgs[:, :, -1]], axis=1)
+    assert border.max() == 0
+    assert (imgs.reshape(len(rows), -1).max(axis=1) > 100).all()  # and something was drawn
+
+
+def test_nuisances_move_pixels_but_keep_the_object():
+    s = default_schema()
+    row = np.array([[7, 0, 2, 6, 6, 0]])
+    clean = Renderer(s).render_batch(row)[0].astype(int)
+    jit = Renderer(s, jitter=2.0).render_batch(row, seeds=[3])[0].astype(int)
+    assert not np.array_equal(clean, jit)
+    assert abs(clean.sum() - jit.sum()) < 0.05 * clean.sum()
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"attributes": [{"name": "shape", "values": []}]}, "value list is empty"),
+    ({"attributes": [{"name": "shape", "values": ["circle"]}, {"name": "shape", "values": ["square"]}]},
+     "duplicate attribute names"),
+    ({"attributes": [{"name": "shape", "values": ["circle", "circle"]}]}, "duplicate values"),
+    ({"attributes": [{"name": "texture", "values": ["a"]}]}, "unknown role 'texture'"),
+    ({"attributes": [{"name": "shape", "values": ["blob"]}]}, "unknown shape"),
+    ({"attributes": [{"name": "colour", "values": ["notacolour"]}]}, "no colour"),
+    ({"attributes": [{"name": "shape", "values": ["circle"]}], "holdout": [{"shape": "star"}]}, "unknown value 'star'"),
+    ({"attributes": [{"name": "shape", "values": ["circle"]}], "colours": 3}, "unknown key"),
+    ({"attributes": [{"name": "size", "values": ["a", "b"], "params": [0.1]}]}, "1 params for 2 values"),
+])
+def test_bad_schemas_fail_with_a_clear_message(bad, match):
+    with pytest.raises(ValueError, match=match):
+        load_schema(bad)
+
+
+def test_custom_schema_from_a_json_file_renders(tmp_path):
+    spec = {"name": "tiny", "image_size": 32, "attributes": [
+        {"name": "form", "role": "shape", "values": ["round", "box"], "params": ["circle", "square"]},
+        {"name": "color", "values": ["red", "blue"]}]}
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(spec))
+    s = load_schema(str(path))
+    assert s.attribute("color").role == "colour"
+    img = render_scene(s, {"form": "box", "color": "blue"})
+    assert img.size == (32, 32)
+    with pytest.raises(ValueError, match="unknown value 'green'.*valid values: \\['red', 'blue'\\]"):
+        render_scene(s, {"form": "box", "color": "green"})
+    with pytest.raises(ValueError, match="missing attribute"):
+        render_scene(s, {"form": "box"})
+
+
+def test_sample_arguments_are_checked():
+    s = default_schema()
+    with pytest.raises(ValueError, match="n: expected a non-negative integer"):
+        sample_indices(s, -1)
+    with pytest.raises(ValueError, match="split"):
+        sample_indices(s, 3, split="training")
+    no_hold = Schema((Attribute("shape", ("circle", "square")),))
+    with pytest.raises(ValueError, match="no held-out combinations"):
+        sample_indices(no_hold, 3, split="heldout")
+
+
+def _small(tmp_path, name="ds", **kw):
+    args = dict(n=40, val=8, test=8, heldout=8, shard_size=16, seed=5, progress=False, log=None)
+    args.update(kw)
+    out = tmp_path / name
+    return out, generate_dataset(out, **args)
+
+
+def test_generated_dataset_agrees_with_its_labels_and_the_renderer(tmp_path):
+    out, manifest = _small(tmp_path)
+    assert {s["split"] for s in manifest["shards"]} == {"train", "val", "test", "heldout"}
+    s = default_schema()
+    r = Renderer(s)
+    rows = list(csv.DictReader(open(out / "labels.csv")))
+    assert len(rows) == 64
+    for split in ("train", "heldout"):
+        ds = SceneShards(out, split, verify=True)
+        for i in (0, len(ds) - 1):
+            row = next(x for x in rows if x["split"] == split and int(x["index"]) == i)
+            scene = {k: row[k] for k in s.names}
+            img, lab = ds[i]
+            assert torch.equal(lab, torch.from_numpy(s.encode(scene)[0]))
+            assert np.array_equal(img.permute(1, 2, 0).numpy(), np.asarray(r.render(scene)))
+    # the on-the-fly source gives the same items
+    fly = RenderedScenes(s, 8, seed=5, split="heldout")
+    ds = SceneShards(out, "heldout")
+    assert all(torch.equal(fly[i][0], ds[i][0]) and torch.equal(fly[i][1], ds[i][1]) for i in range(8))
+
+
+def test_interrupted_generation_resumes_to_the_same_bytes(tmp_path, monkeypatch):
+    ref, ref_manifest = _small(tmp_path, "ref")
+    real, calls = dataset_module._write_shard, []
+
+    def flaky(path, images):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(path)
+        real(path, images)
+
+    monkeypatch.setattr(dataset_module, "_write_shard", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        _small(tmp_path, "run")
+    assert not (tmp_path / "run" / "manifest.json").exists()
+    assert not [f for f in os.listdir(tmp_path / "run") if f.startswith(".tmp-")]  # nothing half-written
+    with pytest.raises(FileNotFoundError, match="interrupted"):
+        SceneShards(tmp_path / "run")
+    monkeypatch.setattr(dataset_module, "_write_shard", real)
+    written = []
+    monkeypatch.setattr(dataset_module, "_write_shard", lambda p, im: (written.append(p), real(p, im)))
+    _, manifest = _small(tmp_path, "run")
+    assert len(written) == len(manifest["shards"]) - 2  # finished shards were not redone
+    assert [s["sha256"] for s in manifest["shards"]] == [s["sha256"] for s in ref_manifest["shards"]]
+    assert (tmp_path / "run" / "labels.csv").read_bytes() == (tmp_path / "ref" / "labels.csv").read_bytes()
+
+
+def test_a_different_dataset_is_not_overwritten_unless_asked(tmp_path):
+    out, _ = _small(tmp_path)
+    with pytest.raises(ValueError, match="different dataset"):
+        _small(tmp_path, n=48)
+    _, m = _small(tmp_path, n=48, overwrite=True)
+    assert m["counts"]["train"] == 48 and len(SceneShards(out, "train")) == 48
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    with pytest.raises(ValueError, match="not part of a dataset"):
+        _small(tmp_path, "mine", overwrite=True)
+    assert (other / "notes.txt").read_text() == "keep me"
+
+
+def test_bad_generate_arguments(tmp_path):
+    with pytest.raises(ValueError, match="n: expected a positive"):
+        _small(tmp_path, n=0)
+    with pytest.raises(ValueError, match="n: expected a non-negative integer"):
+        _small(tmp_path, n=-3)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ValueError, match="not a folder"):
+        generate_dataset(tmp_path / "afile", n=4, progress=False, log=None)
+    with pytest.raises(OSError):
+        generate_dataset(tmp_path / "afile" / "sub", n=4, progress=False, log=None)
+
+
+def test_datamodule_batches_and_test_loaders(tmp_path):
+    dm = SceneDataModule(train_size=50, val_size=10, test_size=10, heldout_size=10, batch_size=16, seed=1)
+    dm.setup("fit")
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.dtype == torch.uint8 and x.shape == (16, 3, 64, 64) and y.shape == (16, 6) and y.dtype == torch.int64
+    x2, _ = next(iter(dm.train_dataloader()))
+    assert torch.equal(x, x2)  # seeded shuffle
+    loaders = dm.test_dataloader()
+    assert len(loaders) == 2 and dm.test_split_names == ["test", "heldout"]
+    out, _ = _small(tmp_path)
+    disk = SceneDataModule(data_dir=str(out), batch_size=8)
+    xb, yb = next(iter(disk.val_dataloader()))
+    assert xb.shape == (8, 3, 64, 64)
+    with pytest.raises(FileNotFoundError, match="data_dir"):
+        SceneDataModule(data_dir=str(tmp_path / "missing"))
+
+
+def test_cli_data_generate(tmp_path, capsys):
+    out = tmp_path / "cli"
+    args = ["data", "generate", "--n", "20", "--val", "4", "--test", "4", "--heldout", "4", "--out", str(out),
+            "--preview", "--no-progress"]
+    assert main(args) == 0
+    assert (out / "manifest.json").exists() and (out / "preview.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(args[:2] + ["--n", "24"] + args[4:]) == 2
+    assert "different dataset" in capsys.readouterr().err

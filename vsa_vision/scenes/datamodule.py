@@ -1,0 +1,90 @@
+"""A LightningDataModule over rendered scenes, on the fly or from a dataset generated to disk."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .dataset import RenderedScenes, SceneShards
+from .schema import Schema, load_schema
+
+
+class SceneDataModule(pl.LightningDataModule):
+    """Train / val / test (+ held-out combinations) loaders of ``(uint8 [B, 3, H, W], int64 [B, K])``.
+
+    With ``data_dir`` the splits come from a dataset written by ``vsa-vision data generate`` (their
+    sizes are the dataset's); otherwise they are rendered from ``seed`` (``cache=True`` renders each
+    split once into memory, the fastest source on a small CPU). ``test_dataloader`` returns the test
+    split and, when the schema holds combinations out, the held-out split as a second loader."""
+
+    def __init__(self, schema: str | dict[str, Any] | Schema = "default", data_dir: str | None = None,
+                 train_size: int = 50000, val_size: int = 2000, test_size: int = 2000, heldout_size: int = 2000,
+                 seed: int = 0, batch_size: int = 128, num_workers: int = 0, cache: bool = True,
+                 jitter: float = 0.0, noise: float = 0.0, size: int | None = None) -> None:
+        super().__init__()
+        self.schema = load_schema(schema)
+        if data_dir is not None and not os.path.isdir(data_dir):
+            raise FileNotFoundError(f"data_dir: no such folder {data_dir!r} "
+                                    "(generate it with 'vsa-vision data generate')")
+        for name, v in (("batch_size", batch_size), ("train_size", train_size)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {v!r}")
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+            raise ValueError(f"num_workers: expected a non-negative integer, got {num_workers!r}")
+        self.data_dir, self.seed, self.batch_size, self.num_workers = data_dir, int(seed), batch_size, num_workers
+        self.sizes = {"train": train_size, "val": val_size, "test": test_size,
+                      "heldout": heldout_size if self.schema.holdout else 0}
+        self.cache, self.jitter, self.noise, self.image_size = cache, jitter, noise, size
+        self.datasets: dict[str, Dataset] = {}
+
+    def _make(self, split: str) -> Dataset:
+        if self.data_dir is not None:
+            return SceneShards(self.data_dir, split, schema=self.schema)
+        return RenderedScenes(self.schema, self.sizes[split], seed=self.seed, split=split, size=self.image_size,
+                              jitter=self.jitter, noise=self.noise, cache=self.cache)
+
+    def setup(self, stage: str | None = None) -> None:
+        want = {"fit": ("train", "val"), "validate": ("val",), "test": ("test", "heldout"),
+                "predict": ("test",)}.get(stage or "", ("train", "val", "test", "heldout"))
+        for split in want:
+            if split not in self.datasets and (self.data_dir is not None or self.sizes[split] > 0):
+                ds = self._make(split)
+                if len(ds):
+                    self.datasets[split] = ds
+
+    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
+        if split not in self.datasets:
+            self.setup({"train": "fit", "val": "validate", "test": "test", "heldout": "test"}[split])
+        if split not in self.datasets:
+            raise ValueError(f"the {split!r} split is empty")
+        gen = torch.Generator().manual_seed(self.seed) if shuffle else None
+        return DataLoader(self.datasets[split], batch_size=self.batch_size, shuffle=shuffle, generator=gen,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                          drop_last=False)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> list[DataLoader]:
+        loaders = [self._loader("test")]
+        if "heldout" in self.datasets or (self.sizes["heldout"] or self.data_dir is not None) and self.schema.holdout:
+            try:
+                loaders.append(self._loader("heldout"))
+            except ValueError:
+                pass
+        return loaders
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    @property
+    def test_split_names(self) -> list[str]:
+        """Names of the loaders :meth:`test_dataloader` returns, in order."""
+        return ["test"] + (["heldout"] if "heldout" in self.datasets else [])

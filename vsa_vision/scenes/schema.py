@@ -1,0 +1,343 @@
+"""The attribute schema of a scene: named attributes, each an ordered list of values, as plain data.
+
+A schema is a JSON file (see ``schemas/default.json``) or the dataclasses below. Each attribute has
+a *role* that tells the renderer what it controls: ``shape``, ``colour``, ``size``, ``x``, ``y`` or
+``fill``; a role may be used once, and a role no attribute takes is drawn at a fixed default (a
+white, solid, medium circle in the centre). ``params`` optionally gives each value's rendering
+parameter: a colour spec (``"#ff0000"``, ``"red"``), a radius as a fraction of the image side, a
+position in [0, 1], or a shape / fill name; without them the value names are used (shapes, fills,
+colours) or the values are spread evenly (sizes, positions).
+
+``holdout`` lists combinations of attribute values (usually pairs, e.g. every red star) that the
+train, val and test splits never contain and the ``heldout`` split contains only: a test of
+compositional generalisation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+ROLES = ("shape", "colour", "size", "x", "y", "fill")
+_ROLE_ALIASES = {"color": "colour"}
+SHAPES = ("circle", "square", "triangle", "triangle_down", "diamond", "pentagon", "hexagon", "star", "plus",
+          "cross")
+FILLS = ("solid", "outline")
+SPLITS = ("train", "val", "test", "heldout")
+_SPLIT_STREAM = {"all": 0, "train": 1, "val": 2, "test": 3, "heldout": 4}
+_SCHEMA_DIR = os.path.join(os.path.dirname(__file__), "schemas")
+
+
+def _colour_rgb(spec: str) -> tuple[int, int, int]:
+    from PIL import ImageColor
+
+    rgb = ImageColor.getrgb(spec)
+    return tuple(int(c) for c in rgb[:3])  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class Attribute:
+    """One attribute: a name, its ordered value labels, the role it plays in rendering, optional params."""
+
+    name: str
+    values: tuple[str, ...]
+    role: str | None = None
+    params: tuple[Any, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ValueError(f"attribute name: expected a non-empty string, got {self.name!r}")
+        if isinstance(self.values, (str, bytes)) or not isinstance(self.values, Sequence):
+            raise ValueError(f"attribute {self.name!r}: values must be a list of labels, got {self.values!r}")
+        values = tuple(str(v) for v in self.values)
+        if not values:
+            raise ValueError(f"attribute {self.name!r}: the value list is empty")
+        dup = sorted({v for v in values if values.count(v) > 1})
+        if dup:
+            raise ValueError(f"attribute {self.name!r}: duplicate values {dup}")
+        object.__setattr__(self, "values", values)
+        role = self.role if self.role is not None else _ROLE_ALIASES.get(self.name, self.name)
+        role = _ROLE_ALIASES.get(role, role)
+        if role not in ROLES:
+            raise ValueError(f"attribute {self.name!r}: unknown role {role!r}; roles are {list(ROLES)} "
+                             "(set 'role' when the name is not one of them)")
+        object.__setattr__(self, "role", role)
+        if self.params is not None:
+            if isinstance(self.params, (str, bytes)) or not isinstance(self.params, Sequence):
+                raise ValueError(f"attribute {self.name!r}: params must be a list, got {self.params!r}")
+            if len(self.params) != len(values):
+                raise ValueError(f"attribute {self.name!r}: {len(self.params)} params for {len(values)} values")
+            object.__setattr__(self, "params", tuple(self.params))
+        self.render_params()  # validates
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def render_params(self) -> tuple[Any, ...]:
+        """The rendering parameter of every value (validated): rgb tuples, radii, positions or names."""
+        n = len(self.values)
+        p = self.params
+        where = f"attribute {self.name!r} (role {self.role})"
+        if self.role in ("shape", "fill"):
+            known = SHAPES if self.role == "shape" else FILLS
+            names = tuple(str(v) for v in (p if p is not None else self.values))
+            bad = [v for v in names if v not in known]
+            if bad:
+                raise ValueError(f"{where}: unknown {self.role}(s) {bad}; known: {list(known)} "
+                                 "(give 'params' to map other labels onto them)")
+            return names
+        if self.role == "colour":
+            specs = p if p is not None else self.values
+            out = []
+            for label, spec in zip(self.values, specs):
+                try:
+                    out.append(_colour_rgb(str(spec)))
+                except ValueError:
+                    raise ValueError(f"{where}: value {label!r} has no colour: {spec!r} is not a colour name "
+                                     "or '#rrggbb'") from None
+            if len(set(out)) != n:
+                raise ValueError(f"{where}: two values have the same colour")
+            return tuple(out)
+        if self.role == "size":
+            radii = tuple(float(v) for v in p) if p is not None else tuple(np.linspace(0.09, 0.2, n).tolist()) \
+                if n > 1 else (0.14,)
+            if any(not (0.02 <= r <= 0.3) for r in radii) or len(set(radii)) != n:
+                raise ValueError(f"{where}: radii must be distinct fractions of the image side in [0.02, 0.3], "
+                                 f"got {list(radii)}")
+            return radii
+        # x / y
+        pos = tuple(float(v) for v in p) if p is not None else tuple(np.linspace(0.0, 1.0, n).tolist()) \
+            if n > 1 else (0.5,)
+        if any(not (0.0 <= v <= 1.0) for v in pos) or len(set(pos)) != n:
+            raise ValueError(f"{where}: positions must be distinct numbers in [0, 1], got {list(pos)}")
+        return pos
+
+    def index(self, value: Any) -> int:
+        try:
+            return self.values.index(str(value))
+        except ValueError:
+            raise ValueError(f"attribute {self.name!r}: unknown value {value!r}; valid values: "
+                             f"{list(self.values)}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": self.name, "role": self.role, "values": list(self.values)}
+        if self.params is not None:
+            d["params"] = list(self.params)
+        return d
+
+
+@dataclass(frozen=True)
+class Schema:
+    """An ordered set of attributes, the rendered image size and the held-out combinations."""
+
+    attributes: tuple[Attribute, ...]
+    name: str = "custom"
+    image_size: int = 64
+    holdout: tuple[Mapping[str, str], ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        attrs = tuple(a if isinstance(a, Attribute) else Attribute(**a) for a in self.attributes)
+        if not attrs:
+            raise ValueError("schema: no attributes")
+        names = [a.name for a in attrs]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"schema: duplicate attribute names {dup}")
+        roles = [a.role for a in attrs]
+        dup = sorted({r for r in roles if roles.count(r) > 1})
+        if dup:
+            raise ValueError(f"schema: role(s) {dup} used by more than one attribute")
+        object.__setattr__(self, "attributes", attrs)
+        size = self.image_size
+        if isinstance(size, bool) or not isinstance(size, int) or not 16 <= size <= 1024:
+            raise ValueError(f"schema: image_size must be an integer in [16, 1024], got {self.image_size!r}")
+        hold = []
+        for i, combo in enumerate(self.holdout):
+            if not isinstance(combo, Mapping) or not combo:
+                raise ValueError(f"schema: holdout[{i}] must be a non-empty mapping attribute -> value, got {combo!r}")
+            for k, v in combo.items():
+                self.attribute(k).index(v)
+            hold.append(dict((str(k), str(v)) for k, v in combo.items()))
+        object.__setattr__(self, "holdout", tuple(hold))
+
+    # -- access --------------------------------------------------------------------------------
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(a.name for a in self.attributes)
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        return tuple(len(a) for a in self.attributes)
+
+    @property
+    def num_combinations(self) -> int:
+        return int(np.prod(self.sizes, dtype=object))
+
+    def factors(self) -> dict[str, tuple[str, ...]]:
+        """``{attribute name: value labels}``, the form :meth:`vsa_vision.Codebooks.random` takes."""
+        return {a.name: a.values for a in self.attributes}
+
+    def attribute(self, name: str) -> Attribute:
+        for a in self.attributes:
+            if a.name == name:
+                return a
+        raise ValueError(f"schema {self.name!r}: unknown attribute {name!r}; attributes: {list(self.names)}")
+
+    def by_role(self, role: str) -> int | None:
+        for k, a in enumerate(self.attributes):
+            if a.role == role:
+                return k
+        return None
+
+    # -- scenes <-> indices ------------------------------------------------------------------
+
+    def encode(self, scenes: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Value indices ``[N, K]`` (int64) of scenes given as ``{attribute: value label}``."""
+        single = isinstance(scenes, Mapping)
+        rows = [scenes] if single else list(scenes)
+        out = np.empty((len(rows), len(self.attributes)), dtype=np.int64)
+        for i, scene in enumerate(rows):
+            if not isinstance(scene, Mapping):
+                raise TypeError(f"scene {i}: expected a mapping attribute -> value, got {type(scene).__name__}")
+            unknown = sorted(set(scene) - set(self.names))
+            if unknown:
+                raise ValueError(f"scene {i}: unknown attribute(s) {unknown}; attributes: {list(self.names)}")
+            missing = [n for n in self.names if n not in scene]
+            if missing:
+                raise ValueError(f"scene {i}: missing attribute(s) {missing}")
+            for k, a in enumerate(self.attributes):
+                out[i, k] = a.index(scene[a.name])
+        return out
+
+    def decode(self, indices: Any) -> list[dict[str, str]]:
+        """Scenes ``{attribute: value label}`` from value indices ``[N, K]``."""
+        idx = self.check_indices(indices)
+        return [{a.name: a.values[int(v)] for a, v in zip(self.attributes, row)} for row in idx]
+
+    def check_indices(self, indices: Any) -> np.ndarray:
+        idx = np.asarray(indices)
+        if idx.ndim == 1:
+            idx = idx[None]
+        if idx.ndim != 2 or idx.shape[1] != len(self.attributes) or not np.issubdtype(idx.dtype, np.integer):
+            raise ValueError(f"indices: expected integers of shape [N, {len(self.attributes)}], "
+                             f"got {idx.dtype} {tuple(idx.shape)}")
+        bad = (idx < 0) | (idx >= np.asarray(self.sizes))
+        if bad.any():
+            i, k = map(int, np.argwhere(bad)[0])
+            raise ValueError(f"indices[{i}, {k}] = {int(idx[i, k])} is out of range for attribute "
+                             f"{self.names[k]!r} of {self.sizes[k]} values")
+        return idx.astype(np.int64, copy=False)
+
+    def is_held_out(self, indices: Any) -> np.ndarray:
+        """Boolean mask ``[N]``: which rows match any held-out combination."""
+        idx = self.check_indices(indices)
+        mask = np.zeros(len(idx), dtype=bool)
+        for combo in self.holdout:
+            m = np.ones(len(idx), dtype=bool)
+            for name, value in combo.items():
+                k = self.names.index(name)
+                m &= idx[:, k] == self.attributes[k].index(value)
+            mask |= m
+        return mask
+
+    # -- files ---------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "image_size": self.image_size,
+                "attributes": [a.to_dict() for a in self.attributes],
+                "holdout": [dict(c) for c in self.holdout]}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Schema:
+        if not isinstance(d, Mapping):
+            raise ValueError(f"schema: expected a JSON object, got {type(d).__name__}")
+        unknown = sorted(set(d) - {"name", "image_size", "attributes", "holdout"})
+        if unknown:
+            raise ValueError(f"schema: unknown key(s) {unknown}; keys are name, image_size, attributes, holdout")
+        if "attributes" not in d:
+            raise ValueError("schema: missing 'attributes'")
+        attrs = []
+        for i, a in enumerate(d["attributes"]):
+            if not isinstance(a, Mapping):
+                raise ValueError(f"schema: attributes[{i}] must be an object, got {a!r}")
+            extra = sorted(set(a) - {"name", "values", "role", "params"})
+            if extra or "name" not in a or "values" not in a:
+                raise ValueError(f"schema: attributes[{i}] needs 'name' and 'values' (optional 'role', "
+                                 f"'params'); got keys {sorted(a)}")
+            attrs.append(Attribute(name=a["name"], values=a["values"], role=a.get("role"), params=a.get("params")))
+        return cls(attributes=tuple(attrs), name=str(d.get("name", "custom")),
+                   image_size=d.get("image_size", 64), holdout=tuple(d.get("holdout", ())))
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+
+def load_schema(spec: str | os.PathLike | Mapping[str, Any] | Schema = "default") -> Schema:
+    """A schema from a built-in name (``"default"``), a JSON file path, a dict, or a :class:`Schema`."""
+    if isinstance(spec, Schema):
+        return spec
+    if isinstance(spec, Mapping):
+        return Schema.from_dict(spec)
+    spec = os.fspath(spec)
+    builtin = os.path.join(_SCHEMA_DIR, f"{spec}.json")
+    path = builtin if os.path.sep not in spec and not spec.endswith(".json") else spec
+    if not os.path.isfile(path):
+        names = sorted(f[:-5] for f in os.listdir(_SCHEMA_DIR) if f.endswith(".json"))
+        raise FileNotFoundError(f"schema {spec!r}: no such file, and not a built-in schema ({names})")
+    try:
+        with open(path, encoding="utf-8") as f:
+            d = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"schema file {path}: not valid JSON ({e})") from None
+    return Schema.from_dict(d)
+
+
+def default_schema() -> Schema:
+    """The default schema: 10 shapes x 10 colours x 4 sizes x 12 x x 12 y x 2 fills (115,200 scenes)."""
+    return load_schema("default")
+
+
+def _check_count(n: Any, name: str = "n") -> int:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f"{name}: expected a non-negative integer, got {n!r}")
+    return int(n)
+
+
+def sample_indices(schema: Schema, n: int, seed: int = 0, split: str | None = None) -> np.ndarray:
+    """``n`` scenes as value indices ``[n, K]``, uniform over the split's part of the product space.
+
+    ``split``: ``None`` (the whole space), ``"train"`` / ``"val"`` / ``"test"`` (every scene except
+    the held-out combinations; independent draws per split), or ``"heldout"`` (only the held-out
+    combinations). The draw is prefix-stable: the first ``m`` of ``n`` scenes are the ``m`` scenes
+    of a call with ``n = m``."""
+    n = _check_count(n)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed: expected a non-negative integer, got {seed!r}")
+    key = "all" if split is None else split
+    if key not in _SPLIT_STREAM:
+        raise ValueError(f"split: expected one of {list(SPLITS)} or None, got {split!r}")
+    if key == "heldout" and not schema.holdout:
+        raise ValueError(f"schema {schema.name!r} has no held-out combinations, so there is no 'heldout' split")
+    rng = np.random.default_rng([int(seed), _SPLIT_STREAM[key]])
+    sizes = np.asarray(schema.sizes)
+    chunk, parts, have = 4096, [], 0
+    while have < n:
+        idx = (rng.random((chunk, len(sizes))) * sizes).astype(np.int64)
+        if key != "all" and schema.holdout:
+            held = schema.is_held_out(idx)
+            idx = idx[held] if key == "heldout" else idx[~held]
+        parts.append(idx)
+        have += len(idx)
+    out = np.concatenate(parts)[:n] if parts else np.zeros((0, len(sizes)), dtype=np.int64)
+    return np.ascontiguousarray(out)
+
+
+def sample_scenes(schema: Schema, n: int, seed: int = 0, split: str | None = None) -> list[dict[str, str]]:
+    """``n`` random scenes, each ``{attribute name: value label}``; see :func:`sample_indices`."""
+    return schema.decode(sample_indices(schema, n, seed=seed, split=split)) if n else []
