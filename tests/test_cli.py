@@ -9,7 +9,7 @@ from vsa_vision.decompose import registry
 
 
 def test_demo_prints_every_method(capsys):
-    assert main(["demo", "--n", "8", "--problems", "20", "--iterations", "20"]) == 0
+    assert main(["decompose-demo", "--n", "8", "--problems", "20", "--iterations", "20"]) == 0
     out = capsys.readouterr().out
     for name in ["brute_force", "resonator", "attention_resonator", "stochastic_resonator", "diffusion"]:
         assert name in out
@@ -45,7 +45,7 @@ def test_tune_writes_a_defaults_file_the_registry_reads(tmp_path, monkeypatch, c
 
 def test_bad_arguments_exit_with_a_message(capsys):
     with pytest.raises(SystemExit):
-        main(["demo", "--methods", "nonsense"])
+        main(["decompose-demo", "--methods", "nonsense"])
     assert "unknown method 'nonsense'" in capsys.readouterr().err
     assert main(["tune", "brute_force", "--trials", "1"]) == 2
     assert "no search space" in capsys.readouterr().err

@@ -13,8 +13,23 @@ from .vsa import Codebooks, bind, bundle, cosine_similarity, dot_similarity, rea
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    # the vision layer (Lightning, Pillow) loads only when asked for
+    if name == "Pipeline":
+        from .pipeline import Pipeline
+
+        return Pipeline
+    if name == "DecomposerHead":
+        from .model import DecomposerHead
+
+        return DecomposerHead
+    raise AttributeError(f"module 'vsa_vision' has no attribute {name!r}")
+
 __all__ = [
     "Codebooks",
+    "Pipeline",
+    "DecomposerHead",
     "Decomposer",
     "Decomposition",
     "available_decomposers",

@@ -1,6 +1,9 @@
 """The ``vsa-vision`` command line.
 
-    vsa-vision demo                         decompose random problems with every method
+    vsa-vision demo                         recognise and edit random scenes with the shipped model
+    vsa-vision recognize PATH...            what is in each image (table or --json)
+    vsa-vision edit IMAGE --set colour=red --out edited.png
+    vsa-vision decompose-demo               decompose random problems with every method
     vsa-vision bench accuracy --sweep size  accuracy against codebook size, all methods, same problems
     vsa-vision data generate --out DIR      render a scene dataset to disk (resumable)
 """
@@ -146,6 +149,158 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+def _image_files(paths: list[str]) -> list[str]:
+    out = []
+    for p in paths:
+        if os.path.isdir(p):
+            out += sorted(os.path.join(p, f) for f in os.listdir(p)
+                          if f.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(p, f)))
+        else:
+            out.append(p)
+    return out
+
+
+def _open_image(path: str):
+    from PIL import Image, UnidentifiedImageError
+
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.copy()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
+
+
+def _pipeline(args: argparse.Namespace):
+    from .pipeline import Pipeline
+
+    return Pipeline.from_checkpoint(args.checkpoint, device=args.device, method=args.method)
+
+
+def cmd_recognize(args: argparse.Namespace) -> int:
+    import json
+
+    files = _image_files(args.paths)
+    if not files:
+        raise ValueError(f"no image files found in {args.paths}")
+    pipe = _pipeline(args)
+    images, good, bad = [], [], []
+    for f in files:
+        try:
+            images.append(_open_image(f))
+            good.append(f)
+        except (ValueError, FileNotFoundError) as e:
+            bad.append((f, str(e)))
+            print(f"vsa-vision: skipped {e}", file=sys.stderr)
+    recs = pipe.recognize(images, batch_size=args.batch_size) if images else []
+    names = list(pipe.schema.names)
+    if args.json:
+        out = {"method": pipe.method, "images": [
+            {"path": f, "labels": r.labels, "confidence": r.confidence, "similarity": r.similarity}
+            for f, r in zip(good, recs)], "errors": [{"path": f, "error": msg} for f, msg in bad]}
+        print(json.dumps(out, indent=2))
+    else:
+        width = max([len("image")] + [len(f) for f in good])
+        print(f"{'image':{width}s}  " + "  ".join(f"{n:>8s}" for n in names) + "  similarity")
+        for f, r in zip(good, recs):
+            print(f"{f:{width}s}  " + "  ".join(f"{r.labels[n]:>8s}" for n in names) + f"  {r.similarity:10.3f}")
+    return 1 if bad else 0
+
+
+def _parse_sets(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        k, eq, v = item.partition("=")
+        if not eq or not k.strip() or not v.strip():
+            raise ValueError(f"--set: expected ATTRIBUTE=VALUE, got {item!r}")
+        out[k.strip()] = v.strip()
+    if not out:
+        raise ValueError("edit: give at least one --set ATTRIBUTE=VALUE")
+    return out
+
+
+def _same_file(a: str, b: str) -> bool:
+    return os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b)
+
+
+def cmd_edit(args: argparse.Namespace) -> int:
+    from .edit import describe, labelled_grid
+    from .io import atomic_path
+
+    changes = _parse_sets(args.changes)
+    grid = None
+    if args.grid is not None:
+        grid = args.grid if isinstance(args.grid, str) else os.path.splitext(args.out)[0] + "-grid.png"
+    for target in [args.out] + ([grid] if grid else []):
+        if _same_file(target, args.image) or os.path.abspath(target) == os.path.abspath(args.image):
+            raise ValueError(f"{target}: refusing to overwrite the input image; choose another --out / --grid")
+    image = _open_image(args.image)
+    pipe = _pipeline(args)
+    res = pipe.edit(image, **changes)
+    with atomic_path(args.out, suffix=".png") as tmp:
+        res.image.save(tmp, format="PNG")
+    names = list(pipe.schema.names)
+    print("recognised: " + " ".join(f"{k}={res.before.labels[k]}" for k in names))
+    print("changes:    " + " ".join(f"{k}={v}" for k, v in changes.items()))
+    print("edited:     " + " ".join(f"{k}={res.labels[k]}" for k in names)
+          + f"   (similarity {min(res.confidence.values()):.3f})")
+    print(f"wrote {args.out}")
+    if grid:
+        sheet = labelled_grid([[(image, "input"), (pipe.render(res.before.labels),
+                                                   "recognised\n" + describe(res.before.labels, names)),
+                                (res.image, "edit: " + " ".join(f"{k}={v}" for k, v in changes.items()) + "\n"
+                                 + describe(res.labels, names))]])
+        with atomic_path(grid, suffix=".png") as tmp:
+            sheet.save(tmp, format="PNG")
+        print(f"wrote {grid}")
+    return 0
+
+
+def cmd_vision_demo(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .edit import describe, labelled_grid
+    from .io import atomic_path
+    from .scenes import render_scene, sample_indices
+
+    pipe = _pipeline(args)
+    schema = pipe.schema
+    idx = sample_indices(schema, args.count, seed=args.seed, split="heldout" if schema.holdout else None)
+    scenes = schema.decode(idx)
+    images = [render_scene(schema, s) for s in scenes]
+    recs = pipe.recognize(images)
+    rng = np.random.default_rng(args.seed)
+    rows, names = [], list(schema.names)
+    right = 0
+    print(f"vsa-vision demo: {args.count} scenes, head {pipe.method}\n")
+    for img, truth, rec in zip(images, scenes, recs):
+        k = int(rng.integers(len(names)))
+        attr = schema.attributes[k]
+        new = attr.values[(attr.values.index(truth[attr.name]) + 1 + int(rng.integers(len(attr) - 1)))
+                          % len(attr)] if len(attr) > 1 else truth[attr.name]
+        res = pipe.edit(img, **{attr.name: new})
+        intended = {**truth, attr.name: new}
+        ok = res.labels == intended
+        right += rec.labels == truth
+        print("truth      " + " ".join(f"{n}={truth[n]}" for n in names))
+        print("recognised " + " ".join(f"{n}={rec.labels[n]}" for n in names)
+              + ("   right" if rec.labels == truth else "   WRONG"))
+        print(f"edit {attr.name}={new}: " + " ".join(f"{n}={res.labels[n]}" for n in names)
+              + ("   as intended" if ok else "   NOT as intended") + "\n")
+        rows.append([(img, "input\n" + describe(truth, names)),
+                     (pipe.render(rec.labels), "recognised\n" + describe(rec.labels, names)),
+                     (res.image, f"edit {attr.name}={new}\n" + describe(res.labels, names))])
+    with atomic_path(args.out, suffix=".png") as tmp:
+        labelled_grid(rows).save(tmp, format="PNG")
+    print(f"{right}/{len(scenes)} recognised right; wrote {args.out}")
+    return 0
+
+
 def cmd_data_generate(args: argparse.Namespace) -> int:
     from .scenes import generate_dataset, load_schema
 
@@ -188,7 +343,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"vsa_vision {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    d = sub.add_parser("demo", help="decompose random problems with every method and time them")
+    v = sub.add_parser("demo", help="render random scenes, recognise and edit them, write a picture")
+    v.add_argument("--checkpoint", default=None, help="model checkpoint (default: the shipped one)")
+    v.add_argument("--method", default=None, help="decomposer head (default: the model's, diffusion)")
+    v.add_argument("--count", type=_positive, default=4, help="scenes to show (default 4)")
+    v.add_argument("--seed", type=_nonneg, default=0)
+    v.add_argument("--out", default="demo.png", help="the picture to write (default demo.png)")
+    v.add_argument("--device", default="cpu")
+    v.set_defaults(func=cmd_vision_demo)
+
+    r = sub.add_parser("recognize", help="what is in each image: a table, or JSON with --json")
+    r.add_argument("paths", nargs="+", help="image files or folders")
+    r.add_argument("--checkpoint", default=None, help="model checkpoint (default: the shipped one)")
+    r.add_argument("--method", default=None, help="decomposer head (default: the model's, diffusion)")
+    r.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    r.add_argument("--batch-size", dest="batch_size", type=_positive, default=256)
+    r.add_argument("--device", default="cpu")
+    r.set_defaults(func=cmd_recognize)
+
+    e = sub.add_parser("edit", help="change attributes of an image in vector space and render the result")
+    e.add_argument("image", help="the input image")
+    e.add_argument("--set", dest="changes", action="append", default=[], metavar="ATTRIBUTE=VALUE",
+                   help="a change, e.g. --set colour=red (repeat for several)")
+    e.add_argument("--out", required=True, help="where to write the rendered edit (PNG)")
+    e.add_argument("--grid", nargs="?", const=True, default=None, metavar="PATH",
+                   help="also write input | recognised | edit side by side (default path: <out>-grid.png)")
+    e.add_argument("--checkpoint", default=None, help="model checkpoint (default: the shipped one)")
+    e.add_argument("--method", default=None, help="decomposer head (default: the model's, diffusion)")
+    e.add_argument("--device", default="cpu")
+    e.set_defaults(func=cmd_edit)
+
+    d = sub.add_parser("decompose-demo", help="decompose random problems with every method and time them")
     d.add_argument("--n", type=_positive, default=40, help="values per factor (default 40)")
     d.add_argument("--k", type=_positive, default=3, help="number of factors (default 3)")
     d.add_argument("--dim", type=_positive, default=1000, help="dimension D (default 1000)")

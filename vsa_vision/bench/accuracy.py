@@ -7,7 +7,6 @@ A method is given as a spec string ``name[:option=value,option=value]``, e.g.
 
 from __future__ import annotations
 
-import ast
 import csv
 import time
 from collections.abc import Iterable, Sequence
@@ -15,7 +14,7 @@ from typing import Any
 
 import torch
 
-from ..decompose import get_decomposer
+from ..decompose.registry import build_method, parse_method  # noqa: F401  (re-exported)
 from ..io import atomic_path, atomic_write
 from .problems import Problems, make_problems
 from .stats import wilson_interval
@@ -25,28 +24,6 @@ FIELDS = [
     "acc_all", "acc_all_lo", "acc_all_hi", "acc_factor", "mean_iterations", "converged",
     "ms_per_problem", "seed",
 ]
-
-
-def parse_method(spec: str) -> tuple[str, dict[str, Any]]:
-    """``"name:opt=val,opt=val"`` -> (name, options); values are Python literals or bare strings."""
-    name, _, rest = spec.partition(":")
-    opts: dict[str, Any] = {}
-    for part in filter(None, (p.strip() for p in rest.split(","))):
-        key, eq, val = part.partition("=")
-        if not eq:
-            raise ValueError(f"method spec {spec!r}: expected option=value, got {part!r}")
-        try:
-            opts[key.strip()] = ast.literal_eval(val.strip())
-        except (ValueError, SyntaxError):
-            opts[key.strip()] = val.strip()
-    return name.strip(), opts
-
-
-def build_method(spec: str, iterations: int, seed: int):
-    name, opts = parse_method(spec)
-    opts.setdefault("iterations", iterations)
-    opts.setdefault("seed", seed)
-    return get_decomposer(name, **opts)
 
 
 def evaluate(spec: str, problems: Problems, iterations: int, seed: int = 0,

@@ -3,7 +3,7 @@
 from .base import Decomposer, Decomposition, IterativeDecomposer, StepInfo, bound_similarity
 from .brute_force import BruteForce
 from .diffusion import DiffusionDecomposer
-from .registry import available_decomposers, decomposer_options, get_decomposer, register
+from .registry import available_decomposers, build_method, decomposer_options, get_decomposer, parse_method, register
 from .resonator import AttentionResonator, Resonator, StochasticResonator
 
 register("brute_force", BruteForce)
@@ -26,5 +26,7 @@ __all__ = [
     "available_decomposers",
     "decomposer_options",
     "get_decomposer",
+    "build_method",
+    "parse_method",
     "register",
 ]

@@ -7,6 +7,7 @@ being silently ignored.
 
 from __future__ import annotations
 
+import ast
 import inspect
 import json
 import os
@@ -89,3 +90,33 @@ def get_decomposer(name: str, **options: Any) -> Decomposer:
         )
     tuned = {k: v for k, v in tuned_defaults(name).items() if k in valid}
     return factory(**{**tuned, **options})
+
+
+def parse_method(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"name:opt=val,opt=val"`` -> (name, options); values are Python literals or bare strings."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"method: expected a spec 'name[:option=value,...]', got {spec!r}")
+    name, _, rest = spec.partition(":")
+    opts: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in rest.split(","))):
+        key, eq, val = part.partition("=")
+        if not eq:
+            raise ValueError(f"method spec {spec!r}: expected option=value, got {part!r}")
+        try:
+            opts[key.strip()] = ast.literal_eval(val.strip())
+        except (ValueError, SyntaxError):
+            opts[key.strip()] = val.strip()
+    return name.strip(), opts
+
+
+def build_method(spec: str, iterations: int | None = None, seed: int | None = None, **options: Any) -> Decomposer:
+    """A decomposer from a spec string (see :func:`parse_method`); ``iterations``, ``seed`` and
+    ``options`` apply where the spec does not set them."""
+    name, opts = parse_method(spec)
+    if iterations is not None:
+        opts.setdefault("iterations", iterations)
+    if seed is not None:
+        opts.setdefault("seed", seed)
+    for k, v in options.items():
+        opts.setdefault(k, v)
+    return get_decomposer(name, **opts)

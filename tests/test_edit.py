@@ -1,0 +1,116 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vsa_vision.checkpoint import export_model
+from vsa_vision.cli import main
+from vsa_vision.edit import apply_changes, parse_changes, swap
+from vsa_vision.model import VSAModel, schema_codebooks
+from vsa_vision.pipeline import Pipeline
+from vsa_vision.scenes import default_schema, render_scene, sample_indices
+
+
+@pytest.fixture(scope="module")
+def cb():
+    return schema_codebooks(default_schema(), dim=512, seed=0)
+
+
+def test_swap_replaces_one_factor_exactly(cb):
+    idx = torch.tensor([[1, 2, 3, 4, 5, 1], [0, 0, 0, 0, 0, 0]])
+    s = cb.bind_indices(idx)
+    out = swap(s, cb, {"colour": "red"}, idx)
+    want = apply_changes(idx, cb, {"colour": "red"})
+    assert torch.equal(want[:, 1], torch.tensor([0, 0]))
+    assert torch.equal(out, cb.bind_indices(want))
+    # several at once, labels as the stated current value
+    both = swap(s[0], cb, {"shape": "star", "x": "11"}, cb.labels_of(idx[0])[0])
+    assert torch.equal(both, cb.bind_indices(apply_changes(idx[0], cb, {"shape": "star", "x": "11"})))
+
+
+def test_swap_to_the_current_value_is_the_identity_and_swap_back_restores(cb):
+    idx = torch.tensor([[3, 1, 0, 7, 2, 1]])
+    noisy = cb.bind_indices(idx) + 0.3 * torch.randn(1, 512, generator=torch.Generator().manual_seed(0))
+    same = swap(noisy, cb, {"colour": cb.labels[1][1]}, idx)
+    assert torch.equal(same, noisy)
+    there = swap(noisy, cb, {"shape": "hexagon", "y": "9"}, idx)
+    back = swap(there, cb, {"shape": cb.labels[0][3], "y": cb.labels[4][2]},
+                apply_changes(idx, cb, {"shape": "hexagon", "y": "9"}))
+    assert torch.equal(back, noisy)
+
+
+def test_unknown_attribute_or_value_lists_the_valid_ones(cb):
+    with pytest.raises(ValueError, match=r"unknown attribute 'color'; attributes: \['shape', 'colour'"):
+        parse_changes(cb, {"color": "red"})
+    with pytest.raises(ValueError, match=r"unknown value 'mauve' for attribute 'colour'; valid values: \['red'"):
+        parse_changes(cb, {"colour": "mauve"})
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    model = VSAModel(dim=256, width=8, features=32, iterations=20, method="brute_force")
+    return str(export_model(model, tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"))
+
+
+def test_pipeline_edit_returns_labels_confidence_and_image(tiny_ckpt):
+    pipe = Pipeline.from_checkpoint(tiny_ckpt)
+    img = render_scene(default_schema(), default_schema().decode(sample_indices(default_schema(), 1, seed=3))[0])
+    out = pipe.edit(img, colour="red")
+    q = pipe.encode([img])[0]
+    before = pipe.decode(q[None]).indices
+    assert torch.equal(out.vector, swap(q, pipe.codebooks, {"colour": "red"}, before[0]))
+    assert out.before.indices == before[0].tolist()
+    assert out.changes == {"colour": "red"}
+    assert isinstance(out.image, Image.Image) and out.image.size == (64, 64)
+    assert set(out.confidence) == set(default_schema().names)
+    with pytest.raises(ValueError, match="valid values"):
+        pipe.edit(img, colour="mauve")
+
+
+def test_cli_recognize_reports_a_corrupt_file_and_goes_on(tiny_ckpt, tmp_path, capsys):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    schema = default_schema()
+    for i, scene in enumerate(schema.decode(sample_indices(schema, 3, seed=1))):
+        render_scene(schema, scene).save(folder / f"s{i}.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nthis is not really a png")
+    rc = main(["recognize", str(folder), "--json", "--checkpoint", tiny_ckpt])
+    captured = capsys.readouterr()
+    assert rc == 1
+    data = json.loads(captured.out)
+    assert len(data["images"]) == 3 and len(data["errors"]) == 1
+    assert data["errors"][0]["path"].endswith("broken.png") and "broken.png" in captured.err
+    assert all(set(r["labels"]) == set(schema.names) for r in data["images"])
+    assert main(["recognize", str(folder / "s0.png"), "--checkpoint", tiny_ckpt]) == 0
+    assert "shape" in capsys.readouterr().out
+
+
+def test_cli_edit_writes_the_edit_and_grid_and_refuses_bad_input(tiny_ckpt, tmp_path, capsys):
+    schema = default_schema()
+    src = tmp_path / "in.png"
+    render_scene(schema, schema.decode(sample_indices(schema, 1, seed=2))[0]).convert("RGBA").save(src)
+    out = tmp_path / "out.png"
+    assert main(["edit", str(src), "--set", "colour=red", "--set", "x=3", "--out", str(out), "--grid",
+                 "--checkpoint", tiny_ckpt]) == 0
+    assert Image.open(out).size == (64, 64) and (tmp_path / "out-grid.png").exists()
+    assert "colour=red" in capsys.readouterr().out
+    assert main(["edit", str(src), "--set", "colour=mauve", "--out", str(out), "--checkpoint", tiny_ckpt]) == 2
+    assert "valid values" in capsys.readouterr().err
+    before = src.read_bytes()
+    assert main(["edit", str(src), "--set", "colour=red", "--out", str(src), "--checkpoint", tiny_ckpt]) == 2
+    assert "overwrite the input" in capsys.readouterr().err and src.read_bytes() == before
+    assert main(["edit", str(tmp_path / "nope.png"), "--set", "colour=red", "--out", str(out),
+                 "--checkpoint", tiny_ckpt]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert main(["edit", str(src), "--set", "colour=red", "--out", str(out),
+                 "--checkpoint", str(tmp_path / "missing.ckpt")]) == 2
+    assert "missing.ckpt: no such file" in capsys.readouterr().err
+
+
+def test_cli_demo_writes_a_picture(tiny_ckpt, tmp_path, capsys):
+    out = tmp_path / "demo.png"
+    assert main(["demo", "--count", "2", "--checkpoint", tiny_ckpt, "--out", str(out)]) == 0
+    assert np.asarray(Image.open(out)).shape[2] == 3
+    assert "recognised" in capsys.readouterr().out

@@ -1,0 +1,180 @@
+import json
+import os
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from vsa_vision import DecomposerHead, Pipeline
+from vsa_vision.checkpoint import CheckpointError, export_model, load_model
+from vsa_vision.model import VSAModel, schema_codebooks
+from vsa_vision.scenes import SceneDataModule, default_schema, render_scene, sample_scenes
+from vsa_vision.training import cli_main
+
+TINY = dict(dim=256, width=8, features=32, iterations=20, test_methods=["diffusion", "brute_force"])
+
+
+def tiny_model(**kw):
+    return VSAModel(**{**TINY, **kw})
+
+
+def tiny_data(**kw):
+    args = dict(train_size=64, val_size=16, test_size=16, heldout_size=16, batch_size=16)
+    args.update(kw)
+    return SceneDataModule(**args)
+
+
+def quiet_trainer(tmp_path, **kw):
+    args = dict(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                enable_model_summary=False, default_root_dir=str(tmp_path))
+    args.update(kw)
+    return pl.Trainer(**args)
+
+
+def test_decomposer_head_recovers_exact_bound_vectors():
+    cb = schema_codebooks(default_schema(), dim=512, seed=1)
+    head = DecomposerHead(cb, method="brute_force")
+    idx = torch.tensor([[1, 2, 3, 4, 5, 1], [0, 9, 0, 11, 0, 0]])
+    res = head(cb.bind_indices(idx))
+    assert torch.equal(res.indices, idx)
+    assert res.labels[0]["shape"] == "square"
+    with pytest.raises(ValueError, match="unknown decomposer"):
+        DecomposerHead(cb, method="no_such")
+
+
+def test_train_py_fast_dev_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    cli_main(["fit", "--trainer.fast_dev_run", "1", "--trainer.accelerator", "cpu",
+              "--trainer.enable_progress_bar", "false",
+              "--model.dim", "256", "--model.width", "8", "--model.features", "32", "--model.iterations", "10",
+              "--model.test_methods", "[diffusion, brute_force]",
+              "--data.train_size", "32", "--data.val_size", "8", "--data.test_size", "8",
+              "--data.heldout_size", "8", "--data.batch_size", "8"])
+    out = capsys.readouterr().out
+    assert "| test | diffusion |" in out and "| heldout | brute_force |" in out
+    report = json.loads((tmp_path / "test_report.json").read_text())
+    assert set(report["splits"]) == {"test", "heldout"}
+    assert set(report["splits"]["test"]) == {"diffusion", "brute_force"}
+
+
+def test_loss_falls_on_a_tiny_overfit_run(tmp_path):
+    pl.seed_everything(0)
+    model = tiny_model(lr=3e-3, schedule="constant", channels_last=False)
+    losses = []
+
+    class Record(pl.Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            losses.append(float(outputs["loss"]))
+
+    quiet_trainer(tmp_path, max_steps=40, overfit_batches=1, num_sanity_val_steps=0, limit_val_batches=0,
+                  callbacks=[Record()]).fit(model, tiny_data())
+    assert len(losses) == 40
+    assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
+
+
+@pytest.mark.parametrize("loss", ["contrastive", "cosine+contrastive"])
+def test_contrastive_losses_have_gradients(loss):
+    model = tiny_model(loss=loss)
+    labels = torch.tensor([[1, 2, 3, 4, 5, 1]])
+    q = torch.randn(1, 256, requires_grad=True)
+    value, _ = model.loss(q, labels)
+    value.backward()
+    assert torch.isfinite(value) and q.grad.abs().sum() > 0
+    # the exact target scores better than a random vector
+    assert model.loss(model.targets(labels), labels)[0] < value
+
+
+def test_checkpoints_round_trip_codebooks_and_predictions(tmp_path):
+    model = tiny_model(codebook_seed=3).eval()
+    images = torch.stack([torch.from_numpy(__import__("numpy").array(render_scene(default_schema(), s)))
+                          .permute(2, 0, 1) for s in sample_scenes(default_schema(), 4, seed=2)])
+    ref = model(images)
+    path = export_model(model, tmp_path / "m.safetensors")
+    loaded = load_model(path)
+    assert loaded.codebooks == model.codebooks
+    assert torch.equal(loaded(images), ref)
+    # a Lightning checkpoint, loaded with weights_only
+    trainer = quiet_trainer(tmp_path, max_steps=1, num_sanity_val_steps=0, limit_val_batches=0)
+    trainer.fit(model, tiny_data())
+    trainer.save_checkpoint(tmp_path / "m.ckpt")
+    loaded = load_model(tmp_path / "m.ckpt")
+    assert loaded.codebooks == model.codebooks
+    assert torch.allclose(loaded(images), model.eval()(images))
+    pipe = Pipeline.from_checkpoint(tmp_path / "m.ckpt", method="brute_force")
+    a = pipe.recognize(images)
+    b = Pipeline(model.eval(), method="brute_force").recognize(images)
+    assert [r.labels for r in a] == [r.labels for r in b]
+
+
+def test_mismatched_codebooks_or_schema_are_refused(tmp_path):
+    model = tiny_model(codebook_seed=0)
+    other = tiny_model(codebook_seed=1)
+    with pytest.raises(ValueError, match="codebook for 'shape' differs"):
+        other.on_load_checkpoint({"state_dict": model.state_dict()})
+    small = {"name": "small", "attributes": [{"name": "shape", "values": ["circle", "square"]}]}
+    trainer = quiet_trainer(tmp_path, max_steps=1)
+    with pytest.raises(ValueError, match="does not match the model's"):
+        trainer.fit(tiny_model(), tiny_data(schema=small))
+
+
+def test_corrupt_or_truncated_checkpoints_are_refused(tmp_path):
+    model = tiny_model()
+    good = export_model(model, tmp_path / "m.safetensors")
+    data = open(good, "rb").read()
+    (tmp_path / "cut.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="not a readable safetensors"):
+        load_model(tmp_path / "cut.safetensors")
+    (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="cannot be read as a Lightning checkpoint"):
+        load_model(tmp_path / "junk.ckpt")
+    torch.save({"state_dict": {}}, tmp_path / "other.ckpt")
+    with pytest.raises(CheckpointError, match="no state_dict / hyper_parameters"):
+        load_model(tmp_path / "other.ckpt")
+    with pytest.raises(CheckpointError, match="no such file"):
+        load_model(tmp_path / "missing.ckpt")
+
+
+def test_pipeline_input_policy(tmp_path):
+    from PIL import Image
+
+    pipe = Pipeline(tiny_model(), method="brute_force")
+    scene = sample_scenes(default_schema(), 1, seed=0)[0]
+    img = render_scene(default_schema(), scene)
+    x = pipe.preprocess([img, img.convert("RGBA"), img.convert("P"), img.resize((128, 128), Image.Resampling.NEAREST),
+                         Image.new("L", (80, 40))])
+    assert x.shape == (5, 3, 64, 64) and x.dtype == torch.uint8
+    assert torch.equal(x[0], x[1]) and torch.equal(x[0], x[3])
+    recs = pipe.recognize(x)
+    assert len(recs) == 5 and set(recs[0].labels) == set(default_schema().names)
+    assert all(0.0 <= c <= 1.0 for c in recs[0].confidence.values())
+    with pytest.raises(TypeError, match="PIL images or a tensor"):
+        pipe.preprocess("image.png")
+    with pytest.raises(ValueError, match=r"\[B, 3, H, W\]"):
+        pipe.preprocess(torch.zeros(2, 1, 64, 64))
+
+
+def test_ddp_two_cpu_processes_share_codebooks(tmp_path):
+    if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
+        pytest.skip("torch.distributed with gloo is not available")
+    out = tmp_path / "ranks"
+    out.mkdir()
+    model = tiny_model()
+    model.rank_dir = str(out)
+    trainer = quiet_trainer(tmp_path, strategy="ddp_spawn", devices=2, max_steps=2, num_sanity_val_steps=0,
+                            limit_val_batches=0, callbacks=[_SaveCodebooks(str(out))])
+    trainer.fit(model, tiny_data())
+    files = sorted(os.listdir(out))
+    assert files == ["rank0.pt", "rank1.pt"]
+    a, b = (torch.load(out / f, weights_only=True) for f in files)
+    assert a["steps"] == b["steps"] == 2
+    assert all(torch.equal(a["codebooks"][k], b["codebooks"][k]) for k in a["codebooks"])
+
+
+class _SaveCodebooks(pl.Callback):
+    def __init__(self, out):
+        self.out = out
+
+    def on_train_end(self, trainer, module):
+        cbs = {n: t.clone() for n, t in zip(module.codebooks.names, module.codebooks.tensors)}
+        torch.save({"codebooks": cbs, "steps": trainer.global_step},
+                   os.path.join(self.out, f"rank{trainer.global_rank}.pt"))

@@ -1,0 +1,107 @@
+"""Loading and exporting trained models without unpickling anything.
+
+Two formats are read:
+
+- a Lightning ``.ckpt`` (as ``train.py`` writes under ``checkpoints/``), loaded with
+  ``torch.load(weights_only=True)``;
+- a weights file ``.safetensors`` whose metadata holds the model's hyperparameters as JSON
+  (:func:`export_model` writes it; the shipped ``checkpoints/default.safetensors`` is one).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import torch
+
+from .io import atomic_path
+
+FORMAT = "vsa_vision.model"
+FORMAT_VERSION = 1
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHIPPED = os.path.join(PACKAGE_ROOT, "checkpoints", "default.safetensors")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, corrupt, truncated, of another format, or does not fit."""
+
+
+def default_checkpoint() -> str:
+    """Path of the shipped checkpoint (inside the package's source tree)."""
+    for path in (SHIPPED, os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints",
+                                       "default.safetensors")):
+        if os.path.isfile(path):
+            return path
+    raise CheckpointError(f"the shipped checkpoint is missing (looked for {SHIPPED}); pass a checkpoint path")
+
+
+def export_model(model, path: str | os.PathLike) -> str:
+    """Write ``model`` (a :class:`vsa_vision.model.VSAModel`) as safetensors + JSON hyperparameters, atomically."""
+    from safetensors.torch import save_file
+
+    path = os.fspath(path)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    meta = {"format": FORMAT, "version": str(FORMAT_VERSION), "hparams": json.dumps(dict(model.hparams))}
+    with atomic_path(path, suffix=".safetensors") as tmp:
+        save_file(state, tmp, metadata=meta)
+    return path
+
+
+def _read(path: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint {path}: no such file")
+    if path.endswith(".safetensors"):
+        from safetensors import safe_open
+
+        try:
+            with safe_open(path, framework="pt") as f:
+                meta = f.metadata() or {}
+                state = {k: f.get_tensor(k) for k in f.keys()}
+        except Exception as e:  # safetensors raises its own error types for bad headers / short files
+            raise CheckpointError(f"checkpoint {path}: not a readable safetensors file ({e})") from None
+        if meta.get("format") != FORMAT:
+            raise CheckpointError(f"checkpoint {path}: not a vsa_vision model (format {meta.get('format')!r})")
+        if int(meta.get("version", -1)) > FORMAT_VERSION:
+            raise CheckpointError(f"checkpoint {path}: format version {meta.get('version')} is newer than this "
+                                  f"vsa_vision reads ({FORMAT_VERSION})")
+        try:
+            hparams = json.loads(meta["hparams"])
+        except (KeyError, json.JSONDecodeError):
+            raise CheckpointError(f"checkpoint {path}: its hyperparameters are missing or unreadable") from None
+        return hparams, state
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, pickle with foreign objects, not a torch file at all
+        raise CheckpointError(f"checkpoint {path}: cannot be read as a Lightning checkpoint ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else 'no detail'})") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
+        raise CheckpointError(f"checkpoint {path}: not a Lightning checkpoint of a vsa_vision model "
+                              "(no state_dict / hyper_parameters)")
+    return dict(ckpt["hyper_parameters"]), ckpt["state_dict"]
+
+
+def load_model(path: str | os.PathLike | None = None, map_location: str | torch.device = "cpu"):
+    """A :class:`vsa_vision.model.VSAModel` in eval mode from a ``.ckpt`` or ``.safetensors`` file
+    (default: the shipped checkpoint). Refuses, with :class:`CheckpointError`, a file that is missing,
+    corrupt or truncated, of another format, or whose weights or codebooks do not fit its own
+    hyperparameters."""
+    from .model import VSAModel
+
+    path = default_checkpoint() if path is None else os.fspath(path)
+    hparams, state = _read(path)
+    hparams = {k: v for k, v in hparams.items() if not k.startswith("_")}
+    try:
+        model = VSAModel(**hparams)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {path}: its hyperparameters do not build a model ({e})") from None
+    try:
+        model.on_load_checkpoint({"state_dict": state})
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except (RuntimeError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {path}: {str(e).splitlines()[0]}") from None
+    if missing or unexpected:
+        raise CheckpointError(f"checkpoint {path}: weights do not fit the model (missing {missing[:3]}, "
+                              f"unexpected {unexpected[:3]})")
+    return model.eval().to(map_location)

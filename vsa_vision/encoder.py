@@ -1,0 +1,132 @@
+"""Image encoders that end in one D-dimensional vector: a small CNN (fast on CPU) and a ResNet-18
+adapted to small images, each with a plain linear head or a factorised binding head.
+
+The factorised head computes K per-factor vectors ``tanh(W_k h)`` and binds them elementwise, so
+the output is still one bound vector; the decomposer head reads only that vector. (A prototype
+measured why: a linear head regressed onto bound vectors learns nothing usable in 20 CPU minutes,
+the factorised one reaches 99.6% in 15.) These modules know nothing of codebooks.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+BACKBONES = ("small_cnn", "resnet18")
+HEADS = ("factorised", "linear")
+
+
+NORMS = ("group", "batch")
+
+
+class SmallCNN(nn.Module):
+    """``blocks`` stride-2 3x3 conv + norm + ReLU blocks, flattened (position stays in the
+    features), then a linear layer to ``features``. About 1.3 M parameters at the defaults.
+
+    ``norm="group"`` (GroupNorm, 8 groups; the default) or ``"batch"``. Measured: with BatchNorm the
+    running statistics lag the fast-moving weights so far that eval-mode outputs lose the target
+    (val cosine 0.006 while train-mode cosine on the same images is 0.40; recomputing the
+    statistics restores 0.95); GroupNorm has no train/eval difference and costs no more on CPU."""
+
+    def __init__(self, image_size: int = 64, width: int = 32, blocks: int = 5, features: int = 256,
+                 in_channels: int = 3, norm: str = "group") -> None:
+        super().__init__()
+        if norm not in NORMS:
+            raise ValueError(f"norm: expected one of {list(NORMS)}, got {norm!r}")
+        layers, c = [], in_channels
+        for b in range(blocks):
+            out = min(width * 2 ** b, width * 8)
+            layers += [nn.Conv2d(c, out, 3, stride=2, padding=1, bias=False),
+                       nn.GroupNorm(min(8, out), out) if norm == "group" else nn.BatchNorm2d(out),
+                       nn.ReLU(inplace=True)]
+            c = out
+        self.conv = nn.Sequential(*layers)
+        side = image_size
+        for _ in range(blocks):
+            side = (side + 1) // 2
+        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(c * side * side, features), nn.ReLU(inplace=True))
+        self.features = features
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.conv(x))
+
+
+class ResNet18Small(nn.Module):
+    """torchvision's ResNet-18 (``weights=None``: nothing is downloaded) for small images: a 3x3
+    stride-1 stem without max-pooling, global average pooling, 512 features."""
+
+    def __init__(self, in_channels: int = 3) -> None:
+        super().__init__()
+        from torchvision.models import resnet18
+
+        net = resnet18(weights=None)
+        net.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
+        net.maxpool = nn.Identity()
+        net.fc = nn.Identity()
+        self.net = net
+        self.features = 512
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class LinearHead(nn.Module):
+    """One linear layer to ``dim``."""
+
+    def __init__(self, features: int, dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(features, dim)
+
+    def forward(self, h: Tensor) -> Tensor:
+        return self.proj(h)
+
+
+class FactorisedHead(nn.Module):
+    """K projections ``tanh(W_k h)`` bound elementwise into one vector of ``dim``.
+
+    ``factors(h)`` returns the K vectors themselves, for reference measurements only."""
+
+    def __init__(self, features: int, dim: int, num_factors: int) -> None:
+        super().__init__()
+        self.num_factors, self.dim = num_factors, dim
+        self.proj = nn.Linear(features, num_factors * dim)
+
+    def factors(self, h: Tensor) -> Tensor:
+        return torch.tanh(self.proj(h)).unflatten(-1, (self.num_factors, self.dim))
+
+    def forward(self, h: Tensor) -> Tensor:
+        return self.factors(h).prod(dim=-2)
+
+
+class Encoder(nn.Module):
+    """Backbone + head: images ``float [B, 3, H, W]`` in [0, 1] to vectors ``[B, dim]``."""
+
+    def __init__(self, dim: int = 1024, num_factors: int = 6, backbone: str = "small_cnn", head: str = "factorised",
+                 image_size: int = 64, width: int = 32, features: int = 256, norm: str = "group") -> None:
+        super().__init__()
+        if backbone not in BACKBONES:
+            raise ValueError(f"backbone: expected one of {list(BACKBONES)}, got {backbone!r}")
+        if head not in HEADS:
+            raise ValueError(f"head: expected one of {list(HEADS)}, got {head!r}")
+        for name, v in (("dim", dim), ("num_factors", num_factors), ("width", width), ("features", features)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {v!r}")
+        self.backbone = (SmallCNN(image_size=image_size, width=width, features=features, norm=norm)
+                         if backbone == "small_cnn" else ResNet18Small())
+        f = self.backbone.features
+        self.head = FactorisedHead(f, dim, num_factors) if head == "factorised" else LinearHead(f, dim)
+        self.dim = dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.backbone((x - 0.5) * 4.0))
+
+    def forward_with_factors(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """(output ``[B, dim]``, the factorised head's K vectors ``[B, K, dim]`` or None for a linear head).
+
+        The factor vectors are for training losses and reference measurements only; the output is
+        what a decomposer head decodes."""
+        h = self.backbone((x - 0.5) * 4.0)
+        if isinstance(self.head, FactorisedHead):
+            f = self.head.factors(h)
+            return f.prod(dim=-2), f
+        return self.head(h), None

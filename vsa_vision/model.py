@@ -1,0 +1,338 @@
+"""The LightningModule: encoder + fixed scene codebooks + loss + a decomposer head, with metrics.
+
+The encoder maps an image to one vector ``q [D]`` meant to equal the bound vector of the image's
+attribute codewords. The head (any registered decomposer, chosen by name) decodes only that
+vector. Validation decodes every image with the head; test decodes with every head in
+``test_methods`` on the same encoder outputs, so the gap between a head and brute force is the
+head's own error and the gap between brute force and 100% is the encoder's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .decompose import Decomposition, build_method, parse_method
+from .decompose.registry import available_decomposers
+from .encoder import Encoder
+from .scenes.schema import Schema, load_schema
+from .vsa import Codebooks
+
+LOSSES = ("cosine", "contrastive", "cosine+contrastive", "factor_cosine", "factor_contrastive")
+SCHEDULES = ("onecycle", "cosine", "constant")
+DEFAULT_TEST_METHODS = ("diffusion", "resonator", "attention_resonator", "stochastic_resonator", "brute_force")
+
+
+def schema_codebooks(schema: Schema, dim: int, seed: int = 0) -> Codebooks:
+    """The random bipolar codebooks of a schema's attributes, value labels included (drawn on CPU)."""
+    return Codebooks.random(schema.factors(), dim=dim, seed=seed)
+
+
+def to_float_images(images: Tensor) -> Tensor:
+    """``uint8 [B, 3, H, W]`` (0..255) or floating images already in [0, 1] -> float32 in [0, 1]."""
+    if not isinstance(images, Tensor):
+        raise TypeError(f"images: expected a tensor, got {type(images).__name__}")
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"images: expected shape [B, 3, H, W], got {tuple(images.shape)}")
+    if images.dtype == torch.uint8:
+        return images.float().div_(255.0)
+    if not images.is_floating_point():
+        raise TypeError(f"images: expected uint8 or floating point, got {images.dtype}")
+    return images.float()
+
+
+class DecomposerHead(nn.Module):
+    """Attach a decomposer to any encoder: ``head(vectors [B, D]) -> Decomposition``.
+
+    ``method`` is a registered name or a spec ``"name:option=value,..."``; keyword ``options`` (e.g.
+    ``iterations=300``) apply where the spec does not set them. The codebooks are buffers, so the
+    head moves with ``.to(device)`` and is saved in a state dict."""
+
+    def __init__(self, codebooks: Codebooks, method: str = "diffusion", **options: Any) -> None:
+        super().__init__()
+        if not isinstance(codebooks, Codebooks):
+            raise TypeError(f"codebooks: expected Codebooks, got {type(codebooks).__name__}")
+        self.names, self.labels = codebooks.names, codebooks.labels
+        for k, t in enumerate(codebooks.tensors):
+            self.register_buffer(f"codebook_{k}", t.detach().clone())
+        self.method_spec = method
+        self.options = dict(options)
+        self.decomposer = build_method(method, **options)
+
+    @property
+    def codebooks(self) -> Codebooks:
+        ts = [getattr(self, f"codebook_{k}") for k in range(len(self.names))]
+        return Codebooks.from_tensors(dict(zip(self.names, ts)), labels=dict(zip(self.names, self.labels)),
+                                      check_bipolar=False)
+
+    def forward(self, vectors: Tensor) -> Decomposition:
+        return self.decomposer.decompose(vectors, self.codebooks)
+
+
+class VSAModel(pl.LightningModule):
+    """Encoder trained so that its output is the bound vector of the image's attributes.
+
+    Args:
+        schema: the scene schema (a built-in name, a JSON path or a dict); stored resolved in the
+            checkpoint, so a checkpoint is self-contained.
+        dim, codebook_seed: the codebooks (random bipolar, drawn on CPU from the seed; buffers of
+            the module, so every DDP rank and every checkpoint holds the same ones).
+        backbone, head, width, features, norm: see :class:`vsa_vision.encoder.Encoder`.
+        loss: ``cosine`` (1 - cos(q, target)), ``contrastive`` (per factor, cross-entropy of the
+            factor's unbinding estimate ``q * target * c_k`` against all of its codewords, scaled by
+            ``temperature``), or their sum; ``factor_cosine`` / ``factor_contrastive`` add to the
+            cosine loss a per-factor term on the factorised head's K vectors (1 - cos to the true
+            codeword, or cross-entropy against the factor's codebook): a training signal that does
+            not pass through the product of the other factors. The head still decodes only q.
+        lr, weight_decay, schedule: AdamW and ``onecycle`` / ``cosine`` / ``constant``.
+        method, iterations, method_options: the decomposer head for validation and ``predict``.
+        test_methods: the heads compared in ``test`` on the same encoder outputs.
+        channels_last: NHWC memory format (faster convolutions on CPU).
+    """
+
+    def __init__(self, schema: str | dict[str, Any] = "default", dim: int = 1024, codebook_seed: int = 0,
+                 backbone: str = "small_cnn", head: str = "factorised", width: int = 32, features: int = 256,
+                 norm: str = "group", loss: str = "factor_contrastive", temperature: float = 16.0,
+                 lr: float = 2e-3, weight_decay: float = 0.0,
+                 schedule: str = "onecycle", method: str = "diffusion", iterations: int = 300,
+                 method_options: dict[str, Any] | None = None,
+                 test_methods: Sequence[str] = DEFAULT_TEST_METHODS, channels_last: bool = True) -> None:
+        super().__init__()
+        self.schema = load_schema(schema)
+        if loss not in LOSSES:
+            raise ValueError(f"loss: expected one of {list(LOSSES)}, got {loss!r}")
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule: expected one of {list(SCHEDULES)}, got {schedule!r}")
+        for spec in [method, *test_methods]:
+            name, _ = parse_method(spec)
+            if name not in available_decomposers():
+                raise ValueError(f"method {spec!r}: unknown decomposer; available: {available_decomposers()}")
+        self.save_hyperparameters()
+        self.hparams["schema"] = self.schema.to_dict()
+        self.hparams["test_methods"] = list(test_methods)
+        cb = schema_codebooks(self.schema, dim, codebook_seed)
+        self.factor_names = cb.names
+        for k, t in enumerate(cb.tensors):
+            self.register_buffer(f"codebook_{k}", t)
+        self.encoder = Encoder(dim=dim, num_factors=cb.num_factors, backbone=backbone, head=head,
+                               image_size=self.schema.image_size, width=width, features=features, norm=norm)
+        if channels_last:
+            self.encoder = self.encoder.to(memory_format=torch.channels_last)
+        self._heads: dict[str, Any] = {}
+        self._test: dict[tuple[int, str], dict[str, Any]] = {}
+        self.test_report: dict[str, Any] | None = None
+
+    # -- codebooks and heads -------------------------------------------------------------------
+
+    @property
+    def codebooks(self) -> Codebooks:
+        ts = {n: getattr(self, f"codebook_{k}") for k, n in enumerate(self.factor_names)}
+        return Codebooks.from_tensors(ts, labels=self.schema.factors(), check_bipolar=False)
+
+    def head(self, method: str | None = None):
+        """The decomposer for ``method`` (default: the model's), built once per spec."""
+        spec = method or self.hparams.method
+        if spec not in self._heads:
+            opts = dict(self.hparams.method_options or {}) if spec == self.hparams.method else {}
+            self._heads[spec] = build_method(spec, iterations=self.hparams.iterations, seed=0, **opts)
+        return self._heads[spec]
+
+    def targets(self, labels: Tensor) -> Tensor:
+        return self.codebooks.bind_indices(labels)
+
+    # -- forward -------------------------------------------------------------------------------
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Images (``uint8`` or float in [0, 1], ``[B, 3, H, W]``) -> vectors ``[B, D]``."""
+        return self.encode(images)[0]
+
+    def decode(self, vectors: Tensor, method: str | None = None) -> Decomposition:
+        return self.head(method).decompose(vectors.float(), self.codebooks.to(device=vectors.device))
+
+    def encode(self, images: Tensor) -> tuple[Tensor, Tensor | None]:
+        """(vectors ``[B, D]``, factor vectors ``[B, K, D]`` of a factorised head or None)."""
+        x = to_float_images(images)
+        side = self.schema.image_size
+        if x.shape[-2:] != (side, side):
+            raise ValueError(f"images: expected {side} x {side} pixels (the schema's image size), "
+                             f"got {x.shape[-2]} x {x.shape[-1]}")
+        if self.hparams.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.encoder.forward_with_factors(x)
+
+    def loss(self, q: Tensor, labels: Tensor, factors: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(loss, cosine to the target per image). ``factors``: the head's K vectors, for factor_* losses."""
+        target = self.targets(labels)
+        cos = F.cosine_similarity(q, target, dim=-1)
+        kind = self.hparams.loss
+        total = q.new_zeros(())
+        if kind in ("cosine", "cosine+contrastive", "factor_cosine", "factor_contrastive"):
+            total = total + (1 - cos).mean()
+        if kind.startswith("factor_"):
+            if factors is None:
+                raise ValueError(f"loss {kind!r} needs the factorised head (head='factorised')")
+            K = len(self.factor_names)
+            term = q.new_zeros(())
+            for k in range(K):  # a loop over K factors, not over problems
+                C = getattr(self, f"codebook_{k}")
+                if kind == "factor_cosine":
+                    term = term + (1 - F.cosine_similarity(factors[:, k], C[labels[:, k]], dim=-1)).mean()
+                else:
+                    fk = F.normalize(factors[:, k], dim=-1)
+                    logits = self.hparams.temperature * (fk @ C.T) / math.sqrt(C.shape[-1])
+                    term = term + F.cross_entropy(logits, labels[:, k])
+            total = total + term / K
+        if kind in ("contrastive", "cosine+contrastive"):
+            base = q * target  # unbinding all factors: q * target * c_k is factor k's estimate
+            norm = base.norm(dim=-1, keepdim=True).clamp_min(1e-6) * math.sqrt(q.shape[-1])
+            ce = q.new_zeros(())
+            for k in range(len(self.factor_names)):  # a loop over K factors, not over problems
+                C = getattr(self, f"codebook_{k}")
+                est = base * C[labels[:, k]]
+                logits = self.hparams.temperature * (est @ C.T) / norm
+                ce = ce + F.cross_entropy(logits, labels[:, k])
+            total = total + ce / len(self.factor_names)
+        return total, cos
+
+    # -- Lightning hooks -----------------------------------------------------------------------
+
+    def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        other = getattr(dm, "schema", None)
+        if isinstance(other, Schema) and other.to_dict() != self.schema.to_dict():
+            raise ValueError(f"the data's schema {other.name!r} ({dict(zip(other.names, other.sizes))}) does not "
+                             f"match the model's {self.schema.name!r} "
+                             f"({dict(zip(self.schema.names, self.schema.sizes))})")
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("state_dict", {})
+        for k, name in enumerate(self.factor_names):
+            key = f"codebook_{k}"
+            mine = getattr(self, key)
+            theirs = state.get(key)
+            if theirs is None or theirs.shape != mine.shape or not torch.equal(theirs.to(mine.device), mine):
+                raise ValueError(f"checkpoint: its codebook for {name!r} differs from this model's "
+                                 f"(dim {self.hparams.dim}, codebook_seed {self.hparams.codebook_seed}); "
+                                 "it was trained with other codebooks or another schema")
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        images, labels = batch
+        q, factors = self.encode(images)
+        loss, cos = self.loss(q, labels, factors)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(labels))
+        self.log("train/cos", cos.mean(), prog_bar=True, batch_size=len(labels))
+        return loss
+
+    def _evaluate(self, q: Tensor, labels: Tensor, method: str | None) -> dict[str, Tensor | float]:
+        if q.is_cuda:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        res = self.decode(q, method)
+        if q.is_cuda:
+            torch.cuda.synchronize()
+        dt = time.perf_counter() - t0
+        hit = res.indices.to(labels.device) == labels
+        return {"hit": hit, "seconds": dt}
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        images, labels = batch
+        q, factors = self.encode(images)
+        loss, cos = self.loss(q, labels, factors)
+        r = self._evaluate(q, labels, None)
+        n = len(labels)
+        self.log("val/loss", loss, batch_size=n, sync_dist=True)
+        self.log("val/cos", cos.mean(), batch_size=n, sync_dist=True)
+        self.log("val/acc_all", r["hit"].all(-1).float().mean(), prog_bar=True, batch_size=n, sync_dist=True)
+        for k, name in enumerate(self.factor_names):
+            self.log(f"val/acc_{name}", r["hit"][:, k].float().mean(), batch_size=n, sync_dist=True)
+        self.log("val/decode_ms_per_image", 1e3 * r["seconds"] / n, batch_size=n, sync_dist=True)
+
+    def on_test_epoch_start(self) -> None:
+        self._test = {}
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        images, labels = batch
+        q, factors = self.encode(images)
+        _, cos = self.loss(q, labels, factors)
+        for method in self.hparams.test_methods:
+            r = self._evaluate(q, labels, method)
+            acc = self._test.setdefault((dataloader_idx, method), {
+                "n": 0, "all": 0, "factor": torch.zeros(len(self.factor_names), dtype=torch.long), "seconds": 0.0,
+                "cos": 0.0})
+            acc["n"] += len(labels)
+            acc["all"] += int(r["hit"].all(-1).sum())
+            acc["factor"] += r["hit"].sum(0).cpu()
+            acc["seconds"] += r["seconds"]
+            acc["cos"] += float(cos.sum())
+
+    def on_test_epoch_end(self) -> None:
+        names = self.test_split_names()
+        report: dict[str, Any] = {"schema": self.schema.name, "dim": self.hparams.dim,
+                                  "iterations": self.hparams.iterations, "splits": {}}
+        for (idx, method), acc in sorted(self._test.items(), key=lambda kv: kv[0][0]):
+            vals = torch.tensor([acc["n"], acc["all"], *acc["factor"].tolist()], dtype=torch.float64,
+                                device=self.device)
+            extra = torch.tensor([acc["seconds"], acc["cos"]], dtype=torch.float64, device=self.device)
+            if self.trainer.world_size > 1:
+                vals = self.all_gather(vals).sum(0)
+                extra = self.all_gather(extra).sum(0)
+            n = float(vals[0])
+            split = names[idx] if idx < len(names) else f"test{idx}"
+            row = {"images": int(n), "acc_all": float(vals[1]) / n,
+                   "acc": {f: float(v) / n for f, v in zip(self.factor_names, vals[2:])},
+                   "mean_cos": float(extra[1]) / n, "decode_ms_per_image": 1e3 * float(extra[0]) / n}
+            report["splits"].setdefault(split, {})[method] = row
+            key = f"test_{split}/{method}"
+            self.log(f"{key}/acc_all", row["acc_all"], add_dataloader_idx=False)
+        self.test_report = report
+
+    def test_split_names(self) -> list[str]:
+        dm = getattr(self.trainer, "datamodule", None)
+        return list(getattr(dm, "test_split_names", ["test"]))
+
+    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> list[dict[str, Any]]:
+        images = batch[0] if isinstance(batch, (tuple, list)) else batch
+        res = self.decode(self(images))
+        conf = res.confidence.cpu().tolist()
+        return [{"labels": lab, "confidence": dict(zip(self.factor_names, c))} for lab, c in zip(res.labels, conf)]
+
+    def configure_optimizers(self):
+        opt = torch.optim.AdamW(self.encoder.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        if self.hparams.schedule == "constant":
+            return opt
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        if self.hparams.schedule == "onecycle":
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.hparams.lr, total_steps=total,
+                                                        pct_start=0.15)
+        else:
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def format_report(report: Mapping[str, Any]) -> str:
+    """The test report as a Markdown table: one row per split x head."""
+    factors = None
+    lines = []
+    for split, methods in report["splits"].items():
+        for method, row in methods.items():
+            if factors is None:
+                factors = list(row["acc"])
+                lines.append("| split | head | images | all attributes | " + " | ".join(factors)
+                             + " | mean cos | decode ms/image |")
+                lines.append("| --- | --- | ---: | ---: | " + " | ".join("---:" for _ in factors) + " | ---: | ---: |")
+            lines.append(f"| {split} | {method} | {row['images']} | {100 * row['acc_all']:.2f}% | "
+                         + " | ".join(f"{100 * row['acc'][f]:.2f}" for f in factors)
+                         + f" | {row['mean_cos']:.3f} | {row['decode_ms_per_image']:.2f} |")
+    return "\n".join(lines)
+
+
+def report_json(report: Mapping[str, Any]) -> str:
+    return json.dumps(report, indent=2) + "\n"
