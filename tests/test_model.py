@@ -178,3 +178,64 @@ class _SaveCodebooks(pl.Callback):
         cbs = {n: t.clone() for n, t in zip(module.codebooks.names, module.codebooks.tensors)}
         torch.save({"codebooks": cbs, "steps": trainer.global_step},
                    os.path.join(self.out, f"rank{trainer.global_rank}.pt"))
+
+
+@pytest.mark.parametrize("config", ["configs/default.yaml", "configs/gpu.yaml"])
+def test_shipped_configs_parse(config, capsys):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with pytest.raises(SystemExit) as e:
+        cli_main(["fit", "--config", os.path.join(root, config), "--print_config"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "class_path: vsa_vision.model.VSAModel" in out or "backbone:" in out
+
+
+def test_training_curve_reads_validation_rows_and_plots(tmp_path):
+    from vsa_vision.bench.training import plot_curves, read_curve
+
+    path = tmp_path / "metrics.csv"
+    path.write_text("epoch,step,time/minutes,train/loss,val/acc_all,val/cos\n"
+                    "0,10,,0.9,,\n0,20,1.5,,0.25,0.4\n1,40,3.0,,0.99,0.9\n")
+    pts = read_curve(str(path))
+    assert [(p["minutes"], p["acc_all"]) for p in pts] == [(1.5, 0.25), (3.0, 0.99)]
+    plot_curves([("run", str(path))], str(tmp_path / "c.png"))
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    (tmp_path / "empty.csv").write_text("epoch,step,train/loss\n0,1,0.5\n")
+    with pytest.raises(ValueError, match="no validation rows"):
+        read_curve(str(tmp_path / "empty.csv"))
+
+
+class InterruptAtSecondEpoch(pl.Callback):
+    """Simulates Ctrl-C at the start of epoch 1, after epoch 0's checkpoint was written."""
+
+    def on_train_epoch_start(self, trainer, module):
+        if trainer.current_epoch == 1:
+            raise KeyboardInterrupt
+
+
+def test_an_interrupted_run_resumes_from_last(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    common = ["--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false", "--trainer.logger", "false",
+              "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1", "--test_after_fit", "false",
+              "--trainer.max_epochs", "2",
+              "--trainer.callbacks+=ModelCheckpoint", "--trainer.callbacks.dirpath", "ck",
+              "--trainer.callbacks.filename", "last", "--trainer.callbacks.enable_version_counter", "false",
+              "--model.dim", "256", "--model.width", "8", "--model.features", "32", "--model.iterations", "5",
+              "--data.train_size", "32", "--data.val_size", "8", "--data.test_size", "8",
+              "--data.heldout_size", "8", "--data.batch_size", "8"]
+    with pytest.raises(SystemExit):  # Lightning's graceful shutdown on Ctrl-C exits
+        cli_main(["fit", *common, "--trainer.callbacks+=tests.test_model.InterruptAtSecondEpoch"])
+    saved = torch.load(tmp_path / "ck" / "last.ckpt", weights_only=True)
+    assert saved["global_step"] == 2
+    resumed = cli_main(["fit", "--ckpt_path", "last", *common])
+    assert resumed.trainer.global_step == 4  # went on from step 2, not from scratch
+    assert resumed.trainer.current_epoch == 2
+
+
+def test_predict_step_returns_labels_and_confidences(tmp_path):
+    model = tiny_model(method="brute_force")
+    dm = tiny_data(test_size=5)
+    out = quiet_trainer(tmp_path).predict(model, datamodule=dm)
+    rows = [r for batch in out for r in batch]
+    assert len(rows) == 5
+    assert set(rows[0]["labels"]) == set(default_schema().names) == set(rows[0]["confidence"])

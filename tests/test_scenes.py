@@ -263,3 +263,11 @@ def test_cli_data_generate(tmp_path, capsys):
     assert (out / "manifest.json").exists() and (out / "preview.png").read_bytes()[:4] == b"\x89PNG"
     assert main(args[:2] + ["--n", "24"] + args[4:]) == 2
     assert "different dataset" in capsys.readouterr().err
+
+
+def test_data_benchmark_reports_every_rate():
+    from vsa_vision.bench.data import data_benchmark
+
+    out = data_benchmark(images=256, workers=0, batch_size=64, log=lambda m: None)
+    for key in ("render_one_core", "loader_on_the_fly", "loader_disk", "loader_cached", "cache_build"):
+        assert out[key] > 0

@@ -131,6 +131,59 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_vision(args: argparse.Namespace) -> int:
+    import torch
+
+    from .bench.vision import FIELDS, vision_benchmark, vision_table
+    from .io import atomic_write
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    pipe = _pipeline(args)
+    methods = args.methods or ["diffusion", "resonator", "attention_resonator", "stochastic_resonator",
+                               "brute_force"]
+    rows = vision_benchmark(pipe, methods, images=args.images, seed=args.seed, batch_size=args.batch_size)
+    print()
+    print(vision_table(rows))
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, "vision.csv")
+
+    def write(f):
+        import csv
+
+        w = csv.DictWriter(f, fieldnames=FIELDS, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+
+    atomic_write(path, write)
+    print(f"\nwrote {path}")
+    return 0
+
+
+def cmd_bench_data(args: argparse.Namespace) -> int:
+    from .bench.data import data_benchmark
+
+    data_benchmark(images=args.images, workers=args.workers, batch_size=args.batch_size, schema=args.schema)
+    return 0
+
+
+def cmd_bench_curve(args: argparse.Namespace) -> int:
+    from .bench.training import plot_curves, read_curve
+
+    runs = []
+    for item in args.metrics:
+        label, eq, path = item.partition("=")
+        runs.append((label, path) if eq else (os.path.basename(os.path.dirname(os.path.abspath(item))), item))
+    for label, path in runs:
+        print(label)
+        for p in read_curve(path):
+            print(f"  epoch {p['epoch']:3.0f}  {p['minutes']:6.2f} min  val all attributes {100 * p['acc_all']:6.2f}%  "
+                  f"cos {p['cos']:.3f}")
+    plot_curves(runs, args.out, title=args.title)
+    print(f"wrote {args.out}")
+    return 0
+
+
 def cmd_tune(args: argparse.Namespace) -> int:
     import torch
 
@@ -436,6 +489,30 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--preview", action="store_true", help="also write a contact sheet preview.png")
     g.add_argument("--no-progress", dest="no_progress", action="store_true")
     g.set_defaults(func=cmd_data_generate)
+
+    bv = bsub.add_parser("vision", help="recognition and edit accuracy of every head on one trained encoder")
+    bv.add_argument("--checkpoint", default=None, help="model checkpoint (default: the shipped one)")
+    bv.add_argument("--images", type=_positive, default=1000, help="images per split (default 1000)")
+    bv.add_argument("--seed", type=_nonneg, default=0)
+    bv.add_argument("--methods", type=_methods, default=None)
+    bv.add_argument("--batch-size", dest="batch_size", type=_positive, default=256)
+    bv.add_argument("--device", default="cpu")
+    bv.add_argument("--threads", type=int, default=0)
+    bv.add_argument("--out", default="bench-results")
+    bv.set_defaults(func=cmd_bench_vision, method=None)
+
+    bd = bsub.add_parser("data", help="rendering and data loading rates")
+    bd.add_argument("--images", type=_positive, default=20000)
+    bd.add_argument("--workers", type=_nonneg, default=2)
+    bd.add_argument("--batch-size", dest="batch_size", type=_positive, default=128)
+    bd.add_argument("--schema", default="default")
+    bd.set_defaults(func=cmd_bench_data)
+
+    bc = bsub.add_parser("training-curve", help="plot val accuracy against training minutes from metrics.csv")
+    bc.add_argument("metrics", nargs="+", help="LABEL=path/to/metrics.csv (or just the path)")
+    bc.add_argument("--out", default="bench-results/training-curve.png")
+    bc.add_argument("--title", default="")
+    bc.set_defaults(func=cmd_bench_curve)
 
     t = sub.add_parser("tune", help="search a decomposer's options and write its defaults file")
     t.add_argument("method", help="diffusion, stochastic_resonator or attention_resonator")

@@ -70,6 +70,14 @@ def swap(vector: Tensor, codebooks: Codebooks, changes: Mapping[str, Any], curre
     return out[0] if single else out
 
 
+def swap_indices(vector: Tensor, codebooks: Codebooks, current: Tensor, new: Tensor) -> Tensor:
+    """Per-row swaps: ``vector * bind(current) * bind(new)`` for value indices ``[B, K]``; factors where
+    ``current == new`` cancel, so each row changes exactly the factors whose indices differ."""
+    cur = codebooks.check_indices(current, "current").to(vector.device)
+    nxt = codebooks.check_indices(new, "new").to(vector.device)
+    return vector * codebooks.bind_indices(cur).to(vector.dtype) * codebooks.bind_indices(nxt).to(vector.dtype)
+
+
 def apply_changes(indices: Tensor, codebooks: Codebooks, changes: Mapping[str, Any]) -> Tensor:
     """Value indices with the changes applied (what an edit intends)."""
     out = codebooks.check_indices(indices).clone()

@@ -102,7 +102,7 @@ class VSAModel(pl.LightningModule):
                  backbone: str = "small_cnn", head: str = "factorised", width: int = 32, features: int = 256,
                  norm: str = "group", loss: str = "factor_contrastive", temperature: float = 16.0,
                  lr: float = 2e-3, weight_decay: float = 0.0,
-                 schedule: str = "onecycle", method: str = "diffusion", iterations: int = 300,
+                 schedule: str = "onecycle", method: str = "diffusion", iterations: int = 1000,
                  method_options: dict[str, Any] | None = None,
                  test_methods: Sequence[str] = DEFAULT_TEST_METHODS, channels_last: bool = True) -> None:
         super().__init__()

@@ -1,0 +1,49 @@
+"""The accuracy-against-wall-time curve of a training run, from the CSV logger's ``metrics.csv``."""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Sequence
+
+from ..io import atomic_path
+
+
+def read_curve(metrics_csv: str) -> list[dict[str, float]]:
+    """One point per validation: ``minutes`` (training time so far), ``epoch``, ``acc_all``, ``cos``."""
+    if not os.path.isfile(metrics_csv):
+        raise FileNotFoundError(f"{metrics_csv}: no such file (a CSVLogger's metrics.csv)")
+    out = []
+    with open(metrics_csv, newline="") as f:
+        for r in csv.DictReader(f):
+            if r.get("val/acc_all") and r.get("time/minutes"):
+                out.append({"minutes": float(r["time/minutes"]), "epoch": float(r["epoch"]),
+                            "acc_all": float(r["val/acc_all"]), "cos": float(r["val/cos"])})
+    if not out:
+        raise ValueError(f"{metrics_csv}: no validation rows with time/minutes (was the WallClock callback on?)")
+    return out
+
+
+def plot_curves(runs: Sequence[tuple[str, str]], path: str, title: str = "") -> None:
+    """Plot val all-attributes accuracy against minutes for ``(label, metrics.csv)`` runs into a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for label, csv_path in runs:
+        pts = read_curve(csv_path)
+        ax.plot([p["minutes"] for p in pts], [100 * p["acc_all"] for p in pts], marker="o", label=label)
+    ax.set_xlabel("training time (minutes)")
+    ax.set_ylabel("val: all attributes right (%)")
+    ax.set_ylim(-2, 102)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    try:
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=110)
+    finally:
+        plt.close(fig)

@@ -1,0 +1,95 @@
+"""Recognition and editing with a trained model: every head on the same encoder outputs.
+
+- recognition: all-attributes accuracy of each head on rendered test / held-out images, beside
+  brute force on the same vectors (the gap to brute force is the head's error, the gap from brute
+  force to 100% the encoder's);
+- editing: for each image, random swaps of one (or two) attributes to a different value, done in
+  vector space from what the head decoded (``q * c_old * c_new``); an edit counts when the edited
+  vector decodes to exactly the intended attributes (the truth with the change applied);
+- throughput of ``recognize`` (images per second at a batch size), encoder alone and with each head.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..edit import swap_indices
+from ..scenes import Renderer, sample_indices
+from .stats import wilson_interval
+
+FIELDS = ["method", "split", "images", "recognition", "recognition_lo", "recognition_hi", "edit1", "edit1_lo",
+          "edit1_hi", "edit2", "edit2_lo", "edit2_hi", "decode_ms_per_image", "images_per_s", "mean_cos"]
+
+
+def _random_changes(truth: torch.Tensor, sizes: Sequence[int], swaps: int, rng: np.random.Generator) -> torch.Tensor:
+    """Intended indices: ``swaps`` distinct attributes per row set to a different value than the truth."""
+    B, K = truth.shape
+    sizes_np = np.asarray(sizes)
+    out = truth.clone().numpy()
+    changeable = np.flatnonzero(sizes_np > 1)
+    order = np.argsort(rng.random((B, len(changeable))), axis=1)  # distinct attributes per row
+    for r in range(swaps):  # a loop over the number of swaps (1 or 2), vectorised over images
+        k = changeable[order[:, r]]
+        offset = 1 + (rng.random(B) * (sizes_np[k] - 1)).astype(np.int64)
+        out[np.arange(B), k] = (out[np.arange(B), k] + offset) % sizes_np[k]
+    return torch.from_numpy(out)
+
+
+def vision_benchmark(pipe, methods: Sequence[str], images: int = 1000, seed: int = 0,
+                     splits: Sequence[str] = ("test", "heldout"), batch_size: int = 256,
+                     log=print) -> list[dict[str, Any]]:
+    """Rows of recognition / edit accuracy and cost, one per (method, split)."""
+    schema = pipe.schema
+    renderer = Renderer(schema)
+    cb = pipe.codebooks
+    rows = []
+    for split in splits:
+        if split == "heldout" and not schema.holdout:
+            continue
+        truth = torch.from_numpy(sample_indices(schema, images, seed=seed, split=split))
+        x = torch.from_numpy(renderer.render_batch(truth.numpy())).permute(0, 3, 1, 2).contiguous()
+        t0 = time.perf_counter()
+        q = pipe.encode(x, batch_size=batch_size)
+        enc_s = time.perf_counter() - t0
+        truth = truth.to(q.device)
+        cos = float(torch.nn.functional.cosine_similarity(q, cb.bind_indices(truth).to(q.dtype), dim=-1).mean())
+        rng = np.random.default_rng([seed, 1])
+        intended = {s: _random_changes(truth.cpu(), schema.sizes, s, rng).to(q.device) for s in (1, 2)}
+        log(f"{split}: {images} images, encoder {images / enc_s:.0f} images/s, mean cos to target {cos:.3f}")
+        for method in methods:
+            t0 = time.perf_counter()
+            res = torch.cat([pipe.decode(q[i:i + batch_size], method).indices for i in range(0, len(q), batch_size)])
+            dec_s = time.perf_counter() - t0
+            rec = int((res == truth).all(-1).sum())
+            row = {"method": method, "split": split, "images": images, "recognition": rec / images,
+                   "decode_ms_per_image": 1e3 * dec_s / images, "images_per_s": images / (enc_s + dec_s),
+                   "mean_cos": cos}
+            row["recognition_lo"], row["recognition_hi"] = wilson_interval(rec, images)
+            for s in (1, 2):
+                edited = swap_indices(q, cb, res, torch.where(intended[s] != truth, intended[s], res))
+                got = torch.cat([pipe.decode(edited[i:i + batch_size], method).indices
+                                 for i in range(0, len(q), batch_size)])
+                ok = int((got == intended[s]).all(-1).sum())
+                row[f"edit{s}"] = ok / images
+                row[f"edit{s}_lo"], row[f"edit{s}_hi"] = wilson_interval(ok, images)
+            rows.append(row)
+            log(f"  {method:28s} recognition {100 * row['recognition']:6.2f}%  edit x1 {100 * row['edit1']:6.2f}%  "
+                f"edit x2 {100 * row['edit2']:6.2f}%  decode {row['decode_ms_per_image']:.2f} ms/image  "
+                f"recognize {row['images_per_s']:.0f} images/s")
+    return rows
+
+
+def vision_table(rows: Sequence[dict[str, Any]]) -> str:
+    lines = ["| split | head | images | recognition (all attributes) | edit, 1 swap | edit, 2 swaps | "
+             "decode ms/image | recognize images/s |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        lines.append(f"| {r['split']} | {r['method']} | {r['images']} | {100 * r['recognition']:.2f}% "
+                     f"[{100 * r['recognition_lo']:.1f}, {100 * r['recognition_hi']:.1f}] | "
+                     f"{100 * r['edit1']:.2f}% | {100 * r['edit2']:.2f}% | {r['decode_ms_per_image']:.2f} | "
+                     f"{r['images_per_s']:.0f} |")
+    return "\n".join(lines)
