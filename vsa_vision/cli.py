@@ -323,14 +323,15 @@ def cmd_vision_demo(args: argparse.Namespace) -> int:
 
     pipe = _pipeline(args)
     schema = pipe.schema
-    idx = sample_indices(schema, args.count, seed=args.seed, split="heldout" if schema.holdout else None)
+    split = args.split if args.split != "heldout" or schema.holdout else "test"
+    idx = sample_indices(schema, args.count, seed=args.seed, split=split)
     scenes = schema.decode(idx)
     images = [render_scene(schema, s) for s in scenes]
     recs = pipe.recognize(images)
     rng = np.random.default_rng(args.seed)
     rows, names = [], list(schema.names)
     right = 0
-    print(f"vsa-vision demo: {args.count} scenes, head {pipe.method}\n")
+    print(f"vsa-vision demo: {args.count} scenes of the {split} split, head {pipe.method}\n")
     for img, truth, rec in zip(images, scenes, recs):
         k = int(rng.integers(len(names)))
         attr = schema.attributes[k]
@@ -401,6 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--method", default=None, help="decomposer head (default: the model's, diffusion)")
     v.add_argument("--count", type=_positive, default=4, help="scenes to show (default 4)")
     v.add_argument("--seed", type=_nonneg, default=0)
+    v.add_argument("--split", choices=["test", "heldout"], default="test",
+                   help="draw the scenes from the test split or the held-out combinations (default test)")
     v.add_argument("--out", default="demo.png", help="the picture to write (default demo.png)")
     v.add_argument("--device", default="cpu")
     v.set_defaults(func=cmd_vision_demo)
