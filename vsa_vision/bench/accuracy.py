@@ -15,7 +15,8 @@ from typing import Any
 import torch
 
 from ..decompose.registry import build_method, parse_method  # noqa: F401  (re-exported)
-from ..io import atomic_path, atomic_write
+from ..io import atomic_write
+from .figures import new_axes, save_figure
 from .problems import Problems, make_problems
 from .stats import wilson_interval
 
@@ -106,12 +107,7 @@ def markdown_table(rows: Sequence[dict[str, Any]], column: str = "sizes") -> str
 
 def plot_sweep(rows: Sequence[dict[str, Any]], path: str, x: str, xlabel: str, title: str) -> None:
     """Accuracy (all factors right) with its 95% interval against ``x``, one line per method."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = new_axes((6.4, 4.2))
     for m in dict.fromkeys(r["method"] for r in rows):
         rs = [r for r in rows if r["method"] == m]
         xs = [float(r[x]) for r in rs]
@@ -126,9 +122,4 @@ def plot_sweep(rows: Sequence[dict[str, Any]], path: str, x: str, xlabel: str, t
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    try:
-        with atomic_path(path, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=110)
-    finally:
-        plt.close(fig)
+    save_figure(fig, path)

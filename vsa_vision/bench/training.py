@@ -6,7 +6,7 @@ import csv
 import os
 from collections.abc import Sequence
 
-from ..io import atomic_path
+from .figures import new_axes, save_figure
 
 
 def read_curve(metrics_csv: str) -> list[dict[str, float]]:
@@ -26,12 +26,7 @@ def read_curve(metrics_csv: str) -> list[dict[str, float]]:
 
 def plot_curves(runs: Sequence[tuple[str, str]], path: str, title: str = "") -> None:
     """Plot val all-attributes accuracy against minutes for ``(label, metrics.csv)`` runs into a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    fig, ax = new_axes((6.4, 4.0))
     for label, csv_path in runs:
         pts = read_curve(csv_path)
         ax.plot([p["minutes"] for p in pts], [100 * p["acc_all"] for p in pts], marker="o", label=label)
@@ -41,9 +36,4 @@ def plot_curves(runs: Sequence[tuple[str, str]], path: str, title: str = "") -> 
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    try:
-        with atomic_path(path, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=110)
-    finally:
-        plt.close(fig)
+    save_figure(fig, path)

@@ -41,6 +41,13 @@ _OWN_FILES = {"config.json", "labels.csv", "manifest.json", "preview.png"}
 _NUISANCE_STREAM = 7919
 
 
+def _item(i: int, n: int, what: str) -> int:
+    """Python-style index ``i`` (negative counts from the end) into ``n`` items, checked."""
+    if not -n <= i < n:
+        raise IndexError(f"index {i} out of range for {n} {what}")
+    return i % n
+
+
 def _nuisance_seed(seed: int, split: str, index: int) -> list[int]:
     return [int(seed), _NUISANCE_STREAM, SPLITS.index(split), int(index)]
 
@@ -69,9 +76,7 @@ class RenderedScenes(Dataset):
         return self.n
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if not -self.n <= i < self.n:
-            raise IndexError(f"index {i} out of range for {self.n} scenes")
-        i = i % self.n
+        i = _item(i, self.n, "scenes")
         if self._images is not None:
             return self._images[i], self.indices[i]
         img = self.renderer.render_indices(self.indices[i].tolist(), seed=_nuisance_seed(self.seed, self.split, i))
@@ -283,9 +288,7 @@ class SceneShards(Dataset):
         return self.n
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if not -self.n <= i < self.n:
-            raise IndexError(f"index {i} out of range for {self.n} images")
-        i = i % self.n
+        i = _item(i, self.n, "images")
         j = int(np.searchsorted(self._starts, i, side="right") - 1)
         img = np.array(self._arrays[j][i - self._starts[j]])
         return torch.from_numpy(img).permute(2, 0, 1).contiguous(), self.indices[i]
