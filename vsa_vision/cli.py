@@ -147,9 +147,7 @@ def cmd_bench_vision(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     pipe = _pipeline(args)
-    methods = args.methods or ["diffusion", "resonator", "attention_resonator", "stochastic_resonator",
-                               "brute_force"]
-    rows = vision_benchmark(pipe, methods, images=args.images, seed=args.seed, batch_size=args.batch_size)
+    rows = vision_benchmark(pipe, args.methods, images=args.images, seed=args.seed, batch_size=args.batch_size)
     print()
     print(vision_table(rows))
     os.makedirs(args.out, exist_ok=True)

@@ -260,8 +260,8 @@ class VSAModel(pl.LightningModule):
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         images, labels = batch
-        q, factors = self.encode(images)
-        _, cos = self.loss(q, labels, factors)
+        q = self(images)
+        cos = F.cosine_similarity(q, self.targets(labels), dim=-1)
         for method in self.hparams.test_methods:
             r = self._evaluate(q, labels, method)
             acc = self._test.setdefault((dataloader_idx, method), {
