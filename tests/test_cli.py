@@ -26,9 +26,74 @@ def test_bench_accuracy_quick_writes_csv_and_png(tmp_path, capsys):
     assert (tmp_path / "accuracy-size-K3.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_bench_speed_runs(capsys):
-    assert main(["bench", "speed", "--n", "8", "--batch", "16", "--iterations", "5", "--methods", "resonator"]) == 0
-    assert "problems/s" in capsys.readouterr().out
+@pytest.mark.parametrize("sweep,column,values", [
+    ("dim", "D", ["250", "500"]),
+    ("noise", "noise", ["none", "flip 20%", "SNR 0 dB"]),
+    ("iterations", "iterations", ["10", "50"]),
+])
+def test_every_sweep_quick_preset_writes_one_row_per_method_and_setting(sweep, column, values, tmp_path, capsys):
+    methods = ["brute_force", "resonator", "diffusion"]
+    assert main(["bench", "accuracy", "--sweep", sweep, "--quick", "--methods", ",".join(methods),
+                 "--out", str(tmp_path)]) == 0
+    rows = list(csv.DictReader(open(tmp_path / f"accuracy-{sweep}-K3.csv")))
+    assert list(rows[0]) == FIELDS
+    assert sorted((r["method"], r[column]) for r in rows) == sorted((m, v) for m in methods for v in values)
+    assert all(0.0 <= float(r["acc_all_lo"]) <= float(r["acc_all"]) <= float(r["acc_all_hi"]) <= 1.0 for r in rows)
+    brute = [r for r in rows if r["method"] == "brute_force" and r["noise"] == "none"]
+    assert brute and all(float(r["acc_all"]) == 1.0 for r in brute)
+    assert (tmp_path / f"accuracy-{sweep}-K3.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_steps_and_restarts_sweeps_vary_the_diffusion_settings(tmp_path, capsys):
+    assert main(["bench", "accuracy", "--sweep", "steps", "--quick", "--methods", "brute_force,diffusion",
+                 "--out", str(tmp_path)]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "accuracy-steps-K3.csv")))
+    assert sorted((r["method"], r["steps"]) for r in rows) == [("brute_force", ""), ("diffusion", "2"),
+                                                               ("diffusion", "6")]
+    assert main(["bench", "accuracy", "--sweep", "restarts", "--quick", "--methods", "diffusion,resonator",
+                 "--out", str(tmp_path)]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "accuracy-restarts-K3.csv")))
+    assert sorted((r["method"], r["restart"], r["restarts"]) for r in rows) == [
+        ("diffusion", rho, count) for rho in ["0.5", "1.0"] for count in ["0", "2"]]  # the resonator has no restarts
+    assert (tmp_path / "accuracy-restarts-K3.png").stat().st_size > 1000
+    out = capsys.readouterr().out
+    assert "restart level rho = 0.5" in out
+
+
+def test_bench_speed_reports_flops_memory_and_the_ratio_to_brute_force(tmp_path, capsys):
+    assert main(["bench", "speed", "--n", "8,16", "--batches", "4,16", "--iterations", "5", "--repeats", "1",
+                 "--methods", "brute_force,resonator", "--dtypes", "fp32,bf16", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "problems/s" in out and "crossover" in out
+    rows = list(csv.DictReader(open(tmp_path / "speed-cpu-K3.csv")))
+    assert len(rows) == 2 * 2 * 2 * 2  # n x batch x dtype x method
+    for r in rows:
+        assert float(r["ms_per_problem"]) > 0 and float(r["peak_mem_mb"]) > 0
+        if r["method"] == "brute_force":
+            # scoring every combination is 2 * n^3 * D FLOPs per problem, plus the per-factor read-out
+            n, d = int(r["n"]), int(r["D"])
+            assert float(r["gflop_per_problem"]) * 1e9 >= 2 * n ** 3 * d
+            assert float(r["ratio_to_brute"]) == 1.0
+            assert float(r["acc_all"]) == 1.0  # exact in bf16 too: bipolar codebooks are exact there
+    with pytest.raises(SystemExit):
+        main(["bench", "speed", "--dtypes", "fp64"])
+    assert main(["bench", "speed", "--dtypes", "tf32", "--quick", "--methods", "resonator"]) == 2  # CPU: no TF32
+
+
+def test_peak_memory_tracks_live_tensors():
+    import torch
+
+    from vsa_vision.bench.speed import PeakMemory
+
+    with PeakMemory() as mem:
+        a = torch.ones(1000, 250)  # 1 MB
+        b = a * 2                   # 2 MB live
+        del a
+        c = b + 1                   # still 2 MB live at most
+        c.add_(1)                   # in place: nothing new
+    assert mem.peak == 2 * 1000 * 250 * 4
+    del b, c
+    assert mem.live == 0
 
 
 def test_tune_writes_a_defaults_file_the_registry_reads(tmp_path, monkeypatch, capsys):

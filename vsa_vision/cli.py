@@ -53,6 +53,34 @@ _positive = _int_at_least(1, "positive")
 _nonneg = _int_at_least(0, "non-negative")
 
 
+def _float_list(text: str) -> list[float]:
+    try:
+        out = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not out:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}")
+    return out
+
+
+def _nonneg_list(text: str) -> list[int]:
+    out = [_nonneg(v.strip()) for v in text.split(",") if v.strip()]
+    if not out:
+        raise argparse.ArgumentTypeError(f"expected comma-separated non-negative integers, got {text!r}")
+    return out
+
+
+def _choice_list(choices: tuple[str, ...]):
+    def parse(text: str) -> list[str]:
+        out = [v.strip() for v in text.split(",") if v.strip()]
+        bad = [v for v in out if v not in choices]
+        if not out or bad:
+            raise argparse.ArgumentTypeError(f"expected comma-separated values from {list(choices)}, got {text!r}")
+        return out
+
+    return parse
+
+
 def _methods(text: str) -> list[str]:
     from .bench.accuracy import parse_method
     from .decompose import available_decomposers
@@ -100,41 +128,105 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+PEER_METHODS = ["torchhd_resonator"]
+
+
+def default_methods(peers: bool = True) -> list[str]:
+    """Every registered method (the built-in defaults first), with the peers only when installed."""
+    from .decompose import available_decomposers, torchhd_available
+
+    names = {s.split(":")[0] for s in DEFAULT_METHODS}
+    out = list(DEFAULT_METHODS) + [n for n in available_decomposers() if n not in names and n not in PEER_METHODS]
+    if peers:
+        if torchhd_available():
+            out += PEER_METHODS
+        else:
+            print("torchhd is not installed (pip install 'vsa_vision[peers]'): the torchhd rows are skipped")
+    return out
+
+
 def cmd_bench_accuracy(args: argparse.Namespace) -> int:
     import torch
 
-    from .bench.accuracy import markdown_table, plot_sweep, sweep_size, write_csv
+    from .bench.accuracy import SWEEPS, markdown_table, run_sweep
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.quick:
-        args.n, args.problems, args.iterations = [10, 20], 50, 50
-    os.makedirs(args.out, exist_ok=True)
-    shapes = [args.sizes] if args.sizes else args.n
-    rows = sweep_size(args.methods, shapes, k=args.k, dim=args.dim, iterations=args.iterations,
-                      problems=args.problems, seed=args.seed, flip=args.flip, snr_db=args.snr_db)
-    tag = "x".join(map(str, args.sizes)) if args.sizes else f"K{args.k}"
-    stem = os.path.join(args.out, f"accuracy-size-{tag}")
-    write_csv(rows, stem + ".csv")
-    plot_sweep(rows, stem + ".png", x="n", xlabel="codebook size n per factor",
-               title=f"K={args.k}, D={args.dim}, {args.iterations} iterations, {args.problems} problems")
-    print()
-    print(markdown_table(rows))
-    print(f"\nwrote {stem}.csv and {stem}.png")
+    methods = args.methods
+    sweeps = list(SWEEPS) if args.sweep == "all" else [args.sweep]
+    for sweep in sweeps:
+        ms = methods
+        if sweep == "restarts":
+            ms = [m for m in methods if m.split(":")[0] == "diffusion"] or ["diffusion"]
+        if args.sizes and sweep != "size":
+            raise ValueError("--sizes applies to the size sweep only")
+        if args.sizes and len(set(args.sizes)) > 1:
+            ms = [m for m in ms if m not in PEER_METHODS]  # torchhd stacks the codebooks: equal sizes only
+        print(f"== sweep {sweep} ==")
+        rows, stem = run_sweep(sweep, ms, args.out, k=args.k, dim=args.dim, iterations=args.iterations,
+                               problems=args.problems, seed=args.seed, quick=args.quick, ns=args.n,
+                               sizes=args.sizes, values=args.values, rhos=args.rho, counts=args.restarts,
+                               flips=args.flips, snrs=args.snrs, flip=args.flip, snr_db=args.snr_db,
+                               max_brute_flop=args.max_brute_flop)
+        column = {"size": "sizes", "dim": "D", "noise": "noise", "iterations": "iterations", "steps": "steps",
+                  "restarts": "restarts"}[sweep]
+        print()
+        if sweep == "noise":
+            for n in dict.fromkeys(r["n"] for r in rows):
+                print(f"n = {n}")
+                print(markdown_table([r for r in rows if r["n"] == n], column))
+        elif sweep == "restarts":
+            for rho in dict.fromkeys(r["restart"] for r in rows):
+                print(f"restart level rho = {rho}")
+                print(markdown_table([r for r in rows if r["restart"] == rho], column))
+        else:
+            print(markdown_table(rows, column))
+        print(f"\nwrote {stem}.csv and {stem}.png\n")
     return 0
 
 
 def cmd_bench_speed(args: argparse.Namespace) -> int:
     import torch
 
-    from .bench.speed import cost
+    from .bench.speed import FIELDS, crossover, speed_benchmark, speed_table
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"n={args.n} K={args.k} D={args.dim} batch={args.batch} iterations={args.iterations} "
-          f"device={args.device} threads={torch.get_num_threads()}")
-    cost(args.methods, n=args.n, k=args.k, dim=args.dim, batch=args.batch, iterations=args.iterations,
-         device=args.device)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {args.device}: CUDA is not available on this machine")
+    methods = args.methods
+    if args.quick:
+        args.n, args.batches, args.iterations, args.repeats = [8, 16], [1, 64], 20, 1
+    ns = args.n or [50]
+    print(f"n={ns} K={args.k} D={args.dim} batches={args.batches} iterations={args.iterations} "
+          f"dtypes={args.dtypes} device={args.device} threads={torch.get_num_threads()} "
+          f"early_stop={args.early_stop}")
+    rows = speed_benchmark(methods, ns=ns, k=args.k, dim=args.dim, batches=args.batches,
+                           iterations=args.iterations, dtypes=args.dtypes, device=args.device,
+                           repeats=args.repeats, early_stop=args.early_stop, seed=args.seed,
+                           max_brute_flop=args.max_brute_flop)
+    print()
+    print(speed_table(rows))
+    cross = crossover(rows)
+    if len(ns) > 1 and cross:
+        print("\ncrossover with exhaustive search (largest n where the method costs more, smallest larger n "
+              "where it costs less):")
+        for (m, batch, dt), (above, below) in cross.items():
+            print(f"  {m:40s} batch {batch:5d} {dt}: more costly up to n = {above}, cheaper from n = {below}")
+    os.makedirs(args.out, exist_ok=True)
+    tag = f"{args.device.replace(':', '')}-K{args.k}" + ("-early" if args.early_stop else "")
+    path = os.path.join(args.out, f"speed-{tag}.csv")
+    from .io import atomic_write
+
+    def write(f):
+        import csv
+
+        w = csv.DictWriter(f, fieldnames=FIELDS, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+
+    atomic_write(path, write)
+    print(f"\nwrote {path}")
     return 0
 
 
@@ -439,33 +531,57 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="benchmarks")
     bsub = b.add_subparsers(dest="bench", required=True)
-    a = bsub.add_parser("accuracy", help="accuracy sweep, every method on the same problems")
-    a.add_argument("--sweep", choices=["size"], default="size")
-    a.add_argument("--n", type=_int_list, default=[10, 20, 30, 40, 50, 60, 80, 100])
+    a = bsub.add_parser("accuracy", help="accuracy sweeps, every method on the same problems (CSV + PNG)")
+    a.add_argument("--sweep", choices=["size", "dim", "restarts", "steps", "noise", "iterations", "all"],
+                   default="size", help="size: n per factor (Fig. 2); dim: D (Fig. 3); restarts: rho x R heat "
+                   "map (Fig. 4); steps: diffusion steps per pass (Fig. 5); noise: flips and SNR; iterations: "
+                   "the budget; all: every sweep")
+    a.add_argument("--n", type=_int_list, default=None,
+                   help="codebook sizes per factor (size, noise sweeps) or the one n of the other sweeps")
     a.add_argument("--k", type=_positive, default=3)
     a.add_argument("--sizes", type=_int_list, default=None,
-                   help="one shape of unequal factor sizes, e.g. 8,10,4,12,12,2 (instead of --n and --k)")
+                   help="one shape of unequal factor sizes, e.g. 8,10,4,12,12,2 (size sweep, instead of --n/--k)")
+    a.add_argument("--values", type=_int_list, default=None,
+                   help="the swept values: D (dim), steps per pass (steps), budgets (iterations)")
+    a.add_argument("--rho", type=_float_list, default=None, help="restart levels of the restarts sweep")
+    a.add_argument("--restarts", type=_nonneg_list, default=None, help="restart counts of the restarts sweep")
+    a.add_argument("--flips", type=_float_list, default=None, help="sign-flip fractions of the noise sweep")
+    a.add_argument("--snrs", type=_float_list, default=None, help="SNRs in dB of the noise sweep")
     a.add_argument("--dim", type=_positive, default=1000)
     a.add_argument("--iterations", type=_positive, default=100)
     a.add_argument("--problems", type=_positive, default=200)
     a.add_argument("--seed", type=int, default=0)
-    a.add_argument("--flip", type=float, default=0.0, help="fraction of signs of s flipped")
-    a.add_argument("--snr-db", dest="snr_db", type=float, default=None, help="additive Gaussian noise SNR")
+    a.add_argument("--flip", type=float, default=0.0, help="fraction of signs of s flipped (size sweep)")
+    a.add_argument("--snr-db", dest="snr_db", type=float, default=None, help="additive Gaussian noise SNR (size sweep)")
+    a.add_argument("--max-brute-flop", dest="max_brute_flop", type=float, default=4e12,
+                   help="skip exhaustive search at points costlier than this (default 4e12)")
     a.add_argument("--methods", type=_methods, default=None)
+    a.add_argument("--no-peers", dest="no_peers", action="store_true", help="leave out the torchhd peer")
     a.add_argument("--threads", type=int, default=0)
-    a.add_argument("--quick", action="store_true", help="a small preset that runs in seconds")
+    a.add_argument("--quick", action="store_true", help="a small preset of the sweep that runs in seconds")
     a.add_argument("--out", default="bench-results")
     a.set_defaults(func=cmd_bench_accuracy)
 
-    sp = bsub.add_parser("speed", help="cost per problem and per problem-iteration, early stopping off")
-    sp.add_argument("--n", type=_positive, default=50)
+    sp = bsub.add_parser("speed", help="time, throughput, FLOP/s, peak memory and the ratio to exhaustive search")
+    sp.add_argument("--n", type=_int_list, default=None, help="codebook sizes (default 50); several give the "
+                    "crossover n with exhaustive search")
     sp.add_argument("--k", type=_positive, default=3)
     sp.add_argument("--dim", type=_positive, default=1000)
-    sp.add_argument("--batch", type=_positive, default=500)
+    sp.add_argument("--batches", type=_int_list, default=[1, 16, 256, 4096])
     sp.add_argument("--iterations", type=_positive, default=100)
+    sp.add_argument("--dtypes", type=_choice_list(("fp32", "bf16", "tf32")), default=["fp32"],
+                    help="fp32, bf16 (codebooks and targets in bf16), tf32 (CUDA fp32 with TF32 products)")
     sp.add_argument("--device", default="cpu")
+    sp.add_argument("--repeats", type=_positive, default=3)
+    sp.add_argument("--early-stop", dest="early_stop", action="store_true",
+                    help="each method's own early stop (time to finish the batch) instead of equal work")
+    sp.add_argument("--max-brute-flop", dest="max_brute_flop", type=float, default=2e12)
+    sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--methods", type=_methods, default=None)
+    sp.add_argument("--no-peers", dest="no_peers", action="store_true", help="leave out the torchhd peer")
     sp.add_argument("--threads", type=int, default=0)
+    sp.add_argument("--quick", action="store_true", help="a small preset that runs in seconds")
+    sp.add_argument("--out", default="bench-results")
     sp.set_defaults(func=cmd_bench_speed)
 
     dp = sub.add_parser("data", help="synthetic scene datasets")
@@ -535,13 +651,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "methods", "unset") is None:
-        from .decompose import available_decomposers
-
-        args.methods = [m for m in DEFAULT_METHODS] + [
-            n for n in available_decomposers() if n not in {s.split(":")[0] for s in DEFAULT_METHODS}]
+        args.methods = default_methods(peers=not getattr(args, "no_peers", True))
     try:
         return args.func(args)
-    except (ValueError, TypeError, OSError) as e:
+    except (ValueError, TypeError, OSError, ImportError) as e:
         print(f"vsa-vision: error: {e}", file=sys.stderr)
         return 2
 

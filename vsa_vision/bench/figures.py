@@ -5,14 +5,17 @@ from __future__ import annotations
 from ..io import atomic_path
 
 
-def new_axes(figsize: tuple[float, float] = (6.4, 4.2)):
-    """``(fig, ax)`` on the headless Agg backend."""
+def new_axes(figsize: tuple[float, float] = (6.4, 4.2), ncols: int | None = None):
+    """``(fig, ax)`` on the headless Agg backend; with ``ncols``, ``(fig, [ax, ...])`` side by side."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt.subplots(figsize=figsize)
+    if ncols is None:
+        return plt.subplots(figsize=figsize)
+    fig, axes = plt.subplots(1, ncols, figsize=figsize, squeeze=False)
+    return fig, list(axes[0])
 
 
 def save_figure(fig, path: str, dpi: int = 110) -> None:

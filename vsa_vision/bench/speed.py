@@ -1,52 +1,233 @@
-"""Cost of each method: milliseconds per problem and per problem-iteration at a fixed batch.
+"""Cost of each method: time, throughput, achieved FLOP/s and peak memory, over batch sizes,
+codebook sizes and dtypes, with the ratio to exhaustive search at the same point.
 
-Early stopping is switched off (``stop_similarity=None``) so every method spends its budget, except
-where a method stops by its own criterion (the classic resonator's fixed points and cycles); the
-cost per problem-iteration divides the time by the iterations actually run, which makes methods
-comparable at equal work.
+- **Equal work by default**: early stopping is off (``stop_similarity=None``) so every method spends
+  its budget, except where a method stops by its own criterion (the classic resonator's fixed points
+  and cycles); ``us_per_problem_iteration`` divides the time by the iterations actually run.
+  ``early_stop=True`` measures instead the time to finish the batch with each method's own stop.
+- **FLOPs** are counted from the matrix products actually executed (``torch.utils.flop_counter``:
+  ``2 m n k`` per product), in one untimed run; elementwise work is not counted.
+- **Peak memory** is the most memory held at once by tensors the method allocates (its inputs
+  excluded): on CUDA the allocator's peak, on CPU a dispatch-level tracker of live tensor storage.
+- **dtypes**: ``fp32``; ``bf16`` runs the method with bf16 codebooks and targets (a method that
+  fails in bf16 gets a row with its error); ``tf32`` (CUDA only) is fp32 with TF32 matrix products.
+- Exhaustive search grows with the product of the codebook sizes; a point whose estimated cost
+  exceeds ``max_brute_flop`` is skipped (and its ratio left empty) rather than run for hours.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 import time
-from collections.abc import Sequence
+import weakref
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+from torch.utils.flop_counter import FlopCounterMode
 
-from .accuracy import parse_method
+from ..decompose.registry import parse_method
 from .problems import make_problems
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "tf32": torch.float32}
+FIELDS = ["method", "device", "dtype", "K", "n", "D", "batch", "iterations", "early_stop", "ms_per_problem",
+          "problems_per_s", "mean_iterations", "us_per_problem_iteration", "gflop_per_problem", "gflops_per_s",
+          "peak_mem_mb", "acc_all", "ratio_to_brute", "note"]
+
+
+class PeakMemory(TorchDispatchMode):
+    """Tracks the bytes of tensor storage allocated by the ops run under it and still alive; ``peak``
+    is the most held at once. Storage shared by views or written in place is counted once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live = 0
+        self.peak = 0
+        self._seen: set[int] = set()
+
+    def _free(self, key: int, nbytes: int) -> None:
+        self._seen.discard(key)
+        self.live -= nbytes
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_flatten(out)[0]:
+            if isinstance(t, torch.Tensor) and t.device.type == "cpu":
+                st = t.untyped_storage()
+                key, nbytes = st.data_ptr(), st.nbytes()
+                if nbytes == 0 or key in self._seen:
+                    continue
+                self._seen.add(key)
+                self.live += nbytes
+                weakref.finalize(st, self._free, key, nbytes)
+                self.peak = max(self.peak, self.live)
+        return out
+
+
+@contextlib.contextmanager
+def _tf32(enabled: bool) -> Iterator[None]:
+    old = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = old
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def brute_force_flop(sizes: Sequence[int], dim: int, batch: int) -> float:
+    """Multiply-adds x 2 of exhaustive search: every combination scored against every problem."""
+    return 2.0 * batch * math.prod(sizes) * dim
+
+
+def measure(spec: str, problems, iterations: int, device: str = "cpu", dtype: str = "fp32",
+            repeats: int = 3, early_stop: bool = False, seed: int = 0, min_seconds: float = 0.5) -> dict[str, Any]:
+    """Time one method on one batch of problems (best of ``repeats``; fewer when one run already
+    takes ``min_seconds`` x repeats), then count its FLOPs and peak memory in one more run."""
+    from ..decompose import get_decomposer
+
+    name, opts = parse_method(spec)
+    opts.setdefault("iterations", iterations)
+    opts.setdefault("seed", seed)
+    if not early_stop and name not in ("brute_force", "torchhd_resonator"):
+        opts.setdefault("stop_similarity", None)
+    d = get_decomposer(name, **opts)
+    cb = problems.codebooks.to(device=device, dtype=DTYPES[dtype])
+    s = problems.s.to(device=device, dtype=DTYPES[dtype])
+    B = s.shape[0]
+    best, res, runs, total = float("inf"), None, 0, 0.0
+    with _tf32(dtype == "tf32"):
+        d.decompose(s[:8], cb)  # warm-up: first-call allocations and kernel selection stay out of the timing
+        while runs < repeats and not (runs >= 1 and total > min_seconds * repeats):
+            _sync(device)
+            t0 = time.perf_counter()
+            res = d.decompose(s, cb)
+            _sync(device)
+            dt = time.perf_counter() - t0
+            best, runs, total = min(best, dt), runs + 1, total + dt
+        if device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+            with FlopCounterMode(display=False) as fc:
+                d.decompose(s, cb)
+            peak = torch.cuda.max_memory_allocated() - base
+        else:
+            mem = PeakMemory()
+            with FlopCounterMode(display=False) as fc, mem:
+                d.decompose(s, cb)
+            peak = mem.peak
+    flops = float(fc.get_total_flops())
+    its = float(res.iterations.float().sum())
+    acc = float((res.indices.cpu() == problems.indices.cpu()).all(-1).float().mean())
+    return {"method": spec, "device": device, "dtype": dtype, "batch": B, "iterations": iterations,
+            "early_stop": early_stop, "ms_per_problem": 1e3 * best / B, "problems_per_s": B / best,
+            "mean_iterations": its / B, "us_per_problem_iteration": 1e6 * best / max(its, 1.0),
+            "gflop_per_problem": flops / B / 1e9, "gflops_per_s": flops / best / 1e9,
+            "peak_mem_mb": peak / 2**20, "acc_all": acc, "note": ""}
+
+
+def speed_benchmark(methods: Sequence[str], ns: Sequence[int] = (50,), k: int = 3, dim: int = 1000,
+                    batches: Sequence[int] = (1, 16, 256, 4096), iterations: int = 100,
+                    dtypes: Sequence[str] = ("fp32",), device: str = "cpu", repeats: int = 3,
+                    early_stop: bool = False, seed: int = 0, max_brute_flop: float = 2e12,
+                    log=print) -> list[dict[str, Any]]:
+    """Every method at every (n, batch, dtype); ``ratio_to_brute`` is a method's time per problem
+    over exhaustive search's at the same point (below 1: cheaper than exhaustive search)."""
+    for dt in dtypes:
+        if dt not in DTYPES:
+            raise ValueError(f"dtypes: unknown dtype {dt!r}; expected some of {list(DTYPES)}")
+    if "tf32" in dtypes and not device.startswith("cuda"):
+        raise ValueError("dtypes: tf32 applies to CUDA matrix products only; drop it on the CPU")
+    rows = []
+    for n in ns:
+        for batch in batches:
+            p = make_problems(n, dim, batch, seed=seed, k=k)
+            for dt in dtypes:
+                brute_ms = None
+                for spec in methods:
+                    base = {"K": k, "n": n, "D": dim}
+                    if parse_method(spec)[0] == "brute_force":
+                        est = brute_force_flop(p.codebooks.sizes, dim, batch)
+                        if est > max_brute_flop:
+                            row = {"method": spec, "device": device, "dtype": dt, "batch": batch,
+                                   "iterations": iterations, "early_stop": early_stop,
+                                   "note": f"skipped: {est:.1e} FLOP > max_brute_flop"}
+                            rows.append({**row, **base})
+                            if log:
+                                log(f"n={n:4d} batch={batch:5d} {dt} {spec:34s} {row['note']}")
+                            continue
+                    try:
+                        row = measure(spec, p, iterations, device, dt, repeats, early_stop, seed)
+                    except (RuntimeError, TypeError, ValueError, ImportError) as e:
+                        row = {"method": spec, "device": device, "dtype": dt, "batch": batch,
+                               "iterations": iterations, "early_stop": early_stop,
+                               "note": f"failed: {type(e).__name__}: {str(e).splitlines()[0][:120]}"}
+                    row.update(base)
+                    if parse_method(spec)[0] == "brute_force" and "ms_per_problem" in row:
+                        brute_ms = row["ms_per_problem"]
+                    rows.append(row)
+                    if log:
+                        log(_line(row))
+                for row in rows:
+                    here = (row["n"], row["batch"], row["dtype"]) == (n, batch, dt)
+                    if here and brute_ms and "ms_per_problem" in row:
+                        row["ratio_to_brute"] = row["ms_per_problem"] / brute_ms
+    return rows
+
+
+def _line(r: dict[str, Any]) -> str:
+    head = f"n={r['n']:4d} batch={r['batch']:5d} {r['dtype']} {r['method']:34s}"
+    if "ms_per_problem" not in r:
+        return f"{head} {r.get('note', '')}"
+    return (f"{head} {r['ms_per_problem']:9.4f} ms/problem {r['problems_per_s']:10.0f} problems/s "
+            f"{r['mean_iterations']:6.1f} its {r['gflops_per_s']:7.2f} GFLOP/s {r['peak_mem_mb']:8.2f} MB "
+            f"acc {100 * r['acc_all']:5.1f}%")
+
+
+def crossover(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, int, str], tuple[int | None, int | None]]:
+    """Per (method, batch, dtype): the largest n where the method costs at least exhaustive search
+    and the smallest larger n where it is cheaper, among the n measured: the crossover lies between
+    (``None`` where the sweep did not reach it)."""
+    out: dict[tuple[str, int, str], tuple[int | None, int | None]] = {}
+    keys = {(r["method"], r["batch"], r["dtype"]) for r in rows
+            if r.get("ratio_to_brute") is not None and parse_method(r["method"])[0] != "brute_force"}
+    for key in sorted(keys):
+        pts = sorted((r["n"], r["ratio_to_brute"]) for r in rows
+                     if (r["method"], r["batch"], r["dtype"]) == key and r.get("ratio_to_brute") is not None)
+        above = [n for n, q in pts if q >= 1]
+        last_above = max(above) if above else None
+        below = [n for n, q in pts if q < 1 and (last_above is None or n > last_above)]
+        out[key] = (last_above, min(below) if below else None)
+    return out
+
+
+def speed_table(rows: Sequence[dict[str, Any]]) -> str:
+    """A markdown table of the rows."""
+    head = ("| method | dtype | n | batch | ms/problem | problems/s | us/problem-it | GFLOP/s | peak MB | "
+            "x brute | acc |")
+    lines = [head, "| --- |" + " --- |" * 10]
+    for r in rows:
+        if "ms_per_problem" not in r:
+            lines.append(f"| `{r['method']}` | {r['dtype']} | {r['n']} | {r['batch']} | {r.get('note', '')} "
+                         "| | | | | | |")
+            continue
+        ratio = f"{r['ratio_to_brute']:.3g}" if r.get("ratio_to_brute") is not None else ""
+        lines.append(f"| `{r['method']}` | {r['dtype']} | {r['n']} | {r['batch']} | {r['ms_per_problem']:.4g} | "
+                     f"{r['problems_per_s']:.4g} | {r['us_per_problem_iteration']:.3g} | {r['gflops_per_s']:.3g} | "
+                     f"{r['peak_mem_mb']:.3g} | {ratio} | {100 * r['acc_all']:.1f} |")
+    return "\n".join(lines)
 
 
 def cost(methods: Sequence[str], n: int = 50, k: int = 3, dim: int = 1000, batch: int = 500,
          iterations: int = 100, repeats: int = 3, seed: int = 0, device: str = "cpu",
          log=print) -> list[dict[str, Any]]:
-    from ..decompose import get_decomposer
-
-    p = make_problems(n, dim, batch, seed=seed, k=k, device=device)
-    rows = []
-    for spec in methods:
-        name, opts = parse_method(spec)
-        opts.setdefault("iterations", iterations)
-        if name != "brute_force":
-            opts.setdefault("stop_similarity", None)
-        d = get_decomposer(name, **opts)
-        best, its = float("inf"), 0.0
-        for _ in range(repeats):
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            res = d.decompose(p.s, p.codebooks)
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
-            best = min(best, time.perf_counter() - t0)
-            its = float(res.iterations.float().sum())
-        row = {"method": spec, "n": n, "K": k, "D": dim, "batch": batch, "iterations": iterations,
-               "ms_per_problem": 1e3 * best / batch, "mean_iterations": its / batch,
-               "us_per_problem_iteration": 1e6 * best / max(its, 1.0),
-               "problems_per_s": batch / best}
-        rows.append(row)
-        if log:
-            log(f"{spec:40s} {row['ms_per_problem']:7.3f} ms/problem  {row['mean_iterations']:6.1f} its  "
-                f"{row['us_per_problem_iteration']:7.2f} us/problem-iteration  {row['problems_per_s']:9.0f} problems/s")
-    return rows
+    """One point of :func:`speed_benchmark` (kept for scripts that call it)."""
+    return speed_benchmark(methods, ns=[n], k=k, dim=dim, batches=[batch], iterations=iterations,
+                           device=device, repeats=repeats, seed=seed, log=log)

@@ -3,6 +3,7 @@
 from .base import Decomposer, Decomposition, IterativeDecomposer, StepInfo, bound_similarity
 from .brute_force import BruteForce
 from .diffusion import DiffusionDecomposer
+from .peers import TorchhdResonator, torchhd_available
 from .registry import available_decomposers, build_method, decomposer_options, get_decomposer, parse_method, register
 from .resonator import AttentionResonator, Resonator, StochasticResonator
 
@@ -11,6 +12,7 @@ register("resonator", Resonator)
 register("attention_resonator", AttentionResonator)
 register("stochastic_resonator", StochasticResonator)
 register("diffusion", DiffusionDecomposer)
+register("torchhd_resonator", TorchhdResonator)  # a peer: needs the optional torchhd package
 
 __all__ = [
     "Decomposer",
@@ -23,6 +25,8 @@ __all__ = [
     "AttentionResonator",
     "StochasticResonator",
     "DiffusionDecomposer",
+    "TorchhdResonator",
+    "torchhd_available",
     "available_decomposers",
     "decomposer_options",
     "get_decomposer",
