@@ -49,7 +49,7 @@ def test_train_py_fast_dev_run(tmp_path, monkeypatch, capsys):
               "--model.dim", "256", "--model.width", "8", "--model.features", "32", "--model.iterations", "10",
               "--model.test_methods", "[diffusion, brute_force]",
               "--data.train_size", "32", "--data.val_size", "8", "--data.test_size", "8",
-              "--data.heldout_size", "8", "--data.batch_size", "8"])
+              "--data.heldout_size", "8", "--data.batch_size", "8", "--data.val_heldout_size", "8"])
     out = capsys.readouterr().out
     assert "| test | diffusion |" in out and "| heldout | brute_force |" in out
     report = json.loads((tmp_path / "test_report.json").read_text())
@@ -239,3 +239,12 @@ def test_predict_step_returns_labels_and_confidences(tmp_path):
     rows = [r for batch in out for r in batch]
     assert len(rows) == 5
     assert set(rows[0]["labels"]) == set(default_schema().names) == set(rows[0]["confidence"])
+
+
+def test_validation_logs_the_heldout_loader_separately(tmp_path):
+    model = tiny_model(channels_last=False)
+    trainer = quiet_trainer(tmp_path)
+    out = trainer.validate(model, tiny_data(val_heldout_size=16), verbose=False)
+    assert len(out) == 2
+    assert {"val/acc_all", "val/cos", "val/decode_ms_per_image"} <= set(out[0])
+    assert set(out[1]) == {"val_heldout/acc_all", "val_heldout/cos"}

@@ -271,3 +271,37 @@ def test_data_benchmark_reports_every_rate():
     out = data_benchmark(images=256, workers=0, batch_size=64, log=lambda m: None)
     for key in ("render_one_core", "loader_on_the_fly", "loader_disk", "loader_cached", "cache_build"):
         assert out[key] > 0
+
+
+def test_stroke_range_varies_outlines_only_and_is_checked():
+    from vsa_vision.scenes.render import STROKE, Renderer
+
+    rows = np.array([[2, 0, 3, 5, 5, 1]] * 6 + [[2, 0, 3, 5, 5, 0]])  # outlined triangles, then a solid one
+    seeds = [[i] for i in range(len(rows))]
+    fixed = Renderer("default").render_batch(rows, seeds=seeds)
+    assert np.array_equal(fixed, Renderer("default", stroke=STROKE).render_batch(rows, seeds=seeds))
+    varied = Renderer("default", stroke=(0.08, 0.45)).render_batch(rows, seeds=seeds)
+    lit = (varied.max(-1) > 0).sum((1, 2))
+    assert len(set(lit[:6].tolist())) > 2  # outline widths differ from image to image
+    assert np.array_equal(varied[6], fixed[6])  # solid shapes are untouched
+    again = Renderer("default", stroke=(0.08, 0.45)).render_batch(rows, seeds=seeds)
+    assert np.array_equal(varied, again)  # seeded
+    for bad in [0, 1.5, (0.3, 0.1), "thick", (0.1,), True]:
+        with pytest.raises(ValueError, match="stroke"):
+            Renderer("default", stroke=bad)
+
+
+def test_datamodule_train_stroke_and_heldout_validation():
+    dm = SceneDataModule(train_size=32, val_size=8, test_size=8, heldout_size=8, batch_size=8, seed=2,
+                         train_stroke=[0.1, 0.4], val_heldout_size=8)
+    plain = SceneDataModule(train_size=32, val_size=8, test_size=8, heldout_size=8, batch_size=8, seed=2)
+    dm.setup("fit"), plain.setup("fit")
+    assert torch.equal(dm.datasets["val"]._images, plain.datasets["val"]._images)  # evaluation unchanged
+    assert not torch.equal(dm.datasets["train"]._images, plain.datasets["train"]._images)
+    loaders = dm.val_dataloader()
+    assert isinstance(loaders, list) and len(loaders) == 2
+    _, y = next(iter(loaders[1]))
+    schema = default_schema()
+    assert schema.is_held_out(y.numpy()).all()
+    with pytest.raises(ValueError, match="val_heldout_size"):
+        SceneDataModule(val_heldout_size=-1)

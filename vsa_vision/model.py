@@ -13,6 +13,7 @@ import json
 import math
 import time
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import pytorch_lightning as pl
@@ -95,6 +96,8 @@ class VSAModel(pl.LightningModule):
         lr, weight_decay, schedule: AdamW and ``onecycle`` / ``cosine`` / ``constant``.
         method, iterations, method_options: the decomposer head for validation and ``predict``.
         test_methods: the heads compared in ``test`` on the same encoder outputs.
+        heldout_method: the decoder of the optional held-out validation loader (default exhaustive
+            search: it follows the encoder's compositional generalisation at a small fixed cost).
         channels_last: NHWC memory format (faster convolutions on CPU).
     """
 
@@ -104,14 +107,15 @@ class VSAModel(pl.LightningModule):
                  lr: float = 2e-3, weight_decay: float = 0.0,
                  schedule: str = "onecycle", method: str = "diffusion", iterations: int = 1000,
                  method_options: dict[str, Any] | None = None,
-                 test_methods: Sequence[str] = DEFAULT_TEST_METHODS, channels_last: bool = True) -> None:
+                 test_methods: Sequence[str] = DEFAULT_TEST_METHODS, channels_last: bool = True,
+                 heldout_method: str = "brute_force") -> None:
         super().__init__()
         self.schema = load_schema(schema)
         if loss not in LOSSES:
             raise ValueError(f"loss: expected one of {list(LOSSES)}, got {loss!r}")
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule: expected one of {list(SCHEDULES)}, got {schedule!r}")
-        for spec in [method, *test_methods]:
+        for spec in [method, heldout_method, *test_methods]:
             name, _ = parse_method(spec)
             if name not in available_decomposers():
                 raise ValueError(f"method {spec!r}: unknown decomposer; available: {available_decomposers()}")
@@ -242,18 +246,25 @@ class VSAModel(pl.LightningModule):
         hit = res.indices.to(labels.device) == labels
         return {"hit": hit, "seconds": dt}
 
-    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        """The ``val`` split logs under ``val/``; a second loader (held-out combinations, when the
+        DataModule has one) logs its accuracy and cosine under ``val_heldout/``."""
         images, labels = batch
         q, factors = self.encode(images)
-        loss, cos = self.loss(q, labels, factors)
-        r = self._evaluate(q, labels, None)
+        r = self._evaluate(q, labels, self.hparams.heldout_method if dataloader_idx > 0 else None)
         n = len(labels)
-        self.log("val/loss", loss, batch_size=n, sync_dist=True)
-        self.log("val/cos", cos.mean(), batch_size=n, sync_dist=True)
-        self.log("val/acc_all", r["hit"].all(-1).float().mean(), prog_bar=True, batch_size=n, sync_dist=True)
+        log = partial(self.log, batch_size=n, sync_dist=True, add_dataloader_idx=False)
+        if dataloader_idx > 0:
+            log("val_heldout/cos", F.cosine_similarity(q, self.targets(labels), dim=-1).mean())
+            log("val_heldout/acc_all", r["hit"].all(-1).float().mean())
+            return
+        loss, cos = self.loss(q, labels, factors)
+        log("val/loss", loss)
+        log("val/cos", cos.mean())
+        log("val/acc_all", r["hit"].all(-1).float().mean(), prog_bar=True)
         for k, name in enumerate(self.factor_names):
-            self.log(f"val/acc_{name}", r["hit"][:, k].float().mean(), batch_size=n, sync_dist=True)
-        self.log("val/decode_ms_per_image", 1e3 * r["seconds"] / n, batch_size=n, sync_dist=True)
+            log(f"val/acc_{name}", r["hit"][:, k].float().mean())
+        log("val/decode_ms_per_image", 1e3 * r["seconds"] / n)
 
     def on_test_epoch_start(self) -> None:
         self._test = {}

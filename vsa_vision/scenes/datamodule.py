@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .dataset import RenderedScenes, SceneShards
+from .render import STROKE, stroke_range
 from .schema import Schema, load_schema
 
 
@@ -19,12 +20,19 @@ class SceneDataModule(pl.LightningDataModule):
     With ``data_dir`` the splits come from a dataset written by ``vsa-vision data generate`` (their
     sizes are the dataset's); otherwise they are rendered from ``seed`` (``cache=True`` renders each
     split once into memory, the fastest source on a small CPU). ``test_dataloader`` returns the test
-    split and, when the schema holds combinations out, the held-out split as a second loader."""
+    split and, when the schema holds combinations out, the held-out split as a second loader.
+
+    ``train_stroke`` (a ``[low, high]`` range of outline widths, fractions of the radius) varies the
+    outline of outlined shapes in the training split only, an augmentation that keeps the
+    evaluation splits at the standard rendering. ``val_heldout_size > 0`` adds a second validation
+    loader of held-out combinations (drawn with ``seed + 1``), to follow compositional
+    generalisation during training; model selection should keep to the first (the ``val`` split)."""
 
     def __init__(self, schema: str | dict[str, Any] | Schema = "default", data_dir: str | None = None,
                  train_size: int = 50000, val_size: int = 2000, test_size: int = 2000, heldout_size: int = 2000,
                  seed: int = 0, batch_size: int = 128, num_workers: int = 0, cache: bool = True,
-                 jitter: float = 0.0, noise: float = 0.0, size: int | None = None) -> None:
+                 jitter: float = 0.0, noise: float = 0.0, size: int | None = None,
+                 train_stroke: list[float] | None = None, val_heldout_size: int = 0) -> None:
         super().__init__()
         self.schema = load_schema(schema)
         if data_dir is not None and not os.path.isdir(data_dir):
@@ -36,21 +44,34 @@ class SceneDataModule(pl.LightningDataModule):
         if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
             raise ValueError(f"num_workers: expected a non-negative integer, got {num_workers!r}")
         self.data_dir, self.seed, self.batch_size, self.num_workers = data_dir, int(seed), batch_size, num_workers
+        if isinstance(val_heldout_size, bool) or not isinstance(val_heldout_size, int) or val_heldout_size < 0:
+            raise ValueError(f"val_heldout_size: expected a non-negative integer, got {val_heldout_size!r}")
+        if train_stroke is not None and data_dir is not None:
+            raise ValueError("train_stroke: applies to scenes rendered on the fly, not to a data_dir dataset")
+        self.train_stroke = None if train_stroke is None else stroke_range(train_stroke)
         self.sizes = {"train": train_size, "val": val_size, "test": test_size,
-                      "heldout": heldout_size if self.schema.holdout else 0}
+                      "heldout": heldout_size if self.schema.holdout else 0,
+                      "val_heldout": val_heldout_size if self.schema.holdout else 0}
         self.cache, self.jitter, self.noise, self.image_size = cache, jitter, noise, size
         self.datasets: dict[str, Dataset] = {}
 
     def _make(self, split: str) -> Dataset:
+        if split == "val_heldout":
+            return RenderedScenes(self.schema, self.sizes[split], seed=self.seed + 1, split="heldout",
+                                  size=self.image_size, jitter=self.jitter, noise=self.noise, cache=self.cache)
         if self.data_dir is not None:
             return SceneShards(self.data_dir, split, schema=self.schema)
+        stroke = self.train_stroke if split == "train" and self.train_stroke is not None else STROKE
         return RenderedScenes(self.schema, self.sizes[split], seed=self.seed, split=split, size=self.image_size,
-                              jitter=self.jitter, noise=self.noise, cache=self.cache)
+                              jitter=self.jitter, noise=self.noise, cache=self.cache, stroke=stroke)
 
     def setup(self, stage: str | None = None) -> None:
-        want = {"fit": ("train", "val"), "validate": ("val",), "test": ("test", "heldout"),
-                "predict": ("test",)}.get(stage or "", ("train", "val", "test", "heldout"))
+        want = {"fit": ("train", "val", "val_heldout"), "validate": ("val", "val_heldout"),
+                "test": ("test", "heldout"), "predict": ("test",)}.get(
+                    stage or "", ("train", "val", "val_heldout", "test", "heldout"))
         for split in want:
+            if split == "val_heldout" and not self.sizes[split]:
+                continue
             if split not in self.datasets and (self.data_dir is not None or self.sizes[split] > 0):
                 ds = self._make(split)
                 if len(ds):
@@ -58,7 +79,8 @@ class SceneDataModule(pl.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
         if split not in self.datasets:
-            self.setup({"train": "fit", "val": "validate", "test": "test", "heldout": "test"}[split])
+            self.setup({"train": "fit", "val": "validate", "val_heldout": "validate", "test": "test",
+                        "heldout": "test"}[split])
         if split not in self.datasets:
             raise ValueError(f"the {split!r} split is empty")
         gen = torch.Generator().manual_seed(self.seed) if shuffle else None
@@ -69,7 +91,9 @@ class SceneDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> DataLoader | list[DataLoader]:
+        if self.sizes["val_heldout"]:
+            return [self._loader("val"), self._loader("val_heldout")]
         return self._loader("val")
 
     def test_dataloader(self) -> list[DataLoader]:

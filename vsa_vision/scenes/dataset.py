@@ -31,7 +31,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..io import atomic_path, atomic_write
-from .render import Renderer, contact_sheet
+from .render import STROKE, Renderer, contact_sheet
 from .schema import SPLITS, Schema, _check_count, load_schema, sample_indices
 
 FORMAT = "vsa_vision.scenes"
@@ -56,12 +56,13 @@ class RenderedScenes(Dataset):
     """``n`` scenes of one split, rendered on demand (no disk). ``cache=True`` renders them all once."""
 
     def __init__(self, schema: Schema | str = "default", n: int = 1000, seed: int = 0, split: str = "train",
-                 size: int | None = None, jitter: float = 0.0, noise: float = 0.0, cache: bool = False) -> None:
+                 size: int | None = None, jitter: float = 0.0, noise: float = 0.0, cache: bool = False,
+                 stroke: float | Sequence[float] = STROKE) -> None:
         self.schema = load_schema(schema)
         if split not in SPLITS:
             raise ValueError(f"split: expected one of {list(SPLITS)}, got {split!r}")
         self.n, self.seed, self.split = _check_count(n), int(seed), split
-        self.renderer = Renderer(self.schema, size=size, jitter=jitter, noise=noise)
+        self.renderer = Renderer(self.schema, size=size, jitter=jitter, noise=noise, stroke=stroke)
         self.indices = torch.from_numpy(sample_indices(self.schema, self.n, seed=self.seed, split=split))
         self._images: torch.Tensor | None = None
         if cache:

@@ -4,8 +4,9 @@ of the output size and box-downsampled (anti-aliased).
 Positions are laid out so that the largest object of the schema, plus the jitter allowance, stays
 inside the frame at every position, and an ``x`` label means the same place at every size.
 Optional nuisances that leave the labels unchanged: ``jitter`` (a uniform offset of the centre, in
-output pixels) and ``noise`` (Gaussian pixel noise, std in 0..255 units). They are drawn from a
-seed, so the same attributes and seed give the same pixels.
+output pixels), ``noise`` (Gaussian pixel noise, std in 0..255 units) and ``stroke`` given as a
+range (the outline width of an outlined shape, a fraction of its radius, drawn uniformly per image).
+They are drawn from a seed, so the same attributes and seed give the same pixels.
 """
 
 from __future__ import annotations
@@ -56,13 +57,29 @@ SHAPE_POLYGONS: dict[str, list[tuple[float, float]] | None] = {
 }
 
 _DEFAULTS = {"shape": "circle", "colour": (245, 245, 245), "size": 0.14, "x": 0.5, "y": 0.5, "fill": "solid"}
+STROKE = 0.16  # the standard outline width, a fraction of the object's radius
+
+
+def stroke_range(stroke: Any) -> tuple[float, float]:
+    """``stroke`` as a ``(low, high)`` range of outline widths (fractions of the radius, in (0, 1])."""
+    lo_hi = (stroke, stroke) if isinstance(stroke, (int, float)) and not isinstance(stroke, bool) else stroke
+    try:
+        lo, hi = (float(v) for v in lo_hi)
+        ok = 0 < lo <= hi <= 1 and not any(isinstance(v, bool) for v in lo_hi)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"stroke: expected an outline width in (0, 1] (a fraction of the radius) or a "
+                         f"[low, high] range of them, got {stroke!r}")
+    return lo, hi
 
 
 class Renderer:
     """Renders scenes of one schema. ``supersample`` is the drawing multiple (anti-aliasing)."""
 
     def __init__(self, schema: Schema | str | Mapping[str, Any] = "default", size: int | None = None,
-                 supersample: int = 4, jitter: float = 0.0, noise: float = 0.0) -> None:
+                 supersample: int = 4, jitter: float = 0.0, noise: float = 0.0,
+                 stroke: float | Sequence[float] = STROKE) -> None:
         self.schema = load_schema(schema)
         self.size = int(size) if size is not None else self.schema.image_size
         if isinstance(size, bool) or not 16 <= self.size <= 1024:
@@ -73,6 +90,7 @@ class Renderer:
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
                 raise ValueError(f"{name}: expected a non-negative number, got {v!r}")
         self.supersample, self.jitter, self.noise = supersample, float(jitter), float(noise)
+        self.stroke = stroke_range(stroke)
         self._params = [a.render_params() for a in self.schema.attributes]
         self._roles = [a.role for a in self.schema.attributes]
         k = self.schema.by_role("size")
@@ -94,7 +112,9 @@ class Renderer:
         nuisances; without nuisances it is unused."""
         p = self._resolve(row)
         ss, side = self.supersample, self.size
-        rng = np.random.default_rng(seed if seed is not None else 0) if (self.jitter or self.noise) else None
+        varied_stroke = self.stroke[0] != self.stroke[1]
+        rng = (np.random.default_rng(seed if seed is not None else 0)
+               if (self.jitter or self.noise or varied_stroke) else None)
         span = side - 2 * self._margin
         cx = self._margin + p["x"] * span
         cy = self._margin + p["y"] * span
@@ -107,7 +127,10 @@ class Renderer:
         # continuous image coordinates [0, side] -> Pillow's, whose integer points are pixel centres
         cxs, cys, rs = cx * ss - 0.5, cy * ss - 0.5, r * ss
         solid = p["fill"] == "solid"
-        width = max(1, round(0.16 * rs)) if not solid else 0
+        stroke = self.stroke[0]
+        if rng is not None and varied_stroke and not solid:
+            stroke = rng.uniform(*self.stroke)
+        width = max(1, round(stroke * rs)) if not solid else 0
         colour = p["colour"]
         poly = SHAPE_POLYGONS[p["shape"]]
         if poly is None:
@@ -140,9 +163,11 @@ class Renderer:
 
 
 def render_scene(schema: Schema | str, scene: Mapping[str, Any], size: int | None = None, seed: int | None = None,
-                 jitter: float = 0.0, noise: float = 0.0, supersample: int = 4) -> Image.Image:
+                 jitter: float = 0.0, noise: float = 0.0, supersample: int = 4,
+                 stroke: float | Sequence[float] = STROKE) -> Image.Image:
     """Render one scene (``{attribute: value label}``) as a PIL RGB image, default ``schema.image_size``."""
-    return Renderer(schema, size=size, supersample=supersample, jitter=jitter, noise=noise).render(scene, seed=seed)
+    return Renderer(schema, size=size, supersample=supersample, jitter=jitter, noise=noise,
+                    stroke=stroke).render(scene, seed=seed)
 
 
 def contact_sheet(images: np.ndarray | Sequence[Image.Image], columns: int = 10, pad: int = 2,
