@@ -355,7 +355,12 @@ def run_sweep(sweep: str, methods: Sequence[str], out: str, *, k: int = 3, dim: 
     common = {"iterations": iterations, "problems": problems, "seed": seed, "log": log}
     head = f"D={dim}, {problems} problems"
     if sweep == "size":
-        grid = [list(sizes)] if sizes else (ns or cfg["ns"] if k == 3 or quick else ns or cfg["ns_k4"])
+        if sizes:
+            grid = [list(sizes)]
+        elif ns:
+            grid = list(ns)
+        else:
+            grid = cfg["ns"] if k == 3 or quick else cfg["ns_k4"]
         rows = sweep_size(methods, grid, k=k, dim=dim, flip=flip, snr_db=snr_db, max_brute_flop=max_brute_flop,
                           **common)
         plot = lambda: plot_sweep(rows, stem + ".png", x="n", xlabel="codebook size n per factor",
