@@ -129,6 +129,26 @@ def test_bench_vision_with_an_oracle_encoder_scores_every_edit(tiny_ckpt, monkey
     assert all(r["recognition"] == r["edit1"] == r["edit2"] == 1.0 for r in rows)
     assert set(FIELDS) <= set(rows[0])
     assert "| heldout | brute_force | 40 | 100.00%" in vision_table(rows)
+    by_pair = rows[1]["by_pair"]
+    assert list(by_pair) == [",".join(f"{k}={v}" for k, v in c.items()) for c in pipe.schema.holdout]
+    assert sum(n for n, _ in by_pair.values()) >= 40  # every held-out image matches a combination
+    assert all(acc == 1.0 for n, acc in by_pair.values() if n)
+
+
+def test_heldout_breakdown_counts_per_combination():
+    from vsa_vision.bench.vision import breakdown_table, heldout_breakdown
+
+    schema = default_schema()
+    truth = torch.from_numpy(schema.encode([dict(shape="star", colour="red", size="small", x="3", y="3",
+                                                 fill="solid"),
+                                            dict(shape="triangle", colour="green", size="small", x="3", y="3",
+                                                 fill="outline")]))
+    wrong = truth.clone()
+    wrong[1, 0] = schema.attribute("shape").index("star")
+    got = heldout_breakdown(schema, truth, wrong)
+    assert got["shape=star,colour=red"] == (1, 1.0) and got["shape=triangle,fill=outline"] == (1, 0.0)
+    table = breakdown_table([{"method": "m", "by_pair": got}])
+    assert "| shape=triangle,fill=outline | 1 | 0.0% |" in table
 
 
 def test_random_changes_change_exactly_the_asked_number_of_attributes():

@@ -248,3 +248,29 @@ def test_validation_logs_the_heldout_loader_separately(tmp_path):
     assert len(out) == 2
     assert {"val/acc_all", "val/cos", "val/decode_ms_per_image"} <= set(out[0])
     assert set(out[1]) == {"val_heldout/acc_all", "val_heldout/cos"}
+
+
+def test_silhouette_is_fill_invariant_and_travels_with_the_checkpoint(tmp_path):
+    import numpy as np
+
+    from vsa_vision.encoder import silhouette
+    from vsa_vision.model import to_float_images
+
+    schema = default_schema()
+    scenes = [dict(shape=sh, colour="green", size=sz, x="5", y="6", fill=f)
+              for sh in schema.attribute("shape").values for sz in ("small", "huge") for f in ("solid", "outline")]
+    images = to_float_images(torch.stack([torch.from_numpy(np.array(render_scene(schema, s))).permute(2, 0, 1)
+                                          for s in scenes]))
+    sil = silhouette(images)
+    assert sil.shape == (len(scenes), 1, 64, 64) and set(sil.unique().tolist()) == {0.0, 1.0}
+    assert torch.equal(sil[0::2], sil[1::2])  # filled and outlined: the same silhouette
+    assert not torch.equal(images[0::2], images[1::2])
+    assert sil[2 * 2].sum() < sil[2 * 2 + 2].sum()  # small < huge: it is the object, not the frame
+    ring = torch.zeros(1, 3, 16, 16)
+    ring[..., 4:12, 4:12] = 1.0
+    ring[..., 5:11, 5:11] = 0.0  # a hollow square: its inside is filled, its outside is not
+    assert silhouette(ring)[0, 0, 4:12, 4:12].eq(1).all() and silhouette(ring).sum() == 64
+    model = tiny_model(silhouette=True).eval()
+    assert model.encoder.backbone.conv[0].in_channels == 4
+    loaded = load_model(export_model(model, tmp_path / "s.safetensors"))
+    assert loaded.encoder.silhouette and torch.equal(loaded(images[:4]), model(images[:4]))

@@ -233,7 +233,7 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
 def cmd_bench_vision(args: argparse.Namespace) -> int:
     import torch
 
-    from .bench.vision import FIELDS, vision_benchmark, vision_table
+    from .bench.vision import FIELDS, breakdown_table, vision_benchmark, vision_table
     from .io import atomic_write
 
     if args.threads:
@@ -242,6 +242,9 @@ def cmd_bench_vision(args: argparse.Namespace) -> int:
     rows = vision_benchmark(pipe, args.methods, images=args.images, seed=args.seed, batch_size=args.batch_size)
     print()
     print(vision_table(rows))
+    if breakdown_table(rows):
+        print("\nheld-out split by held-out combination (all attributes right):\n")
+        print(breakdown_table(rows))
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "vision.csv")
 

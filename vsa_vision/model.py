@@ -99,6 +99,8 @@ class VSAModel(pl.LightningModule):
         heldout_method: the decoder of the optional held-out validation loader (default exhaustive
             search: it follows the encoder's compositional generalisation at a small fixed cost).
         channels_last: NHWC memory format (faster convolutions on CPU).
+        silhouette: give the encoder the objects' filled silhouette as a fourth channel (the same
+            for an outlined and a filled shape), for compositional generalisation across fills.
     """
 
     def __init__(self, schema: str | dict[str, Any] = "default", dim: int = 1024, codebook_seed: int = 0,
@@ -108,7 +110,7 @@ class VSAModel(pl.LightningModule):
                  schedule: str = "onecycle", method: str = "diffusion", iterations: int = 1000,
                  method_options: dict[str, Any] | None = None,
                  test_methods: Sequence[str] = DEFAULT_TEST_METHODS, channels_last: bool = True,
-                 heldout_method: str = "brute_force") -> None:
+                 heldout_method: str = "brute_force", silhouette: bool = False) -> None:
         super().__init__()
         self.schema = load_schema(schema)
         if loss not in LOSSES:
@@ -127,7 +129,8 @@ class VSAModel(pl.LightningModule):
         for k, t in enumerate(cb.tensors):
             self.register_buffer(f"codebook_{k}", t)
         self.encoder = Encoder(dim=dim, num_factors=cb.num_factors, backbone=backbone, head=head,
-                               image_size=self.schema.image_size, width=width, features=features, norm=norm)
+                               image_size=self.schema.image_size, width=width, features=features, norm=norm,
+                               silhouette=silhouette)
         if channels_last:
             self.encoder = self.encoder.to(memory_format=torch.channels_last)
         self._heads: dict[str, Any] = {}

@@ -77,11 +77,43 @@ def vision_benchmark(pipe, methods: Sequence[str], images: int = 1000, seed: int
                 ok = int((got == intended[s]).all(-1).sum())
                 row[f"edit{s}"] = ok / images
                 row[f"edit{s}_lo"], row[f"edit{s}_hi"] = wilson_interval(ok, images)
+            if split == "heldout":
+                row["by_pair"] = heldout_breakdown(schema, truth.cpu(), res.cpu())
             rows.append(row)
             log(f"  {method:28s} recognition {100 * row['recognition']:6.2f}%  edit x1 {100 * row['edit1']:6.2f}%  "
                 f"edit x2 {100 * row['edit2']:6.2f}%  decode {row['decode_ms_per_image']:.2f} ms/image  "
                 f"recognize {row['images_per_s']:.0f} images/s")
     return rows
+
+
+def heldout_breakdown(schema, truth: torch.Tensor, decoded: torch.Tensor) -> dict[str, tuple[int, float]]:
+    """All-attributes accuracy per held-out combination of the schema: ``{"shape=star,colour=red":
+    (images, accuracy)}`` (an image matching two combinations counts in both)."""
+    ok = (decoded == truth).all(-1).numpy()
+    idx = truth.numpy()
+    out = {}
+    for combo in schema.holdout:
+        mask = np.ones(len(idx), dtype=bool)
+        for name, value in combo.items():
+            k = schema.names.index(name)
+            mask &= idx[:, k] == schema.attributes[k].index(value)
+        key = ",".join(f"{k}={v}" for k, v in combo.items())
+        out[key] = (int(mask.sum()), float(ok[mask].mean()) if mask.any() else float("nan"))
+    return out
+
+
+def breakdown_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Held-out split: one row per held-out combination, one column per head."""
+    rows = [r for r in rows if r.get("by_pair")]
+    if not rows:
+        return ""
+    pairs = list(rows[0]["by_pair"])
+    lines = ["| held-out combination | images | " + " | ".join(r["method"] for r in rows) + " |",
+             "| --- | ---: |" + " ---: |" * len(rows)]
+    for p in pairs:
+        n = rows[0]["by_pair"][p][0]
+        lines.append(f"| {p} | {n} | " + " | ".join(f"{100 * r['by_pair'][p][1]:.1f}%" for r in rows) + " |")
+    return "\n".join(lines)
 
 
 def vision_table(rows: Sequence[dict[str, Any]]) -> str:
