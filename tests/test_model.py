@@ -194,10 +194,10 @@ def test_training_curve_reads_validation_rows_and_plots(tmp_path):
     from vsa_vision.bench.training import plot_curves, read_curve
 
     path = tmp_path / "metrics.csv"
-    path.write_text("epoch,step,time/minutes,train/loss,val/acc_all,val/cos\n"
-                    "0,10,,0.9,,\n0,20,1.5,,0.25,0.4\n1,40,3.0,,0.99,0.9\n")
+    path.write_text("epoch,step,time/minutes,train/loss,val/acc_all,val/cos,val_heldout/acc_all\n"
+                    "0,10,,0.9,,,\n0,20,1.5,,0.25,0.4,0.1\n1,40,3.0,,0.99,0.9,0.5\n")
     pts = read_curve(str(path))
-    assert [(p["minutes"], p["acc_all"]) for p in pts] == [(1.5, 0.25), (3.0, 0.99)]
+    assert [(p["minutes"], p["acc_all"], p["heldout"]) for p in pts] == [(1.5, 0.25, 0.1), (3.0, 0.99, 0.5)]
     plot_curves([("run", str(path))], str(tmp_path / "c.png"))
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
     (tmp_path / "empty.csv").write_text("epoch,step,train/loss\n0,1,0.5\n")
@@ -253,7 +253,7 @@ def test_validation_logs_the_heldout_loader_separately(tmp_path):
 def test_silhouette_is_fill_invariant_and_travels_with_the_checkpoint(tmp_path):
     import numpy as np
 
-    from vsa_vision.encoder import silhouette
+    from vsa_vision.encoder import object_masks, silhouette
     from vsa_vision.model import to_float_images
 
     schema = default_schema()
@@ -270,7 +270,10 @@ def test_silhouette_is_fill_invariant_and_travels_with_the_checkpoint(tmp_path):
     ring[..., 4:12, 4:12] = 1.0
     ring[..., 5:11, 5:11] = 0.0  # a hollow square: its inside is filled, its outside is not
     assert silhouette(ring)[0, 0, 4:12, 4:12].eq(1).all() and silhouette(ring).sum() == 64
+    _, holes = object_masks(images)
+    assert holes[0::2].sum() == 0 and (holes[1::2].sum((1, 2, 3)) > 0).all()  # only outlines have holes
+    assert object_masks(ring)[1].sum() == 36
     model = tiny_model(silhouette=True).eval()
-    assert model.encoder.backbone.conv[0].in_channels == 4
+    assert model.encoder.backbone.conv[0].in_channels == 5
     loaded = load_model(export_model(model, tmp_path / "s.safetensors"))
     assert loaded.encoder.silhouette and torch.equal(loaded(images[:4]), model(images[:4]))

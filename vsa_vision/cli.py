@@ -277,8 +277,9 @@ def cmd_bench_curve(args: argparse.Namespace) -> int:
     for label, path in runs:
         print(label)
         for p in read_curve(path):
+            held = "" if p["heldout"] is None else f"  held-out combinations {100 * p['heldout']:6.2f}%"
             print(f"  epoch {p['epoch']:3.0f}  {p['minutes']:6.2f} min  val all attributes {100 * p['acc_all']:6.2f}%  "
-                  f"cos {p['cos']:.3f}")
+                  f"cos {p['cos']:.3f}{held}")
     plot_curves(runs, args.out, title=args.title)
     print(f"wrote {args.out}")
     return 0

@@ -20,14 +20,15 @@ HEADS = ("factorised", "linear")
 NORMS = ("group", "batch")
 
 
-def silhouette(images: Tensor, threshold: float = 0.1) -> Tensor:
-    """The filled silhouette of the objects on a dark background: ``float [B, 1, H, W]`` in {0, 1}.
+def object_masks(images: Tensor, threshold: float = 0.1) -> tuple[Tensor, Tensor]:
+    """``(silhouette, holes)``, each ``float [B, 1, H, W]`` in {0, 1}, of objects on a dark background.
 
     A pixel is foreground when its brightest channel exceeds ``threshold``; the exterior is the
     background reachable from the image border through 4-connected background pixels (a batched
-    flood fill by repeated one-pixel growth), and the silhouette is everything else. An outlined
-    shape and the same shape filled therefore have the same silhouette, which gives the encoder a
-    fill-invariant view of the shape (``Encoder(silhouette=True)``)."""
+    flood fill by repeated one-pixel growth). The silhouette is everything but the exterior, the
+    holes the background pixels inside it. An outlined shape and the same shape filled have the same
+    silhouette, and only the outlined one has holes: shape and fill each get a view that does not
+    depend on the other (``Encoder(silhouette=True)``)."""
     fg = images.amax(1, keepdim=True) > threshold
     bg = ~fg
     ext = torch.zeros_like(fg)
@@ -43,7 +44,12 @@ def silhouette(images: Tensor, threshold: float = 0.1) -> Tensor:
         if i % 8 == 7 and torch.equal(grown, ext):
             break
         ext = grown
-    return (~ext).to(images.dtype)
+    return (~ext).to(images.dtype), (bg & ~ext).to(images.dtype)
+
+
+def silhouette(images: Tensor, threshold: float = 0.1) -> Tensor:
+    """The filled silhouette of the objects (see :func:`object_masks`): ``float [B, 1, H, W]``."""
+    return object_masks(images, threshold)[0]
 
 
 class SmallCNN(nn.Module):
@@ -128,8 +134,8 @@ class FactorisedHead(nn.Module):
 class Encoder(nn.Module):
     """Backbone + head: images ``float [B, 3, H, W]`` in [0, 1] to vectors ``[B, dim]``.
 
-    ``silhouette=True`` adds the objects' filled silhouette (:func:`silhouette`) as a fourth input
-    channel, computed inside ``forward`` from the image itself."""
+    ``silhouette=True`` adds two input channels computed inside ``forward`` from the image itself
+    (:func:`object_masks`): the objects' filled silhouette and the holes inside it."""
 
     def __init__(self, dim: int = 1024, num_factors: int = 6, backbone: str = "small_cnn", head: str = "factorised",
                  image_size: int = 64, width: int = 32, features: int = 256, norm: str = "group",
@@ -143,7 +149,7 @@ class Encoder(nn.Module):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name}: expected a positive integer, got {v!r}")
         self.silhouette = bool(silhouette)
-        c = 4 if self.silhouette else 3
+        c = 5 if self.silhouette else 3
         self.backbone = (SmallCNN(image_size=image_size, width=width, features=features, norm=norm, in_channels=c)
                          if backbone == "small_cnn" else ResNet18Small(in_channels=c))
         f = self.backbone.features
@@ -152,7 +158,7 @@ class Encoder(nn.Module):
 
     def _input(self, x: Tensor) -> Tensor:
         if self.silhouette:
-            x = torch.cat([x, silhouette(x)], 1)
+            x = torch.cat([x, *object_masks(x)], 1)
         return (x - 0.5) * 4.0
 
     def forward(self, x: Tensor) -> Tensor:

@@ -99,8 +99,9 @@ class VSAModel(pl.LightningModule):
         heldout_method: the decoder of the optional held-out validation loader (default exhaustive
             search: it follows the encoder's compositional generalisation at a small fixed cost).
         channels_last: NHWC memory format (faster convolutions on CPU).
-        silhouette: give the encoder the objects' filled silhouette as a fourth channel (the same
-            for an outlined and a filled shape), for compositional generalisation across fills.
+        silhouette: give the encoder the objects' filled silhouette (the same for an outlined and a
+            filled shape) and the holes inside it (only outlined shapes have them) as two more input
+            channels, so that shape and fill generalise to unseen shape x fill combinations.
     """
 
     def __init__(self, schema: str | dict[str, Any] = "default", dim: int = 1024, codebook_seed: int = 0,
