@@ -58,6 +58,9 @@ def test_steps_and_restarts_sweeps_vary_the_diffusion_settings(tmp_path, capsys)
     assert (tmp_path / "accuracy-restarts-K3.png").stat().st_size > 1000
     out = capsys.readouterr().out
     assert "restart level rho = 0.5" in out
+    # an option the chosen sweep does not read is refused, not ignored
+    assert main(["bench", "accuracy", "--sweep", "dim", "--rho", "0.5", "--quick", "--out", str(tmp_path)]) == 2
+    assert "--rho applies to the restarts sweep" in capsys.readouterr().err
 
 
 def test_bench_speed_reports_flops_memory_and_the_ratio_to_brute_force(tmp_path, capsys):

@@ -154,19 +154,30 @@ def cmd_bench_accuracy(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     methods = args.methods
     sweeps = list(SWEEPS) if args.sweep == "all" else [args.sweep]
+    # options that only some sweeps read: refuse them elsewhere rather than ignore them
+    applies = {"--sizes": (args.sizes, ("size",)), "--flip": (args.flip or None, ("size",)),
+               "--snr-db": (args.snr_db, ("size",)), "--values": (args.values, ("dim", "steps", "iterations")),
+               "--rho": (args.rho, ("restarts",)), "--restarts": (args.restarts, ("restarts",)),
+               "--flips": (args.flips, ("noise",)), "--snrs": (args.snrs, ("noise",))}
+    if args.sweep == "all" and args.values:
+        raise ValueError("--values means D, steps or budgets depending on the sweep: give it with one --sweep")
+    for flag, (value, where) in applies.items():
+        if value is not None and not set(sweeps) & set(where):
+            raise ValueError(f"{flag} applies to the {' / '.join(where)} sweep(s), not to --sweep {args.sweep}")
     for sweep in sweeps:
         ms = methods
         if sweep == "restarts":
             ms = [m for m in methods if m.split(":")[0] == "diffusion"] or ["diffusion"]
-        if args.sizes and sweep != "size":
-            raise ValueError("--sizes applies to the size sweep only")
         if args.sizes and len(set(args.sizes)) > 1:
             ms = [m for m in ms if m not in PEER_METHODS]  # torchhd stacks the codebooks: equal sizes only
         print(f"== sweep {sweep} ==")
         rows, stem = run_sweep(sweep, ms, args.out, k=args.k, dim=args.dim, iterations=args.iterations,
                                problems=args.problems, seed=args.seed, quick=args.quick, ns=args.n,
-                               sizes=args.sizes, values=args.values, rhos=args.rho, counts=args.restarts,
-                               flips=args.flips, snrs=args.snrs, flip=args.flip, snr_db=args.snr_db,
+                               sizes=args.sizes if sweep == "size" else None,
+                               values=args.values if sweep in ("dim", "steps", "iterations") else None,
+                               rhos=args.rho, counts=args.restarts, flips=args.flips, snrs=args.snrs,
+                               flip=args.flip if sweep == "size" else 0.0,
+                               snr_db=args.snr_db if sweep == "size" else None,
                                max_brute_flop=args.max_brute_flop)
         column = {"size": "sizes", "dim": "D", "noise": "noise", "iterations": "iterations", "steps": "steps",
                   "restarts": "restarts"}[sweep]
