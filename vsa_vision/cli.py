@@ -199,6 +199,7 @@ def cmd_bench_accuracy(args: argparse.Namespace) -> int:
 def cmd_bench_speed(args: argparse.Namespace) -> int:
     import torch
 
+    from .bench.accuracy import write_csv
     from .bench.speed import FIELDS, crossover, speed_benchmark, speed_table
 
     if args.threads:
@@ -227,16 +228,7 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
     os.makedirs(args.out, exist_ok=True)
     tag = f"{args.device.replace(':', '')}-K{args.k}" + ("-early" if args.early_stop else "")
     path = os.path.join(args.out, f"speed-{tag}.csv")
-    from .io import atomic_write
-
-    def write(f):
-        import csv
-
-        w = csv.DictWriter(f, fieldnames=FIELDS, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
-
-    atomic_write(path, write)
+    write_csv(rows, path, FIELDS)
     print(f"\nwrote {path}")
     return 0
 
@@ -244,8 +236,8 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
 def cmd_bench_vision(args: argparse.Namespace) -> int:
     import torch
 
+    from .bench.accuracy import write_csv
     from .bench.vision import FIELDS, breakdown_table, vision_benchmark, vision_table
-    from .io import atomic_write
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -258,15 +250,7 @@ def cmd_bench_vision(args: argparse.Namespace) -> int:
         print(breakdown_table(rows))
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "vision.csv")
-
-    def write(f):
-        import csv
-
-        w = csv.DictWriter(f, fieldnames=FIELDS, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
-
-    atomic_write(path, write)
+    write_csv(rows, path, FIELDS)
     print(f"\nwrote {path}")
     return 0
 

@@ -201,12 +201,13 @@ def sweep_restarts(methods: Sequence[str], rhos: Sequence[float], counts: Sequen
     return rows
 
 
-def write_csv(rows: Sequence[dict[str, Any]], path: str) -> None:
+def write_csv(rows: Sequence[dict[str, Any]], path: str, fields: Sequence[str] = FIELDS) -> None:
+    """Rows as CSV with the columns ``fields`` (missing values empty), written atomically."""
     def w(f):
-        wr = csv.DictWriter(f, fieldnames=FIELDS, extrasaction="ignore")
+        wr = csv.DictWriter(f, fieldnames=list(fields), extrasaction="ignore")
         wr.writeheader()
         for r in rows:
-            wr.writerow({k: r.get(k, "") for k in FIELDS})
+            wr.writerow({k: r.get(k, "") for k in fields})
 
     atomic_write(path, w)
 
