@@ -19,7 +19,7 @@ import torch
 from ..decompose.registry import build_method, parse_method  # noqa: F401  (re-exported)
 from ..io import atomic_write
 from .figures import new_axes, save_figure
-from .problems import Problems, make_problems
+from .problems import Problems, brute_force_flop, make_problems
 from .stats import wilson_interval
 
 FIELDS = [
@@ -59,7 +59,7 @@ def evaluate(spec: str, problems: Problems, iterations: int, seed: int = 0,
     }
 
 
-def _brute(spec: str) -> bool:
+def is_brute_force(spec: str) -> bool:
     return parse_method(spec)[0] == "brute_force"
 
 
@@ -79,8 +79,8 @@ def _run_point(methods: Sequence[str], p: Problems, iterations: int, seed: int, 
     rows = []
     for spec in methods:
         run_spec = _with_options(spec, **options) if options else spec
-        if _brute(spec):
-            cost = 2.0 * len(p) * math.prod(p.codebooks.sizes) * p.codebooks.dim
+        if is_brute_force(spec):
+            cost = brute_force_flop(p.codebooks.sizes, p.codebooks.dim, len(p))
             if cost > max_brute_flop:
                 if log:
                     log(f"{_describe(setting)} {spec:40s} skipped: {cost:.1e} FLOP > max_brute_flop")
@@ -154,11 +154,11 @@ def sweep_iterations(methods: Sequence[str], budgets: Iterable[int], n: int = 60
     which has no budget, is run once and repeated as a reference)."""
     rows = []
     p = make_problems(n, dim, problems, seed=seed, k=k)
-    brute = [m for m in methods if _brute(m)]
+    brute = [m for m in methods if is_brute_force(m)]
     ref = _run_point(brute, p, 1, seed, {"sweep": "iterations", "noise": "none"}, max_brute_flop, log)
     for budget in budgets:
         rows += [{**r, "iterations": budget} for r in ref]
-        rows += _run_point([m for m in methods if not _brute(m)], p, budget, seed,
+        rows += _run_point([m for m in methods if not is_brute_force(m)], p, budget, seed,
                            {"sweep": "iterations", "noise": "none"}, max_brute_flop, log)
     return rows
 

@@ -34,6 +34,12 @@ def factor_sizes(sizes: int | Sequence[int] | Mapping[str, int], k: int | None =
     return {f"f{i}": int(n) for i, n in enumerate(sizes)}
 
 
+def brute_force_flop(sizes: Sequence[int], dim: int, count: int) -> float:
+    """FLOPs (2 x multiply-adds) of exhaustive search over ``count`` problems: every combination of
+    the codebook ``sizes`` scored against every target of dimension ``dim``."""
+    return 2.0 * count * math.prod(sizes) * dim
+
+
 def make_problems(
     sizes: int | Sequence[int] | Mapping[str, int],
     dim: int,

@@ -18,7 +18,6 @@ codebook sizes and dtypes, with the ratio to exhaustive search at the same point
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 import weakref
 from collections.abc import Iterator, Sequence
@@ -30,7 +29,8 @@ from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..decompose.registry import parse_method
-from .problems import make_problems
+from .accuracy import is_brute_force
+from .problems import brute_force_flop, make_problems
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "tf32": torch.float32}
 FIELDS = ["method", "device", "dtype", "K", "n", "D", "batch", "iterations", "early_stop", "ms_per_problem",
@@ -80,11 +80,6 @@ def _tf32(enabled: bool) -> Iterator[None]:
 def _sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
-
-
-def brute_force_flop(sizes: Sequence[int], dim: int, batch: int) -> float:
-    """Multiply-adds x 2 of exhaustive search: every combination scored against every problem."""
-    return 2.0 * batch * math.prod(sizes) * dim
 
 
 def measure(spec: str, problems, iterations: int, device: str = "cpu", dtype: str = "fp32",
@@ -150,35 +145,28 @@ def speed_benchmark(methods: Sequence[str], ns: Sequence[int] = (50,), k: int = 
         for batch in batches:
             p = make_problems(n, dim, batch, seed=seed, k=k)
             for dt in dtypes:
-                brute_ms = None
+                point = []
                 for spec in methods:
-                    base = {"K": k, "n": n, "D": dim}
-                    if parse_method(spec)[0] == "brute_force":
-                        est = brute_force_flop(p.codebooks.sizes, dim, batch)
-                        if est > max_brute_flop:
-                            row = {"method": spec, "device": device, "dtype": dt, "batch": batch,
-                                   "iterations": iterations, "early_stop": early_stop,
-                                   "note": f"skipped: {est:.1e} FLOP > max_brute_flop"}
-                            rows.append({**row, **base})
-                            if log:
-                                log(f"n={n:4d} batch={batch:5d} {dt} {spec:34s} {row['note']}")
-                            continue
-                    try:
-                        row = measure(spec, p, iterations, device, dt, repeats, early_stop, seed)
-                    except (RuntimeError, TypeError, ValueError, ImportError) as e:
-                        row = {"method": spec, "device": device, "dtype": dt, "batch": batch,
-                               "iterations": iterations, "early_stop": early_stop,
-                               "note": f"failed: {type(e).__name__}: {str(e).splitlines()[0][:120]}"}
-                    row.update(base)
-                    if parse_method(spec)[0] == "brute_force" and "ms_per_problem" in row:
-                        brute_ms = row["ms_per_problem"]
-                    rows.append(row)
+                    empty = {"method": spec, "device": device, "dtype": dt, "batch": batch, "iterations": iterations,
+                             "early_stop": early_stop}
+                    est = brute_force_flop(p.codebooks.sizes, dim, batch) if is_brute_force(spec) else 0.0
+                    if est > max_brute_flop:
+                        row = {**empty, "note": f"skipped: {est:.1e} FLOP > max_brute_flop"}
+                    else:
+                        try:
+                            row = measure(spec, p, iterations, device, dt, repeats, early_stop, seed)
+                        except (RuntimeError, TypeError, ValueError, ImportError) as e:
+                            row = {**empty, "note": f"failed: {type(e).__name__}: {str(e).splitlines()[0][:120]}"}
+                    row.update(K=k, n=n, D=dim)
+                    point.append(row)
                     if log:
                         log(_line(row))
-                for row in rows:
-                    here = (row["n"], row["batch"], row["dtype"]) == (n, batch, dt)
-                    if here and brute_ms and "ms_per_problem" in row:
+                brute_ms = next((r["ms_per_problem"] for r in point
+                                 if is_brute_force(r["method"]) and "ms_per_problem" in r), None)
+                for row in point:
+                    if brute_ms and "ms_per_problem" in row:
                         row["ratio_to_brute"] = row["ms_per_problem"] / brute_ms
+                rows += point
     return rows
 
 
@@ -197,7 +185,7 @@ def crossover(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, int, str], tupl
     (``None`` where the sweep did not reach it)."""
     out: dict[tuple[str, int, str], tuple[int | None, int | None]] = {}
     keys = {(r["method"], r["batch"], r["dtype"]) for r in rows
-            if r.get("ratio_to_brute") is not None and parse_method(r["method"])[0] != "brute_force"}
+            if r.get("ratio_to_brute") is not None and not is_brute_force(r["method"])}
     for key in sorted(keys):
         pts = sorted((r["n"], r["ratio_to_brute"]) for r in rows
                      if (r["method"], r["batch"], r["dtype"]) == key and r.get("ratio_to_brute") is not None)
@@ -223,11 +211,3 @@ def speed_table(rows: Sequence[dict[str, Any]]) -> str:
                      f"{r['problems_per_s']:.4g} | {r['us_per_problem_iteration']:.3g} | {r['gflops_per_s']:.3g} | "
                      f"{r['peak_mem_mb']:.3g} | {ratio} | {100 * r['acc_all']:.1f} |")
     return "\n".join(lines)
-
-
-def cost(methods: Sequence[str], n: int = 50, k: int = 3, dim: int = 1000, batch: int = 500,
-         iterations: int = 100, repeats: int = 3, seed: int = 0, device: str = "cpu",
-         log=print) -> list[dict[str, Any]]:
-    """One point of :func:`speed_benchmark` (kept for scripts that call it)."""
-    return speed_benchmark(methods, ns=[n], k=k, dim=dim, batches=[batch], iterations=iterations,
-                           device=device, repeats=repeats, seed=seed, log=log)

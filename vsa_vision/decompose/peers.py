@@ -19,15 +19,6 @@ from ..vsa import Codebooks, check_problem
 from .base import Decomposition, _check_int, finalize
 
 
-def torchhd_available() -> bool:
-    """Whether the ``torchhd`` package (``torch-hd`` on PyPI) can be imported."""
-    try:
-        import torchhd  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def _torchhd():
     try:
         import torchhd
@@ -35,6 +26,15 @@ def _torchhd():
         raise ImportError("torchhd_resonator needs the torchhd package: pip install 'vsa_vision[peers]' "
                           "(or pip install torch-hd)") from e
     return torchhd
+
+
+def torchhd_available() -> bool:
+    """Whether the ``torchhd`` package (``torch-hd`` on PyPI) can be imported."""
+    try:
+        _torchhd()
+    except ImportError:
+        return False
+    return True
 
 
 class TorchhdResonator:
