@@ -117,3 +117,49 @@ def test_bad_arguments_exit_with_a_message(capsys):
     assert "unknown method 'nonsense'" in capsys.readouterr().err
     assert main(["tune", "brute_force", "--trials", "1"]) == 2
     assert "no search space" in capsys.readouterr().err
+
+
+def test_tune_portfolio_scores_every_shape_and_reports_each(tmp_path, capsys):
+    from vsa_vision.bench.tune import tune
+
+    shapes = [{"name": "a", "sizes": 6, "k": 3, "dim": 200, "iterations": 10, "problems": 10},
+              {"name": "b", "sizes": [4, 2, 5], "dim": 256, "iterations": 20, "problems": 10, "flip": 0.1}]
+    lines = []
+    report = tune("attention_resonator", trials=2, eval_problems=12, seed=3, portfolio=shapes, log=lines.append)
+    assert [r["shape"]["name"] for r in report["portfolio"]] == ["a", "b"]
+    accs = [r["eval_acc_all"] for r in report["portfolio"]]
+    assert report["eval_acc_all"] == pytest.approx(sum(accs) / 2)
+    assert all(0 <= a <= 1 for a in accs) and "problem" not in report
+    # every trial is scored on both shapes: one accuracy per shape in its log line
+    assert sum(line.startswith("trial") for line in lines) == 2
+    assert all(len(line.split("(")[1].split(")")[0].split()) == 2 for line in lines if line.startswith("trial"))
+    with pytest.raises(ValueError, match="at least one"):
+        tune("attention_resonator", trials=1, portfolio=[])
+    # the CLI refuses a shape option next to --portfolio instead of ignoring it
+    assert main(["tune", "diffusion", "--portfolio", "--n", "40", "--trials", "1"]) == 2
+    assert "--n" in capsys.readouterr().err
+
+
+def test_anchor_reports_merge_into_the_auto_section(tmp_path, monkeypatch):
+    from vsa_vision.bench.tune import write_defaults
+    from vsa_vision.decompose.diffusion import ADAPTIVE_OPTIONS, auto_settings
+
+    path = tmp_path / "diffusion.json"
+    opts = {"guidance_scale": 0.3, "steps": 5, "lambda_min": -3.0, "lambda_max": -1.0, "eta": 0.9, "restart": 0.9}
+    write_defaults({"method": "diffusion", "options": {"normalize": "null"}}, str(path))
+    write_defaults({"method": "diffusion", "anchor": "low", "load": -0.5, "options": opts}, str(path))
+    write_defaults({"method": "diffusion", "anchor": "high", "load": 1.0,
+                    "options": {**opts, "steps": 9}}, str(path))
+    data = json.loads(path.read_text())
+    assert data["options"] == {"normalize": "null"} and set(data["auto"]) == {"low", "high"}
+    # a plain report replaces the fixed options and keeps the anchors
+    write_defaults({"method": "diffusion", "options": {"normalize": "rms"}}, str(path))
+    data = json.loads(path.read_text())
+    assert data["options"] == {"normalize": "rms"} and data["auto"]["high"]["options"]["steps"] == 9
+    monkeypatch.setattr(registry, "DEFAULTS_DIR", str(tmp_path))
+    anchors = registry.tuned_anchors("diffusion")
+    assert sorted(a["load"] for a in anchors) == [-0.5, 1.0]
+    assert auto_settings([100], 1, None)["steps"] == 9  # ln 100 = 4.6: past the heavy anchor
+    assert set(auto_settings([2], 1, None)) == set(ADAPTIVE_OPTIONS)
+    assert registry.get_decomposer("diffusion").normalize == "rms"
+    assert main(["tune", "stochastic_resonator", "--portfolio", "low", "--trials", "1"]) == 2

@@ -193,3 +193,60 @@ def test_bad_options():
         get_decomposer("diffusion", eta=2.0)
     with pytest.raises(ValueError, match="lambda_max: expected >= lambda_min"):
         get_decomposer("diffusion", lambda_min=1.0, lambda_max=0.0)
+
+
+# ---- adaptive defaults ---------------------------------------------------------------------------
+
+ANCHORS = [
+    {"load": 0.0, "options": {"guidance_scale": 0.2, "steps": 4, "lambda_min": -4.0, "lambda_max": -3.0,
+                              "eta": 0.6, "restart": 1.0}},
+    {"load": math.log(100), "options": {"guidance_scale": 0.8, "steps": 8, "lambda_min": -2.0, "lambda_max": 1.0,
+                              "eta": 1.0, "restart": 0.8}},
+]
+
+
+def test_problem_load_is_log_search_space_over_squared_dimension():
+    from vsa_vision.decompose.diffusion import problem_load
+
+    assert problem_load([100, 100, 100], 1000) == pytest.approx(0.0, abs=1e-12)
+    assert problem_load([8, 10, 4, 12, 12, 2], 1024) == pytest.approx(math.log(92160) - 2 * math.log(1024))
+    with pytest.raises(ValueError, match="sizes"):
+        problem_load([], 1000)
+
+
+def test_auto_settings_interpolate_between_anchors_and_clamp_outside():
+    from vsa_vision.decompose.diffusion import auto_settings
+
+    assert auto_settings([1], 1, ANCHORS) == pytest.approx(ANCHORS[0]["options"])  # load 0: the light anchor
+    assert auto_settings([100], 1, ANCHORS) == pytest.approx(ANCHORS[1]["options"])  # load ln 100: the heavy one
+    mid = auto_settings([10], 1, ANCHORS)  # half way
+    assert mid["guidance_scale"] == pytest.approx(0.4)  # geometric mean of 0.2 and 0.8
+    assert mid["steps"] == 6 and mid["lambda_max"] == pytest.approx(-1.0) and mid["restart"] == pytest.approx(0.9)
+    assert auto_settings([10**5], 1, ANCHORS) == pytest.approx(ANCHORS[1]["options"])  # no extrapolation
+    assert auto_settings([1], 10, ANCHORS) == pytest.approx(ANCHORS[0]["options"])
+
+
+def test_decomposer_adapts_to_the_problem_shape_and_explicit_options_win(monkeypatch):
+    import vsa_vision.decompose.diffusion as dmod
+
+    monkeypatch.setattr(dmod, "_anchors", lambda: ANCHORS)
+    light = Codebooks.random({"a": 2, "b": 3}, 100, seed=0)  # load ln 6 - 2 ln 100 < 0
+    heavy = Codebooks.random({"a": 100, "b": 100}, 10, seed=0)  # load ln 1e4 - 2 ln 10 = ln 100
+    d = get_decomposer("diffusion", iterations=20)
+    assert d.settings(light) == pytest.approx(ANCHORS[0]["options"])
+    assert d.settings(heavy) == pytest.approx(ANCHORS[1]["options"])
+    assert d.plan(light).passes == 5 and d.plan(heavy).passes == 3  # 4 and 8 steps a pass in 20 iterations
+    fixed = get_decomposer("diffusion", iterations=20, steps=5, guidance_scale=0.3)
+    cfg = fixed.settings(heavy)
+    assert cfg["steps"] == 5 and cfg["guidance_scale"] == 0.3 and cfg["eta"] == 1.0
+    # an explicit lambda_max below the adapted lambda_min pulls lambda_min down with it
+    low = get_decomposer("diffusion", lambda_max=-5.0).settings(heavy)
+    assert low["lambda_min"] == low["lambda_max"] == -5.0
+
+
+def test_adaptive_settings_change_the_answer_path_not_the_api():
+    p = problems(10, dim=1000, count=30, seed=9)
+    a = get_decomposer("diffusion", iterations=50, seed=1).decompose(p.s, p.codebooks)
+    d = get_decomposer("diffusion", iterations=50, seed=1)
+    b = get_decomposer("diffusion", iterations=50, seed=1, **d.settings(p.codebooks)).decompose(p.s, p.codebooks)
+    assert torch.equal(a.indices, b.indices) and torch.equal(a.iterations, b.iterations)  # same as spelt out

@@ -287,9 +287,29 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    report = tune(args.method, n=args.n, k=args.k, dim=args.dim, iterations=args.iterations, trials=args.trials,
-                  problems=args.problems, eval_problems=args.eval_problems, seed=args.seed,
-                  eval_seed=args.eval_seed)
+    from .bench.tune import PORTFOLIOS
+    from .decompose.diffusion import ADAPTIVE_OPTIONS
+
+    shape = {"n": args.n, "k": args.k, "dim": args.dim, "iterations": args.iterations, "problems": args.problems}
+    if args.portfolio:
+        given = sorted(f"--{k}" for k, v in shape.items() if v is not None)
+        if given:
+            raise ValueError(f"tune --portfolio: the portfolio's shapes fix their own problems; drop {given}")
+        shape = {}
+    else:
+        defaults = {"n": 80, "k": 3, "dim": 1000, "iterations": 100, "problems": 300}
+        shape = {k: defaults[k] if v is None else v for k, v in shape.items()}
+    folio = PORTFOLIOS[args.portfolio] if args.portfolio else None
+    if folio and "reference" in folio and args.method != "diffusion":
+        raise ValueError(f"tune --portfolio {args.portfolio}: anchors exist only for the diffusion decomposer")
+    report = tune(args.method, trials=args.trials, eval_problems=args.eval_problems, seed=args.seed,
+                  eval_seed=args.eval_seed, portfolio=folio["shapes"] if folio else None,
+                  only=list(ADAPTIVE_OPTIONS) if folio and "reference" in folio else None, **shape)
+    if folio and "reference" in folio:
+        from .decompose.diffusion import problem_load
+
+        report["anchor"] = args.portfolio
+        report["load"] = round(problem_load(folio["reference"]["sizes"], folio["reference"]["dim"]), 4)
     if args.dry_run:
         print("--dry-run: defaults not written")
     else:
@@ -629,12 +649,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("tune", help="search a decomposer's options and write its defaults file")
     t.add_argument("method", help="diffusion, stochastic_resonator or attention_resonator")
-    t.add_argument("--n", type=_positive, default=80, help="values per factor of the tuning problems")
-    t.add_argument("--k", type=_positive, default=3)
-    t.add_argument("--dim", type=_positive, default=1000)
-    t.add_argument("--iterations", type=_positive, default=100)
+    t.add_argument("--n", type=_positive, default=None, help="values per factor of the tuning problems (80)")
+    t.add_argument("--k", type=_positive, default=None, help="factors (3)")
+    t.add_argument("--dim", type=_positive, default=None, help="dimension (1000)")
+    t.add_argument("--iterations", type=_positive, default=None, help="iteration budget (100)")
     t.add_argument("--trials", type=_positive, default=200)
-    t.add_argument("--problems", type=_positive, default=300, help="tuning problems per trial")
+    t.add_argument("--problems", type=_positive, default=None, help="tuning problems per trial (300)")
+    t.add_argument("--portfolio", nargs="?", const="mixed", default=None, choices=["mixed", "low", "high"],
+                   help="score each setting by its mean accuracy over several problem shapes "
+                        "(vsa_vision.bench.tune.PORTFOLIOS) instead of one; low / high tune the diffusion "
+                        "decomposer's adaptive-default anchors and write them to its 'auto' section")
     t.add_argument("--eval-problems", dest="eval_problems", type=_positive, default=500)
     t.add_argument("--seed", type=int, default=0, help="seed of the search and of the tuning problems")
     t.add_argument("--eval-seed", dest="eval_seed", type=int, default=None,

@@ -4,7 +4,11 @@
 (Optuna's seeded TPE sampler when the ``tune`` extra is installed, else a seeded random search),
 scores each on *tuning* problems made from ``seed``, then evaluates the best setting and the current
 defaults on separate *evaluation* problems made from another seed, so the reported accuracy is not
-the maximum of noisy trials. :func:`write_defaults` stores the chosen options where the registry
+the maximum of noisy trials.
+
+``tune(method, portfolio=PORTFOLIO)`` scores each setting by its mean accuracy over several problem
+shapes at once (each with its own codebooks, budget and noise), so that one default serves them all
+instead of the single shape it was tuned on. :func:`write_defaults` stores the chosen options where the registry
 reads its defaults (``vsa_vision/defaults/<method>.json``).
 """
 
@@ -22,16 +26,42 @@ from ..io import atomic_write
 from .accuracy import evaluate
 from .problems import make_problems
 
-# each entry: (kind, low, high) for "float" / "logfloat" / "int", or ("choice", [options])
+#: the problem shapes of ``vsa-vision tune --portfolio``: where issue 4 asks one default to serve.
+#: Each: codebook ``sizes`` (an int with ``k``, or a list), ``dim``, ``iterations``, ``problems`` per
+#: trial, and optional sign ``flip`` noise.
+PORTFOLIO: list[dict[str, Any]] = [
+    {"name": "K=3 n=100, 100 iterations", "sizes": 100, "k": 3, "dim": 1000, "iterations": 100, "problems": 300},
+    {"name": "K=3 n=150, 300 iterations", "sizes": 150, "k": 3, "dim": 1000, "iterations": 300, "problems": 200},
+    {"name": "vision shape, 20% flips, 300 iterations", "sizes": [8, 10, 4, 12, 12, 2], "dim": 1024,
+     "iterations": 300, "problems": 200, "flip": 0.2},
+    {"name": "K=3 n=40, 20% flips, 100 iterations", "sizes": 40, "k": 3, "dim": 1000, "iterations": 100,
+     "problems": 200, "flip": 0.2},
+]
+
+_K3 = {"k": 3, "dim": 1000}
+#: named portfolios: ``mixed`` (above); ``low`` and ``high``, the two anchors of the diffusion
+#: decomposer's adaptive defaults (light problems, where most users are, and heavy ones). Tuning on
+#: ``low`` / ``high`` writes the anchor whose load is that of ``reference`` (K = 3, n = 80 / 150).
+PORTFOLIOS: dict[str, dict[str, Any]] = {
+    "mixed": {"shapes": PORTFOLIO},
+    "low": {"reference": {"sizes": [80, 80, 80], "dim": 1000}, "shapes": [
+        {"name": "K=3 n=80, 100 iterations", "sizes": 80, **_K3, "iterations": 100, "problems": 300},
+        PORTFOLIO[2], PORTFOLIO[3]]},
+    "high": {"reference": {"sizes": [150, 150, 150], "dim": 1000}, "shapes": [
+        PORTFOLIO[1],
+        {"name": "K=3 n=200, 1000 iterations", "sizes": 200, **_K3, "iterations": 1000, "problems": 100}]},
+}
+
+# each entry: (kind, low, high) for "float" / "logfloat" / "int" / "logint", or ("choice", [options])
 SPACES: dict[str, dict[str, tuple]] = {
     "diffusion": {
-        "guidance_scale": ("logfloat", 0.15, 2.0),
-        "steps": ("int", 2, 10),
-        "lambda_min": ("float", -7.0, -1.0),
-        "lambda_span": ("float", 0.5, 8.0),  # lambda_max = lambda_min + span
-        "eta": ("float", 0.0, 1.0),
-        "restart": ("float", 0.5, 1.0),
-        "normalize": ("choice", ["zscore", "rms", "null"]),
+        "guidance_scale": ("logfloat", 0.1, 1.0),
+        "steps": ("logint", 2, 16),
+        "lambda_min": ("float", -6.0, -1.0),
+        "lambda_span": ("float", 0.3, 6.0),  # lambda_max = lambda_min + span
+        "eta": ("float", 0.3, 1.0),
+        "restart": ("float", 0.7, 1.0),
+        "normalize": ("choice", ["null", "zscore", "rms"]),
     },
     "stochastic_resonator": {
         "noise": ("logfloat", 0.003, 0.1),
@@ -64,6 +94,8 @@ def _random_sampler(space: dict[str, tuple], seed: int) -> Callable[[], dict[str
                 out[k] = round(math.exp(rng.uniform(math.log(spec[1]), math.log(spec[2]))), 4)
             elif spec[0] == "int":
                 out[k] = rng.randint(spec[1], spec[2])
+            elif spec[0] == "logint":
+                out[k] = int(round(math.exp(rng.uniform(math.log(spec[1]), math.log(spec[2])))))
             else:
                 out[k] = rng.choice(spec[1])
         return out
@@ -75,10 +107,48 @@ def _spec(method: str, opts: dict[str, Any]) -> str:
     return method + (":" + ",".join(f"{k}={v!r}" for k, v in opts.items()) if opts else "")
 
 
+def _start_params(method: str, space: dict[str, tuple], shapes: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The current defaults as a point of the search space (the first trial), so that the search
+    never ends below them on its own problems; None when they are not all in the space."""
+    from ..decompose.registry import get_decomposer
+
+    d = get_decomposer(method)
+    sh = shapes[0]
+    opts = d.options()
+    if hasattr(d, "settings"):  # adaptive options: their values on the first shape
+        cb = _shape_problems(sh, 1, 0).codebooks
+        opts.update(d.settings(cb))
+    if "lambda_span" in space and "lambda_min" in opts and "lambda_max" in opts:
+        opts["lambda_span"] = opts["lambda_max"] - opts["lambda_min"]
+    params = {}
+    for key, spec in space.items():
+        v = opts.get(key)
+        if v is None:
+            return None
+        if spec[0] == "choice":
+            if v not in spec[1]:
+                return None
+        else:
+            v = min(max(v, spec[1]), spec[2])
+        params[key] = v
+    return params
+
+
+def _shape_problems(shape: dict[str, Any], count: int, seed: int):
+    return make_problems(shape["sizes"], shape["dim"], count, seed=seed, k=shape.get("k"),
+                         flip=shape.get("flip", 0.0))
+
+
 def tune(method: str, n: int = 80, k: int = 3, dim: int = 1000, iterations: int = 100, trials: int = 200,
          problems: int = 300, eval_problems: int = 500, seed: int = 0, eval_seed: int | None = None,
+         portfolio: list[dict[str, Any]] | None = None, only: list[str] | None = None,
          log=print) -> dict[str, Any]:
-    """Search ``method``'s options; returns a report with the best options and their evaluation."""
+    """Search ``method``'s options; returns a report with the best options and their evaluation.
+
+    One problem shape (``n``, ``k``, ``dim``, ``iterations``, ``problems``) or, with ``portfolio``, a
+    list of shapes (see :data:`PORTFOLIO`) scored by their mean accuracy; shape ``i`` draws its
+    tuning problems from ``seed + i`` and its evaluation problems from ``eval_seed + i``. ``only``
+    restricts the search to those options (the others keep their defaults)."""
     if method not in SPACES:
         raise ValueError(f"method: no search space for {method!r}; tunable: {sorted(SPACES)}")
     if trials < 1:
@@ -86,18 +156,34 @@ def tune(method: str, n: int = 80, k: int = 3, dim: int = 1000, iterations: int 
     eval_seed = seed + 10_000 if eval_seed is None else eval_seed
     if eval_seed == seed:
         raise ValueError("eval_seed: must differ from seed, so that evaluation problems are not tuning problems")
+    if portfolio is not None and not portfolio:
+        raise ValueError("portfolio: expected at least one problem shape")
+    shapes = portfolio if portfolio is not None else [
+        {"name": f"K={k} n={n}, {iterations} iterations", "sizes": n, "k": k, "dim": dim,
+         "iterations": iterations, "problems": problems}]
     space = SPACES[method]
-    tune_p = make_problems(n, dim, problems, seed=seed, k=k)
+    if only is not None:
+        keep = {("lambda_span" if o == "lambda_max" else o) for o in only}
+        unknown = sorted(keep - set(space))
+        if unknown:
+            raise ValueError(f"only: {unknown} are not in {method}'s search space {sorted(space)}")
+        space = {k: v for k, v in space.items() if k in keep}
+    start = _start_params(method, space, shapes)
+    tune_p = [_shape_problems(sh, sh["problems"], seed + i) for i, sh in enumerate(shapes)]
     results: list[tuple[float, dict[str, Any]]] = []
 
     def score(params: dict[str, Any]) -> float:
         opts = _to_options(method, params)
-        r = evaluate(_spec(method, opts), tune_p, iterations, seed)
-        # ties broken by fewer iterations (cheaper)
-        val = r["acc_all"] - 1e-4 * r["mean_iterations"] / iterations
+        accs, val = [], 0.0
+        for i, (sh, p) in enumerate(zip(shapes, tune_p)):
+            r = evaluate(_spec(method, opts), p, sh["iterations"], seed + i)
+            accs.append(r["acc_all"])
+            # ties broken by fewer iterations (cheaper)
+            val += (r["acc_all"] - 1e-4 * r["mean_iterations"] / sh["iterations"]) / len(shapes)
         results.append((val, opts))
         if log:
-            log(f"trial {len(results):4d}: all={100 * r['acc_all']:5.1f}% iters={r['mean_iterations']:5.1f} {opts}")
+            per = " ".join(f"{100 * a:5.1f}" for a in accs)
+            log(f"trial {len(results):4d}: all={100 * sum(accs) / len(accs):5.1f}% ({per}) {opts}")
         return val
 
     try:
@@ -105,6 +191,8 @@ def tune(method: str, n: int = 80, k: int = 3, dim: int = 1000, iterations: int 
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+        if start is not None:
+            study.enqueue_trial(start)
 
         def objective(trial):
             params = {}
@@ -113,8 +201,8 @@ def tune(method: str, n: int = 80, k: int = 3, dim: int = 1000, iterations: int 
                     params[key] = trial.suggest_float(key, spec[1], spec[2])
                 elif spec[0] == "logfloat":
                     params[key] = trial.suggest_float(key, spec[1], spec[2], log=True)
-                elif spec[0] == "int":
-                    params[key] = trial.suggest_int(key, spec[1], spec[2])
+                elif spec[0] in ("int", "logint"):
+                    params[key] = trial.suggest_int(key, spec[1], spec[2], log=spec[0] == "logint")
                 else:
                     params[key] = trial.suggest_categorical(key, spec[1])
             return score(params)
@@ -123,34 +211,63 @@ def tune(method: str, n: int = 80, k: int = 3, dim: int = 1000, iterations: int 
         searcher = "optuna-tpe"
     except ImportError:
         draw = _random_sampler(space, seed)
-        for _ in range(trials):
-            score(draw())
+        for i in range(trials):
+            score(start if i == 0 and start is not None else draw())
         searcher = "random"
     best_val, best = max(results, key=lambda r: r[0])
-    eval_p = make_problems(n, dim, eval_problems, seed=eval_seed, k=k)
-    best_eval = evaluate(_spec(method, best), eval_p, iterations, eval_seed)
-    default_eval = evaluate(method, eval_p, iterations, eval_seed)
+    per_shape = []
+    for i, sh in enumerate(shapes):
+        eval_p = _shape_problems(sh, eval_problems, eval_seed + i)
+        best_eval = evaluate(_spec(method, best), eval_p, sh["iterations"], eval_seed + i)
+        default_eval = evaluate(method, eval_p, sh["iterations"], eval_seed + i)
+        per_shape.append({"shape": sh, "eval_acc_all": best_eval["acc_all"],
+                          "eval_ci": [best_eval["acc_all_lo"], best_eval["acc_all_hi"]],
+                          "previous_default_eval_acc_all": default_eval["acc_all"]})
+        if log:
+            log(f"{sh.get('name', sh)}: {100 * best_eval['acc_all']:.1f}% on evaluation problems "
+                f"(previous defaults {100 * default_eval['acc_all']:.1f}%)")
     report = {
         "method": method, "searcher": searcher, "trials": trials, "seed": seed, "eval_seed": eval_seed,
-        "problem": {"n": n, "K": k, "D": dim, "iterations": iterations, "tune_problems": problems,
-                    "eval_problems": eval_problems},
         "options": best,
         "tune_score": best_val,
-        "eval_acc_all": best_eval["acc_all"], "eval_ci": [best_eval["acc_all_lo"], best_eval["acc_all_hi"]],
-        "previous_default_eval_acc_all": default_eval["acc_all"],
+        "eval_acc_all": sum(r["eval_acc_all"] for r in per_shape) / len(per_shape),
+        "previous_default_eval_acc_all":
+            sum(r["previous_default_eval_acc_all"] for r in per_shape) / len(per_shape),
     }
+    if portfolio is None:
+        report["problem"] = {"n": n, "K": k, "D": dim, "iterations": iterations, "tune_problems": problems,
+                             "eval_problems": eval_problems}
+        report["eval_ci"] = per_shape[0]["eval_ci"]
+    else:
+        report["portfolio"] = per_shape
+        report["eval_problems"] = eval_problems
     if log:
-        log(f"best on evaluation problems: {100 * best_eval['acc_all']:.1f}% "
-            f"(previous defaults {100 * default_eval['acc_all']:.1f}%) with {best}")
+        log(f"best on evaluation problems: {100 * report['eval_acc_all']:.1f}% "
+            f"(previous defaults {100 * report['previous_default_eval_acc_all']:.1f}%) with {best}")
     return report
 
 
 def write_defaults(report: dict[str, Any], path: str | None = None) -> str:
-    """Write the tuned options (and how they were found) atomically; returns the path."""
+    """Write the tuned options (and how they were found) atomically; returns the path.
+
+    A report with an ``anchor`` (``tune --portfolio low|high``) is merged into the file's ``auto``
+    section under that name, keeping the rest of the file; any other report replaces the file's
+    fixed ``options`` and keeps its ``auto`` anchors."""
     path = path or os.path.join(DEFAULTS_DIR, f"{report['method']}.json")
+    old: dict[str, Any] = {}
+    if os.path.isfile(path):
+        with open(path) as f:
+            old = json.load(f)
+    if "anchor" in report:
+        data = dict(old) or {"method": report["method"], "options": {}}
+        data.setdefault("auto", {})[report["anchor"]] = report
+    else:
+        data = dict(report)
+        if "auto" in old:
+            data["auto"] = old["auto"]
 
     def write(f):
-        json.dump(report, f, indent=2, sort_keys=True)
+        json.dump(data, f, indent=2, sort_keys=True)
         f.write("\n")
 
     atomic_write(path, write)

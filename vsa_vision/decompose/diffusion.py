@@ -36,6 +36,14 @@ Built from small parts, each usable and testable alone, in the manner of k-diffu
   ``restarts=None`` fits as many passes as the iteration budget allows, and the budget is never
   exceeded. One iteration = one guided step of all K factors, the same unit as a resonator sweep.
 
+**Adaptive defaults.** The options that set the temperature and pace of the search
+(``guidance_scale``, ``steps``, ``lambda_min``, ``lambda_max``, ``eta``, ``restart``) default to
+``None``: each call then chooses them from the problem's *load* (:func:`problem_load`,
+``ln(prod_k n_k) - 2 ln D``: the search space against the squared dimension, since a resonator's
+capacity grows about as ``D^2``), interpolating between anchor settings tuned on light and on heavy
+problems (:func:`auto_settings`; the anchors live in ``vsa_vision/defaults/diffusion.json`` and come
+from ``vsa-vision tune diffusion --portfolio low|high``). An option given explicitly always wins.
+
 Across iterations the driver keeps the best answer by similarity of its bound codewords to ``s``
 and stops a problem once it reaches ``stop_similarity``, so noisy targets return the best-so-far
 answer when the budget ends.
@@ -56,6 +64,7 @@ from .noise import ProblemNoise
 from .resonator import symmetric_softmax
 
 __all__ = [
+    "problem_load", "auto_settings", "ADAPTIVE_OPTIONS",
     "Schedule", "vp_linear_schedule", "log_snr_schedule", "ve_schedule", "posterior_weights",
     "denoise_latent", "denoise_codebook", "similarity_energy", "gaussian_energy", "normalize_guidance",
     "ddim_step", "DiffusionDecomposer",
@@ -242,6 +251,61 @@ def ddim_step(x: Tensor, x0: Tensor, alpha: float, sigma: float, alpha_next: flo
 
 
 # ----------------------------------------------------------------------------------------------
+# adaptive defaults
+# ----------------------------------------------------------------------------------------------
+
+#: the options chosen per problem when left unset (None)
+ADAPTIVE_OPTIONS = ("guidance_scale", "steps", "lambda_min", "lambda_max", "eta", "restart")
+
+#: used only when ``defaults/diffusion.json`` has no ``auto`` anchors (the settings tuned at n = 80)
+_FALLBACK_ANCHORS = [{"load": -0.67, "options": {"guidance_scale": 0.2198, "steps": 6, "lambda_min": -3.931,
+                                                  "lambda_max": -2.2092, "eta": 0.8928, "restart": 0.9553}}]
+
+
+def problem_load(sizes, dim: int) -> float:
+    """``ln(prod_k n_k) - 2 ln D``: how hard a decomposition problem is for an iterative decoder.
+
+    About -0.7 for K = 3, n = 80, D = 1000; 0 at n = 100; 1.2 at n = 150; -2.5 for the vision shape
+    (8, 10, 4, 12, 12, 2) at D = 1024."""
+    sizes = [int(n) for n in sizes]
+    if not sizes or min(sizes) < 1:
+        raise ValueError(f"sizes: expected positive codebook sizes, got {sizes}")
+    _check_int("dim", dim, 1)
+    return sum(math.log(n) for n in sizes) - 2.0 * math.log(dim)
+
+
+def _anchors() -> list[dict[str, Any]]:
+    from .registry import tuned_anchors
+
+    return tuned_anchors("diffusion") or _FALLBACK_ANCHORS
+
+
+def auto_settings(sizes, dim: int, anchors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The adaptive options for a problem shape: each anchor is ``{"load": l, "options": {...}}``;
+    between two anchors every option is interpolated linearly in the load (the guidance scale
+    geometrically, the steps rounded); outside them the nearest anchor's settings are used."""
+    anchors = sorted(_anchors() if anchors is None else anchors, key=lambda a: a["load"])
+    if not anchors:
+        raise ValueError("anchors: expected at least one")
+    load = problem_load(sizes, dim)
+    lo = max([a for a in anchors if a["load"] <= load], key=lambda a: a["load"], default=anchors[0])
+    hi = min([a for a in anchors if a["load"] >= load], key=lambda a: a["load"], default=anchors[-1])
+    span = hi["load"] - lo["load"]
+    t = 0.0 if span <= 0 else min(1.0, max(0.0, (load - lo["load"]) / span))
+    out: dict[str, Any] = {}
+    for key in ADAPTIVE_OPTIONS:
+        a, b = lo["options"][key], hi["options"][key]
+        if key == "guidance_scale":
+            out[key] = math.exp((1 - t) * math.log(a) + t * math.log(b))
+        elif key == "steps":
+            out[key] = max(1, int(round((1 - t) * a + t * b)))
+        else:
+            out[key] = (1 - t) * a + t * b
+    out["lambda_max"] = max(out["lambda_max"], out["lambda_min"])
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
 # the decomposer
 # ----------------------------------------------------------------------------------------------
 
@@ -277,6 +341,10 @@ class DiffusionDecomposer(IterativeDecomposer):
     - ``restart``: the restart level as a fraction of the schedule (1 = noisiest), ``restarts``: the
       number of restarts (None: as many as the budget allows; 0: one pass only).
 
+    ``guidance_scale``, ``steps``, ``lambda_min``, ``lambda_max``, ``eta`` and ``restart`` default to
+    None: chosen per call from the problem's load (:func:`auto_settings`); :meth:`settings` shows
+    the values used for given codebooks.
+
     State keys (for callbacks): ``h`` ``[A, sum n_k]`` the projected states of all factors, ``w`` the
     posterior weights, concatenated in factor order."""
 
@@ -290,18 +358,18 @@ class DiffusionDecomposer(IterativeDecomposer):
         prior: str = "symmetric",
         energy: str = "similarity",
         guidance: str = "logits",
-        guidance_scale: float = 0.4,
+        guidance_scale: float | None = None,
         normalize: str = "zscore",
         clip: float | None = None,
         coupling: str = "sequential",
         schedule: str = "log_snr",
-        steps: int = 3,
-        lambda_min: float = -4.6,
-        lambda_max: float = -2.0,
+        steps: int | None = None,
+        lambda_min: float | None = None,
+        lambda_max: float | None = None,
         spacing: str = "linear",
         step: str = "ddim",
-        eta: float = 1.0,
-        restart: float = 1.0,
+        eta: float | None = None,
+        restart: float | None = None,
         restarts: int | None = None,
         gamma: float = 1.0,
         keep_best: bool = True,
@@ -314,46 +382,67 @@ class DiffusionDecomposer(IterativeDecomposer):
         self.prior = _check_choice("prior", prior, ("symmetric", "positive"))
         self.energy = _check_choice("energy", energy, ("similarity", "gaussian"))
         self.guidance = _check_choice("guidance", guidance, ("logits", "dps"))
-        self.guidance_scale = _check_float("guidance_scale", guidance_scale, 0.0)
+        self.guidance_scale = _check_float("guidance_scale", guidance_scale, 0.0, allow_none=True)
         self.normalize = _check_choice("normalize", normalize, ("zscore", "rms", "null", "none"))
         self.clip = _check_float("clip", clip, 0.0, allow_none=True)
         self.coupling = _check_choice("coupling", coupling, ("sequential", "parallel"))
         self.schedule = _check_choice("schedule", schedule, ("log_snr", "vp_linear", "ve"))
-        self.steps = _check_int("steps", steps, 1)
-        self.lambda_min = _check_float("lambda_min", lambda_min)
-        self.lambda_max = _check_float("lambda_max", lambda_max)
-        if self.lambda_max < self.lambda_min:
+        self.steps = None if steps is None else _check_int("steps", steps, 1)
+        self.lambda_min = _check_float("lambda_min", lambda_min, allow_none=True)
+        self.lambda_max = _check_float("lambda_max", lambda_max, allow_none=True)
+        if self.lambda_min is not None and self.lambda_max is not None and self.lambda_max < self.lambda_min:
             raise ValueError(f"lambda_max: expected >= lambda_min ({lambda_min}), got {lambda_max}")
         self.spacing = _check_choice("spacing", spacing, ("linear", "power", "inverse_power"))
         self.step = _check_choice("step", step, ("ddim", "ddpm"))
-        self.eta = _check_float("eta", eta, 0.0, 1.0)
-        self.restart = _check_float("restart", restart, 0.0, 1.0)
+        self.eta = _check_float("eta", eta, 0.0, 1.0, allow_none=True)
+        self.restart = _check_float("restart", restart, 0.0, 1.0, allow_none=True)
         self.restarts = None if restarts is None else _check_int("restarts", restarts, 0)
         self.gamma = _check_float("gamma", gamma, 1e-6)
 
-    # -- schedule and plan -------------------------------------------------------------------
+    # -- settings, schedule and plan -----------------------------------------------------------
 
-    def noise_schedule(self) -> Schedule:
+    def settings(self, codebooks: Codebooks | None = None) -> dict[str, Any]:
+        """The adaptive options (:data:`ADAPTIVE_OPTIONS`) this decomposer uses on ``codebooks``:
+        the ones given explicitly, the others from :func:`auto_settings` for that problem shape
+        (without codebooks: the lightest anchor's)."""
+        given = {k: getattr(self, k) for k in ADAPTIVE_OPTIONS if getattr(self, k) is not None}
+        if len(given) == len(ADAPTIVE_OPTIONS):
+            return given
+        if codebooks is None:
+            auto = dict(min(_anchors(), key=lambda a: a["load"])["options"])
+        else:
+            auto = auto_settings(codebooks.sizes, codebooks.dim)
+        out = {**auto, **given}
+        if out["lambda_max"] < out["lambda_min"]:  # one end given, the other adapted past it
+            if "lambda_max" in given:
+                out["lambda_min"] = out["lambda_max"]
+            else:
+                out["lambda_max"] = out["lambda_min"]
+        return out
+
+    def noise_schedule(self, codebooks: Codebooks | None = None) -> Schedule:
         """The per-pass schedule: the ``steps`` levels at which the denoiser is evaluated, noisiest
         first; the last step of a pass goes on to the clean end (alpha = 1, sigma = 0)."""
+        cfg = self.settings(codebooks)
         kw = {}
         if self.schedule == "log_snr":
-            kw = {"lambda_min": self.lambda_min, "lambda_max": self.lambda_max, "spacing": self.spacing}
-        return make_schedule(self.schedule, self.steps, **kw)
+            kw = {"lambda_min": cfg["lambda_min"], "lambda_max": cfg["lambda_max"], "spacing": self.spacing}
+        return make_schedule(self.schedule, cfg["steps"], **kw)
 
-    def plan(self) -> _Plan:
+    def plan(self, codebooks: Codebooks | None = None) -> _Plan:
         """The level of each of the ``iterations`` guided steps, restarts included."""
-        sch = self.noise_schedule()
+        cfg = self.settings(codebooks)
+        sch = self.noise_schedule(codebooks)
         al, sg = sch.alpha.tolist() + [1.0], sch.sigma.tolist() + [0.0]
-        T = self.steps
-        start = min(T - 1, int(round((1.0 - self.restart) * T)))  # restart level index
+        T = cfg["steps"]
+        start = min(T - 1, int(round((1.0 - cfg["restart"]) * T)))  # restart level index
         A, S, An, Sn, R = [], [], [], [], []
         i, passes, renoise = 0, 1, False
-        for _ in range(self.iterations):
+        for it in range(self.iterations):
             A.append(al[i]), S.append(sg[i]), An.append(al[i + 1]), Sn.append(sg[i + 1]), R.append(renoise)
             renoise = False
             i += 1
-            if i == T:
+            if i == T and it + 1 < self.iterations:  # a pass ended with budget left
                 if self.restarts is not None and passes > self.restarts:
                     # budget left but no restart allowed: repeat the cleanest level (pure cleanup steps)
                     i = T - 1
@@ -365,7 +454,8 @@ class DiffusionDecomposer(IterativeDecomposer):
 
     def _setup(self, s: Tensor, cb: Codebooks) -> dict[str, Any]:
         D = cb.dim
-        ctx: dict[str, Any] = {"plan": self.plan(), "noise": ProblemNoise(s, self.seed)}
+        cfg = self.settings(cb)
+        ctx: dict[str, Any] = {"plan": self.plan(cb), "noise": ProblemNoise(s, self.seed), "cfg": cfg}
         if self.space == "latent":
             chol = []
             for X in cb.tensors:
@@ -373,7 +463,7 @@ class DiffusionDecomposer(IterativeDecomposer):
                 G64 = G.double() + 1e-6 * torch.eye(G.shape[0], dtype=torch.float64, device=G.device)
                 chol.append((G, torch.linalg.cholesky(G64).to(X.dtype)))
             ctx["gram"] = chol
-        ctx["eta"] = 1.0 if self.step == "ddpm" else self.eta
+        ctx["eta"] = 1.0 if self.step == "ddpm" else cfg["eta"]
         return ctx
 
     def _draw(self, ctx, rows: Tensor, it: int, k: int, stream: int, n: int) -> Tensor:
@@ -396,7 +486,7 @@ class DiffusionDecomposer(IterativeDecomposer):
 
     # -- one guided step of all factors --------------------------------------------------------
 
-    def _guidance(self, u: Tensor, xk: Tensor, o2: Tensor | None, X: Tensor) -> Tensor:
+    def _guidance(self, u: Tensor, xk: Tensor, o2: Tensor | None, X: Tensor, scale: float) -> Tensor:
         D = X.shape[1]
         if self.energy == "similarity":
             g = u @ X.T / D
@@ -405,7 +495,7 @@ class DiffusionDecomposer(IterativeDecomposer):
         null = None
         if self.normalize == "null":
             null = u.norm(dim=-1, keepdim=True) / D
-        return self.guidance_scale * normalize_guidance(g, self.normalize, null, self.clip)
+        return scale * normalize_guidance(g, self.normalize, null, self.clip)
 
     def _step(self, state, s, cb, ctx, it, rows):
         plan: _Plan = ctx["plan"]
@@ -435,7 +525,7 @@ class DiffusionDecomposer(IterativeDecomposer):
                 for j in range(K):
                     if j != k:
                         o2 = o2 * sq[j]
-            g = self._guidance(u, xs[k], o2, X)
+            g = self._guidance(u, xs[k], o2, X, ctx["cfg"]["guidance_scale"])
             h = hs[k]
             if self.guidance == "dps":
                 h = h + g  # DPS: x_t <- x_t - zeta grad E (Jacobian of the denoiser dropped), projected

@@ -35,6 +35,19 @@ def tuned_defaults(name: str) -> dict[str, Any]:
     return opts
 
 
+def tuned_anchors(name: str) -> list[dict[str, Any]]:
+    """Anchor settings for options chosen per problem shape (``"auto"`` in the defaults file,
+    written by ``vsa-vision tune <name> --portfolio low|high``): ``[{"load": l, "options": {...}}]``."""
+    path = os.path.join(DEFAULTS_DIR, f"{name}.json")
+    if not os.path.isfile(path):
+        return []
+    with open(path) as f:
+        anchors = json.load(f).get("auto", {})
+    if not isinstance(anchors, dict):
+        raise ValueError(f"{path}: 'auto' must map anchor names to settings, got {type(anchors).__name__}")
+    return [{"load": float(a["load"]), "options": dict(a["options"])} for a in anchors.values()]
+
+
 def register(name: str, factory: Callable[..., Decomposer] | None = None):
     """Register ``factory`` (a class or function taking keyword options) under ``name``.
     Usable as a decorator: ``@register("my_method")``."""
