@@ -41,11 +41,17 @@ def tuned_anchors(name: str) -> list[dict[str, Any]]:
     path = os.path.join(DEFAULTS_DIR, f"{name}.json")
     if not os.path.isfile(path):
         return []
-    with open(path) as f:
-        anchors = json.load(f).get("auto", {})
-    if not isinstance(anchors, dict):
-        raise ValueError(f"{path}: 'auto' must map anchor names to settings, got {type(anchors).__name__}")
-    return [{"load": float(a["load"]), "options": dict(a["options"])} for a in anchors.values()]
+    key = (path, os.stat(path).st_mtime_ns)  # read once per version of the file: decompose calls this
+    if key not in _ANCHOR_CACHE:
+        with open(path) as f:
+            anchors = json.load(f).get("auto", {})
+        if not isinstance(anchors, dict):
+            raise ValueError(f"{path}: 'auto' must map anchor names to settings, got {type(anchors).__name__}")
+        _ANCHOR_CACHE[key] = [{"load": float(a["load"]), "options": dict(a["options"])} for a in anchors.values()]
+    return [{"load": a["load"], "options": dict(a["options"])} for a in _ANCHOR_CACHE[key]]
+
+
+_ANCHOR_CACHE: dict[tuple[str, int], list[dict[str, Any]]] = {}
 
 
 def register(name: str, factory: Callable[..., Decomposer] | None = None):
