@@ -137,6 +137,7 @@ VARIANTS = [
     {"normalize": "null", "guidance_scale": 0.1},
     {"schedule": "vp_linear", "steps": 10},
     {"schedule": "ve", "steps": 10},
+    {"threshold": 0.3},
 ]
 
 
@@ -145,6 +146,10 @@ VARIANT_IDS = [",".join(f"{k}={v}" for k, v in o.items()) or "default" for o in 
 
 @pytest.mark.parametrize("opts", VARIANTS, ids=VARIANT_IDS)
 def test_every_variant_solves_small_problems(opts):
+    # the variants of METHOD.md section 3 with dense posterior weights (the sparse-activation
+    # threshold of the tuned defaults is itself a variant, and the default row keeps it)
+    if opts:
+        opts = {"threshold": 0.0, **opts}
     p = problems(10, dim=1000, count=100, seed=4)
     res = get_decomposer("diffusion", iterations=100, seed=0, **opts).decompose(p.s, p.codebooks)
     assert res.accuracy(p.indices)[0] >= 0.99, opts
@@ -199,9 +204,9 @@ def test_bad_options():
 
 ANCHORS = [
     {"load": 0.0, "options": {"guidance_scale": 0.2, "steps": 4, "lambda_min": -4.0, "lambda_max": -3.0,
-                              "eta": 0.6, "restart": 1.0}},
+                              "eta": 0.6, "restart": 1.0, "threshold": 0.0}},
     {"load": math.log(100), "options": {"guidance_scale": 0.8, "steps": 8, "lambda_min": -2.0, "lambda_max": 1.0,
-                              "eta": 1.0, "restart": 0.8}},
+                              "eta": 1.0, "restart": 0.8, "threshold": 0.4}},
 ]
 
 
@@ -224,6 +229,10 @@ def test_auto_settings_interpolate_between_anchors_and_clamp_outside():
     assert mid["steps"] == 6 and mid["lambda_max"] == pytest.approx(-1.0) and mid["restart"] == pytest.approx(0.9)
     assert auto_settings([10**5], 1, ANCHORS) == pytest.approx(ANCHORS[1]["options"])  # no extrapolation
     assert auto_settings([1], 10, ANCHORS) == pytest.approx(ANCHORS[0]["options"])
+    # an anchor written before an option existed reads it as "off"
+    old = [{"load": a["load"], "options": {k: v for k, v in a["options"].items() if k != "threshold"}}
+           for a in ANCHORS]
+    assert auto_settings([1], 1, old)["threshold"] == 0.0
 
 
 def test_decomposer_adapts_to_the_problem_shape_and_explicit_options_win(monkeypatch):
@@ -250,3 +259,12 @@ def test_adaptive_settings_change_the_answer_path_not_the_api():
     d = get_decomposer("diffusion", iterations=50, seed=1)
     b = get_decomposer("diffusion", iterations=50, seed=1, **d.settings(p.codebooks)).decompose(p.s, p.codebooks)
     assert torch.equal(a.indices, b.indices) and torch.equal(a.iterations, b.iterations)  # same as spelt out
+
+
+def test_threshold_zeroes_weak_atoms_and_keeps_the_rest():
+    proj = torch.tensor([[0.1, -0.5, 2.0, -0.05]])
+    dense = posterior_weights(proj, 1.0, 1.0, "symmetric")
+    sparse = posterior_weights(proj, 1.0, 1.0, "symmetric", threshold=0.3)
+    assert sparse[0, 0] == 0 and sparse[0, 3] == 0  # |logit| < 0.3
+    assert torch.equal(sparse[0, 1:3], dense[0, 1:3])  # the others keep their weights
+    assert torch.equal(posterior_weights(proj, 1.0, 1.0, "symmetric", threshold=0.0), dense)

@@ -283,13 +283,12 @@ def cmd_bench_curve(args: argparse.Namespace) -> int:
 def cmd_tune(args: argparse.Namespace) -> int:
     import torch
 
-    from .bench.tune import tune, write_defaults
+    from .bench.tune import PORTFOLIOS, tune, write_defaults
+    from .decompose.diffusion import ADAPTIVE_OPTIONS, problem_load
+    from .decompose.registry import tuned_anchors
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from .bench.tune import PORTFOLIOS
-    from .decompose.diffusion import ADAPTIVE_OPTIONS
-
     shape = {"n": args.n, "k": args.k, "dim": args.dim, "iterations": args.iterations, "problems": args.problems}
     if args.portfolio:
         given = sorted(f"--{k}" for k, v in shape.items() if v is not None)
@@ -300,16 +299,20 @@ def cmd_tune(args: argparse.Namespace) -> int:
         defaults = {"n": 80, "k": 3, "dim": 1000, "iterations": 100, "problems": 300}
         shape = {k: defaults[k] if v is None else v for k, v in shape.items()}
     folio = PORTFOLIOS[args.portfolio] if args.portfolio else None
-    if folio and "reference" in folio and args.method != "diffusion":
-        raise ValueError(f"tune --portfolio {args.portfolio}: anchors exist only for the diffusion decomposer")
+    anchor = bool(folio and "reference" in folio)
+    load = others = None
+    if anchor:
+        if args.method != "diffusion":
+            raise ValueError(f"tune --portfolio {args.portfolio}: anchors exist only for the diffusion decomposer")
+        load = problem_load(folio["reference"]["sizes"], folio["reference"]["dim"])
+        # the other anchors' settings are tried right after the current ones
+        others = [a["options"] for a in tuned_anchors("diffusion") if abs(a["load"] - load) > 1e-6]
     report = tune(args.method, trials=args.trials, eval_problems=args.eval_problems, seed=args.seed,
                   eval_seed=args.eval_seed, portfolio=folio["shapes"] if folio else None,
-                  only=list(ADAPTIVE_OPTIONS) if folio and "reference" in folio else None, **shape)
-    if folio and "reference" in folio:
-        from .decompose.diffusion import problem_load
-
+                  only=list(ADAPTIVE_OPTIONS) if anchor else None, starts=others, **shape)
+    if anchor:
         report["anchor"] = args.portfolio
-        report["load"] = round(problem_load(folio["reference"]["sizes"], folio["reference"]["dim"]), 4)
+        report["load"] = round(load, 4)
     if args.dry_run:
         print("--dry-run: defaults not written")
     else:

@@ -39,14 +39,14 @@ PORTFOLIO: list[dict[str, Any]] = [
 ]
 
 _K3 = {"k": 3, "dim": 1000}
-#: named portfolios: ``mixed`` (above); ``low`` and ``high``, the two anchors of the diffusion
-#: decomposer's adaptive defaults (light problems, where most users are, and heavy ones). Tuning on
-#: ``low`` / ``high`` writes the anchor whose load is that of ``reference`` (K = 3, n = 80 / 150).
+#: named portfolios: ``mixed`` (above), and the two anchors of the diffusion decomposer's adaptive
+#: defaults: ``low`` (K = 3, n = 80, 100 iterations) and ``high`` (K = 3, n = 150 / 200 with 300 / 1000
+#: iterations). Tuning on an anchor's portfolio
+#: writes that anchor, at the load of its ``reference`` shape.
 PORTFOLIOS: dict[str, dict[str, Any]] = {
     "mixed": {"shapes": PORTFOLIO},
     "low": {"reference": {"sizes": [80, 80, 80], "dim": 1000}, "shapes": [
-        {"name": "K=3 n=80, 100 iterations", "sizes": 80, **_K3, "iterations": 100, "problems": 300},
-        PORTFOLIO[2], PORTFOLIO[3]]},
+        {"name": "K=3 n=80, 100 iterations", "sizes": 80, **_K3, "iterations": 100, "problems": 500}]},
     "high": {"reference": {"sizes": [150, 150, 150], "dim": 1000}, "shapes": [
         PORTFOLIO[1],
         {"name": "K=3 n=200, 1000 iterations", "sizes": 200, **_K3, "iterations": 1000, "problems": 100}]},
@@ -62,6 +62,7 @@ SPACES: dict[str, dict[str, tuple]] = {
         "eta": ("float", 0.3, 1.0),
         "restart": ("float", 0.7, 1.0),
         "normalize": ("choice", ["null", "zscore", "rms"]),
+        "threshold": ("float", 0.0, 0.8),
     },
     "stochastic_resonator": {
         "noise": ("logfloat", 0.003, 0.1),
@@ -118,6 +119,12 @@ def _start_params(method: str, space: dict[str, tuple], shapes: list[dict[str, A
     if hasattr(d, "settings"):  # adaptive options: their values on the first shape
         cb = _shape_problems(sh, 1, 0).codebooks
         opts.update(d.settings(cb))
+    return _as_params(opts, space)
+
+
+def _as_params(opts: dict[str, Any], space: dict[str, tuple]) -> dict[str, Any] | None:
+    """Options as a point of the search space (clamped into it); None when one is missing."""
+    opts = dict(opts)
     if "lambda_span" in space and "lambda_min" in opts and "lambda_max" in opts:
         opts["lambda_span"] = opts["lambda_max"] - opts["lambda_min"]
     params = {}
@@ -142,13 +149,14 @@ def _shape_problems(shape: dict[str, Any], count: int, seed: int):
 def tune(method: str, n: int = 80, k: int = 3, dim: int = 1000, iterations: int = 100, trials: int = 200,
          problems: int = 300, eval_problems: int = 500, seed: int = 0, eval_seed: int | None = None,
          portfolio: list[dict[str, Any]] | None = None, only: list[str] | None = None,
-         log=print) -> dict[str, Any]:
+         starts: list[dict[str, Any]] | None = None, log=print) -> dict[str, Any]:
     """Search ``method``'s options; returns a report with the best options and their evaluation.
 
     One problem shape (``n``, ``k``, ``dim``, ``iterations``, ``problems``) or, with ``portfolio``, a
     list of shapes (see :data:`PORTFOLIO`) scored by their mean accuracy; shape ``i`` draws its
     tuning problems from ``seed + i`` and its evaluation problems from ``eval_seed + i``. ``only``
-    restricts the search to those options (the others keep their defaults)."""
+    restricts the search to those options (the others keep their defaults). The first trial is the
+    current defaults; ``starts`` (option dicts, e.g. the other anchors' settings) are tried next."""
     if method not in SPACES:
         raise ValueError(f"method: no search space for {method!r}; tunable: {sorted(SPACES)}")
     if trials < 1:
@@ -168,7 +176,8 @@ def tune(method: str, n: int = 80, k: int = 3, dim: int = 1000, iterations: int 
         if unknown:
             raise ValueError(f"only: {unknown} are not in {method}'s search space {sorted(space)}")
         space = {k: v for k, v in space.items() if k in keep}
-    start = _start_params(method, space, shapes)
+    first = [_start_params(method, space, shapes)] + [_as_params(o, space) for o in (starts or [])]
+    first = [p for p in first if p is not None]
     tune_p = [_shape_problems(sh, sh["problems"], seed + i) for i, sh in enumerate(shapes)]
     results: list[tuple[float, dict[str, Any]]] = []
 
@@ -191,8 +200,8 @@ def tune(method: str, n: int = 80, k: int = 3, dim: int = 1000, iterations: int 
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
-        if start is not None:
-            study.enqueue_trial(start)
+        for p in first:
+            study.enqueue_trial(p)
 
         def objective(trial):
             params = {}
@@ -212,7 +221,7 @@ def tune(method: str, n: int = 80, k: int = 3, dim: int = 1000, iterations: int 
     except ImportError:
         draw = _random_sampler(space, seed)
         for i in range(trials):
-            score(start if i == 0 and start is not None else draw())
+            score(first[i] if i < len(first) else draw())
         searcher = "random"
     best_val, best = max(results, key=lambda r: r[0])
     per_shape = []

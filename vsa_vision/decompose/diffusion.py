@@ -148,20 +148,27 @@ def make_schedule(kind: str, steps: int, **kw: Any) -> Schedule:
 
 
 def posterior_weights(proj: Tensor, alpha: float | Tensor, sigma: float | Tensor, prior: str = "symmetric",
-                      norm2: float | Tensor = 1.0, extra_logits: Tensor | None = None) -> Tensor:
+                      norm2: float | Tensor = 1.0, extra_logits: Tensor | None = None,
+                      threshold: float = 0.0) -> Tensor:
     """Posterior weights of the atoms given the projections ``proj_i = <c_i, x_t>`` ``[..., n]``.
 
     ``prior="positive"``: softmax over atoms ``c_i`` (``norm2`` is ``|c_i|^2``);
     ``prior="symmetric"``: atoms at ``+-c_i``, weights ``P(+c_i) - P(-c_i) = sinh(l_i) / sum cosh(l_j)``.
-    ``extra_logits`` (guidance) is added to the logits."""
+    ``extra_logits`` (guidance) is added to the logits. ``threshold > 0`` makes the weights sparse,
+    like the stochastic resonator's activation threshold: atoms whose logit is below it in magnitude
+    get weight 0 (the others keep their weights, not renormalised)."""
     logits = alpha * proj / sigma**2
     if extra_logits is not None:
         logits = logits + extra_logits
     if prior == "symmetric":
-        return symmetric_softmax(logits)
-    if prior == "positive":
-        return torch.softmax(logits - alpha**2 * norm2 / (2 * sigma**2), dim=-1)
-    raise ValueError(f"prior: expected 'symmetric' or 'positive', got {prior!r}")
+        w = symmetric_softmax(logits)
+    elif prior == "positive":
+        w = torch.softmax(logits - alpha**2 * norm2 / (2 * sigma**2), dim=-1)
+    else:
+        raise ValueError(f"prior: expected 'symmetric' or 'positive', got {prior!r}")
+    if threshold > 0:
+        w = torch.where(logits.abs() >= threshold, w, torch.zeros_like(w))
+    return w
 
 
 def denoise_latent(x: Tensor, codebook: Tensor, alpha: float, sigma: float, prior: str = "symmetric") -> Tensor:
@@ -255,7 +262,10 @@ def ddim_step(x: Tensor, x0: Tensor, alpha: float, sigma: float, alpha_next: flo
 # ----------------------------------------------------------------------------------------------
 
 #: the options chosen per problem when left unset (None)
-ADAPTIVE_OPTIONS = ("guidance_scale", "steps", "lambda_min", "lambda_max", "eta", "restart")
+ADAPTIVE_OPTIONS = ("guidance_scale", "steps", "lambda_min", "lambda_max", "eta", "restart", "threshold")
+
+#: the value of an adaptive option that an anchor does not set (written before the option existed)
+_ANCHOR_MISSING = {"threshold": 0.0}
 
 #: used only when ``defaults/diffusion.json`` has no ``auto`` anchors (the settings tuned at n = 80)
 _FALLBACK_ANCHORS = [{"load": -0.67, "options": {"guidance_scale": 0.2198, "steps": 6, "lambda_min": -3.931,
@@ -294,7 +304,8 @@ def auto_settings(sizes, dim: int, anchors: list[dict[str, Any]] | None = None) 
     t = 0.0 if span <= 0 else min(1.0, max(0.0, (load - lo["load"]) / span))
     out: dict[str, Any] = {}
     for key in ADAPTIVE_OPTIONS:
-        a, b = lo["options"][key], hi["options"][key]
+        a = lo["options"].get(key, _ANCHOR_MISSING.get(key))
+        b = hi["options"].get(key, _ANCHOR_MISSING.get(key))
         if key == "guidance_scale":
             out[key] = math.exp((1 - t) * math.log(a) + t * math.log(b))
         elif key == "steps":
@@ -341,7 +352,9 @@ class DiffusionDecomposer(IterativeDecomposer):
     - ``restart``: the restart level as a fraction of the schedule (1 = noisiest), ``restarts``: the
       number of restarts (None: as many as the budget allows; 0: one pass only).
 
-    ``guidance_scale``, ``steps``, ``lambda_min``, ``lambda_max``, ``eta`` and ``restart`` default to
+    - ``threshold``: sparse posterior weights: atoms whose logit is below it in magnitude get weight 0.
+
+    ``guidance_scale``, ``steps``, ``lambda_min``, ``lambda_max``, ``eta``, ``restart`` and ``threshold`` default to
     None: chosen per call from the problem's load (:func:`auto_settings`); :meth:`settings` shows
     the values used for given codebooks.
 
@@ -370,6 +383,7 @@ class DiffusionDecomposer(IterativeDecomposer):
         step: str = "ddim",
         eta: float | None = None,
         restart: float | None = None,
+        threshold: float | None = None,
         restarts: int | None = None,
         gamma: float = 1.0,
         keep_best: bool = True,
@@ -396,6 +410,7 @@ class DiffusionDecomposer(IterativeDecomposer):
         self.step = _check_choice("step", step, ("ddim", "ddpm"))
         self.eta = _check_float("eta", eta, 0.0, 1.0, allow_none=True)
         self.restart = _check_float("restart", restart, 0.0, 1.0, allow_none=True)
+        self.threshold = _check_float("threshold", threshold, 0.0, allow_none=True)
         self.restarts = None if restarts is None else _check_int("restarts", restarts, 0)
         self.gamma = _check_float("gamma", gamma, 1e-6)
 
@@ -409,7 +424,8 @@ class DiffusionDecomposer(IterativeDecomposer):
         if len(given) == len(ADAPTIVE_OPTIONS):
             return given
         if codebooks is None:
-            auto = dict(min(_anchors(), key=lambda a: a["load"])["options"])
+            light = min(_anchors(), key=lambda a: a["load"])["options"]
+            auto = {k: light.get(k, _ANCHOR_MISSING.get(k)) for k in ADAPTIVE_OPTIONS}
         else:
             auto = auto_settings(codebooks.sizes, codebooks.dim)
         out = {**auto, **given}
@@ -517,6 +533,7 @@ class DiffusionDecomposer(IterativeDecomposer):
         prefix = s
         new_h, new_w, scores = [], [], []
         eta = ctx["eta"]
+        thr = ctx["cfg"]["threshold"]
         for k, X in enumerate(cb.tensors):
             u = prefix if suffix[k + 1] is None else prefix * suffix[k + 1]
             o2 = None
@@ -529,9 +546,9 @@ class DiffusionDecomposer(IterativeDecomposer):
             h = hs[k]
             if self.guidance == "dps":
                 h = h + g  # DPS: x_t <- x_t - zeta grad E (Jacobian of the denoiser dropped), projected
-                w = posterior_weights(h, a, sg, self.prior)
+                w = posterior_weights(h, a, sg, self.prior, threshold=thr)
             else:
-                w = posterior_weights(h, a, sg, self.prior, extra_logits=g)
+                w = posterior_weights(h, a, sg, self.prior, extra_logits=g, threshold=thr)
             noise = self._draw(ctx, rows, it, k, 0, X.shape[0]) if eta > 0 else None
             h_next = ddim_step(h, self._mean(ctx, k, w), a, sg, an, sn, eta, noise)
             new_h.append(h_next)
