@@ -268,3 +268,9 @@ def test_threshold_zeroes_weak_atoms_and_keeps_the_rest():
     assert sparse[0, 0] == 0 and sparse[0, 3] == 0  # |logit| < 0.3
     assert torch.equal(sparse[0, 1:3], dense[0, 1:3])  # the others keep their weights
     assert torch.equal(posterior_weights(proj, 1.0, 1.0, "symmetric", threshold=0.0), dense)
+    # a row where no atom reaches the threshold keeps them all: a zero estimate of one factor would
+    # unbind every other factor's target to zero
+    weak = torch.tensor([[0.1, -0.2], [0.1, 0.9]])
+    w = posterior_weights(weak, 1.0, 1.0, "symmetric", threshold=0.5)
+    assert torch.equal(w[0], posterior_weights(weak, 1.0, 1.0, "symmetric")[0])
+    assert w[1, 0] == 0 and w[1, 1] != 0

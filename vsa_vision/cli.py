@@ -658,9 +658,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--iterations", type=_positive, default=None, help="iteration budget (100)")
     t.add_argument("--trials", type=_positive, default=200)
     t.add_argument("--problems", type=_positive, default=None, help="tuning problems per trial (300)")
-    t.add_argument("--portfolio", nargs="?", const="mixed", default=None, choices=["mixed", "low", "high"],
+    t.add_argument("--portfolio", nargs="?", const="mixed", default=None, choices=["mixed", "light", "low", "mid", "high"],
                    help="score each setting by its mean accuracy over several problem shapes "
-                        "(vsa_vision.bench.tune.PORTFOLIOS) instead of one; low / high tune the diffusion "
+                        "(vsa_vision.bench.tune.PORTFOLIOS) instead of one; light / low / mid / high tune the diffusion "
                         "decomposer's adaptive-default anchors and write them to its 'auto' section")
     t.add_argument("--eval-problems", dest="eval_problems", type=_positive, default=500)
     t.add_argument("--seed", type=int, default=0, help="seed of the search and of the tuning problems")

@@ -156,7 +156,8 @@ def posterior_weights(proj: Tensor, alpha: float | Tensor, sigma: float | Tensor
     ``prior="symmetric"``: atoms at ``+-c_i``, weights ``P(+c_i) - P(-c_i) = sinh(l_i) / sum cosh(l_j)``.
     ``extra_logits`` (guidance) is added to the logits. ``threshold > 0`` makes the weights sparse,
     like the stochastic resonator's activation threshold: atoms whose logit is below it in magnitude
-    get weight 0 (the others keep their weights, not renormalised)."""
+    get weight 0 (the others keep their weights, not renormalised); where no atom reaches it, all
+    keep their weights."""
     logits = alpha * proj / sigma**2
     if extra_logits is not None:
         logits = logits + extra_logits
@@ -167,7 +168,9 @@ def posterior_weights(proj: Tensor, alpha: float | Tensor, sigma: float | Tensor
     else:
         raise ValueError(f"prior: expected 'symmetric' or 'positive', got {prior!r}")
     if threshold > 0:
-        w = torch.where(logits.abs() >= threshold, w, torch.zeros_like(w))
+        keep = logits.abs() >= threshold
+        keep |= ~keep.any(-1, keepdim=True)  # none above it: keep them all (a zero estimate would
+        w = torch.where(keep, w, torch.zeros_like(w))  # unbind every other factor to zero)
     return w
 
 
