@@ -235,6 +235,27 @@ def test_auto_settings_interpolate_between_anchors_and_clamp_outside():
     assert auto_settings([1], 1, old)["threshold"] == 0.0
 
 
+def test_auto_settings_use_the_anchors_of_the_nearest_number_of_factors():
+    from vsa_vision.decompose.diffusion import auto_settings
+
+    many = {"load": 0.0, "factors": 6, "options": {**ANCHORS[1]["options"], "steps": 12}}
+    three = [{**a, "factors": 3} for a in ANCHORS]
+    anchors = three + [many]
+    # K = 3 and K = 4 (nearer 3 than 6) interpolate between the K = 3 anchors only
+    assert auto_settings([1, 1, 1], 1, anchors) == pytest.approx(ANCHORS[0]["options"])
+    assert auto_settings([10, 10, 1, 1], 1, anchors)["steps"] == 8  # load ln 100: the heavy K = 3 anchor
+    # K = 5 and more: the six-factor anchor, clamped at every load
+    assert auto_settings([1] * 6, 1, anchors)["steps"] == 12
+    assert auto_settings([10, 10, 10, 10, 10], 1, anchors)["steps"] == 12
+    # a tie (K = 2 between factors 1 and 3) goes to the fewer factors; anchors without a count serve all
+    one = {"load": 0.0, "factors": 1, "options": {**ANCHORS[0]["options"], "steps": 2}}
+    assert auto_settings([1, 1], 1, three + [one])["steps"] == 2
+    mixed = [ANCHORS[1], many]  # uncounted (load ln 100) beside six-factor (load 0)
+    assert auto_settings([1] * 6, 1, mixed)["steps"] == 12
+    assert auto_settings([10, 10, 1, 1, 1, 1], 1, mixed)["steps"] == 8
+    assert auto_settings([1] * 6, 1, ANCHORS)["steps"] == 4
+
+
 def test_decomposer_adapts_to_the_problem_shape_and_explicit_options_win(monkeypatch):
     import vsa_vision.decompose.diffusion as dmod
 

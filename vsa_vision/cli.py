@@ -284,7 +284,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     import torch
 
     from .bench.tune import PORTFOLIOS, tune, write_defaults
-    from .decompose.diffusion import ADAPTIVE_OPTIONS, problem_load
+    from .decompose.diffusion import _ANCHOR_MISSING, _FALLBACK_ANCHORS, ADAPTIVE_OPTIONS, problem_load
     from .decompose.registry import tuned_anchors
 
     if args.threads:
@@ -305,14 +305,16 @@ def cmd_tune(args: argparse.Namespace) -> int:
         if args.method != "diffusion":
             raise ValueError(f"tune --portfolio {args.portfolio}: anchors exist only for the diffusion decomposer")
         load = problem_load(folio["reference"]["sizes"], folio["reference"]["dim"])
-        # the other anchors' settings are tried right after the current ones
-        others = [a["options"] for a in tuned_anchors("diffusion") if abs(a["load"] - load) > 1e-6]
+        # the other anchors' settings (and the built-in fallback) are tried right after the current ones
+        others = [{**_ANCHOR_MISSING, **a["options"]} for a in tuned_anchors("diffusion") + _FALLBACK_ANCHORS
+                  if abs(a["load"] - load) > 1e-6 or a.get("factors") not in (None, len(folio["reference"]["sizes"]))]
     report = tune(args.method, trials=args.trials, eval_problems=args.eval_problems, seed=args.seed,
                   eval_seed=args.eval_seed, portfolio=folio["shapes"] if folio else None,
                   only=list(ADAPTIVE_OPTIONS) if anchor else None, starts=others, **shape)
     if anchor:
         report["anchor"] = args.portfolio
         report["load"] = round(load, 4)
+        report["factors"] = len(folio["reference"]["sizes"])
     if args.dry_run:
         print("--dry-run: defaults not written")
     else:
@@ -658,9 +660,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--iterations", type=_positive, default=None, help="iteration budget (100)")
     t.add_argument("--trials", type=_positive, default=200)
     t.add_argument("--problems", type=_positive, default=None, help="tuning problems per trial (300)")
-    t.add_argument("--portfolio", nargs="?", const="mixed", default=None, choices=["mixed", "light", "low", "mid", "high"],
+    t.add_argument("--portfolio", nargs="?", const="mixed", default=None, choices=["mixed", "light", "small", "low", "mid", "high"],
                    help="score each setting by its mean accuracy over several problem shapes "
-                        "(vsa_vision.bench.tune.PORTFOLIOS) instead of one; light / low / mid / high tune the diffusion "
+                        "(vsa_vision.bench.tune.PORTFOLIOS) instead of one; light / small / low / mid / high tune the diffusion "
                         "decomposer's adaptive-default anchors and write them to its 'auto' section")
     t.add_argument("--eval-problems", dest="eval_problems", type=_positive, default=500)
     t.add_argument("--seed", type=int, default=0, help="seed of the search and of the tuning problems")

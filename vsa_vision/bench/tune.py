@@ -40,16 +40,20 @@ PORTFOLIO: list[dict[str, Any]] = [
 
 _K3 = {"k": 3, "dim": 1000}
 #: named portfolios: ``mixed`` (above), and the anchors of the diffusion decomposer's adaptive
-#: defaults: ``light`` (the vision shape, exact and with 20% flips, and K = 3, n = 40 with 20% flips),
-#: ``low`` (K = 3, n = 80, 100 iterations), ``mid`` (n = 100, 100 iterations) and ``high`` (n = 150 /
-#: 200 with 300 / 1000 iterations). Tuning on an anchor's portfolio
-#: writes that anchor, at the load of its ``reference`` shape.
+#: defaults: ``light`` (the vision shape, K = 6, exact and with 20% flips), ``small`` (K = 3, n = 50
+#: and 60 at 100 iterations, n = 40 with 20% flips), ``low`` (K = 3, n = 80, 100 iterations), ``mid``
+#: (n = 100, 100 iterations) and ``high`` (n = 150 / 200 with 300 / 1000 iterations). Tuning on an
+#: anchor's portfolio writes that anchor, at the load and number of factors of its ``reference`` shape.
 PORTFOLIOS: dict[str, dict[str, Any]] = {
     "mixed": {"shapes": PORTFOLIO},
     "light": {"reference": {"sizes": [8, 10, 4, 12, 12, 2], "dim": 1024}, "shapes": [
         {"name": "vision shape, exact, 300 iterations", "sizes": [8, 10, 4, 12, 12, 2], "dim": 1024,
          "iterations": 300, "problems": 200},
-        PORTFOLIO[2], PORTFOLIO[3]]},
+        PORTFOLIO[2]]},
+    "small": {"reference": {"sizes": [60, 60, 60], "dim": 1000}, "shapes": [
+        {"name": "K=3 n=50, 100 iterations", "sizes": 50, **_K3, "iterations": 100, "problems": 500},
+        {"name": "K=3 n=60, 100 iterations", "sizes": 60, **_K3, "iterations": 100, "problems": 500},
+        PORTFOLIO[3]]},
     "low": {"reference": {"sizes": [80, 80, 80], "dim": 1000}, "shapes": [
         {"name": "K=3 n=80, 100 iterations", "sizes": 80, **_K3, "iterations": 100, "problems": 500}]},
     "mid": {"reference": {"sizes": [100, 100, 100], "dim": 1000}, "shapes": [

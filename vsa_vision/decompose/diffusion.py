@@ -36,13 +36,18 @@ Built from small parts, each usable and testable alone, in the manner of k-diffu
   ``restarts=None`` fits as many passes as the iteration budget allows, and the budget is never
   exceeded. One iteration = one guided step of all K factors, the same unit as a resonator sweep.
 
-**Adaptive defaults.** The options that set the temperature and pace of the search
-(``guidance_scale``, ``steps``, ``lambda_min``, ``lambda_max``, ``eta``, ``restart``) default to
-``None``: each call then chooses them from the problem's *load* (:func:`problem_load`,
+**Sparse posterior.** ``threshold > 0`` zeroes the weight of every atom whose logit is below it in
+magnitude (the stochastic resonator's activation threshold, moved into the posterior), except
+where no atom of a factor reaches it.
+
+**Adaptive defaults.** The options that set the temperature, sparsity and pace of the search
+(``guidance_scale``, ``steps``, ``lambda_min``, ``lambda_max``, ``eta``, ``restart``, ``threshold``)
+default to ``None``: each call then chooses them from the problem's *load* (:func:`problem_load`,
 ``ln(prod_k n_k) - 2 ln D``: the search space against the squared dimension, since a resonator's
-capacity grows about as ``D^2``), interpolating between anchor settings tuned on light and on heavy
-problems (:func:`auto_settings`; the anchors live in ``vsa_vision/defaults/diffusion.json`` and come
-from ``vsa-vision tune diffusion --portfolio low|high``). An option given explicitly always wins.
+capacity grows about as ``D^2``) and its number of factors, interpolating in the load between the
+anchor settings tuned for the nearest number of factors (:func:`auto_settings`; the anchors live in
+``vsa_vision/defaults/diffusion.json`` and come from
+``vsa-vision tune diffusion --portfolio light|small|low|mid|high``). An option given explicitly always wins.
 
 Across iterations the driver keeps the best answer by similarity of its bound codewords to ``s``
 and stops a problem once it reaches ``stop_similarity``, so noisy targets return the best-so-far
@@ -293,14 +298,28 @@ def _anchors() -> list[dict[str, Any]]:
     return tuned_anchors("diffusion") or _FALLBACK_ANCHORS
 
 
+def _same_factor_count(anchors: list[dict[str, Any]], K: int) -> list[dict[str, Any]]:
+    """The anchors tuned on problems with the number of factors nearest to ``K`` (ties: the fewer
+    factors); an anchor without ``factors`` serves every K."""
+    counts = {a["factors"] for a in anchors if a.get("factors") is not None}
+    if not counts:
+        return anchors
+    best = min(counts, key=lambda c: (abs(c - K), c))
+    return [a for a in anchors if a.get("factors") in (None, best)]
+
+
 def auto_settings(sizes, dim: int, anchors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """The adaptive options for a problem shape: each anchor is ``{"load": l, "options": {...}}``;
-    between two anchors every option is interpolated linearly in the load (the guidance scale
-    geometrically, the steps rounded); outside them the nearest anchor's settings are used."""
-    anchors = sorted(_anchors() if anchors is None else anchors, key=lambda a: a["load"])
+    """The adaptive options for a problem shape: each anchor is ``{"load": l, "factors": K,
+    "options": {...}}``. Only the anchors whose number of factors is nearest to the problem's count
+    (the load alone does not tell K = 6 codebooks of 2 to 12 values from K = 3 of 40: both sit near
+    -2.5, and they want different settings); between two of them every option is interpolated
+    linearly in the load (the guidance scale geometrically, the steps rounded); outside them the
+    nearest anchor's settings are used."""
+    anchors = _anchors() if anchors is None else anchors
     if not anchors:
         raise ValueError("anchors: expected at least one")
     load = problem_load(sizes, dim)
+    anchors = sorted(_same_factor_count(anchors, len(list(sizes))), key=lambda a: a["load"])
     lo = max([a for a in anchors if a["load"] <= load], key=lambda a: a["load"], default=anchors[0])
     hi = min([a for a in anchors if a["load"] >= load], key=lambda a: a["load"], default=anchors[-1])
     span = hi["load"] - lo["load"]

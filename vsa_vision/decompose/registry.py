@@ -37,7 +37,8 @@ def tuned_defaults(name: str) -> dict[str, Any]:
 
 def tuned_anchors(name: str) -> list[dict[str, Any]]:
     """Anchor settings for options chosen per problem shape (``"auto"`` in the defaults file,
-    written by ``vsa-vision tune <name> --portfolio low|high``): ``[{"load": l, "options": {...}}]``."""
+    written by ``vsa-vision tune <name> --portfolio <anchor>``): ``[{"load": l, "factors": K or None,
+    "options": {...}}]``."""
     path = os.path.join(DEFAULTS_DIR, f"{name}.json")
     if not os.path.isfile(path):
         return []
@@ -47,8 +48,9 @@ def tuned_anchors(name: str) -> list[dict[str, Any]]:
             anchors = json.load(f).get("auto", {})
         if not isinstance(anchors, dict):
             raise ValueError(f"{path}: 'auto' must map anchor names to settings, got {type(anchors).__name__}")
-        _ANCHOR_CACHE[key] = [{"load": float(a["load"]), "options": dict(a["options"])} for a in anchors.values()]
-    return [{"load": a["load"], "options": dict(a["options"])} for a in _ANCHOR_CACHE[key]]
+        _ANCHOR_CACHE[key] = [{"load": float(a["load"]), "factors": a.get("factors"), "options": dict(a["options"])}
+                              for a in anchors.values()]
+    return [{**a, "options": dict(a["options"])} for a in _ANCHOR_CACHE[key]]
 
 
 _ANCHOR_CACHE: dict[tuple[str, int], list[dict[str, Any]]] = {}
