@@ -163,3 +163,10 @@ def test_anchor_reports_merge_into_the_auto_section(tmp_path, monkeypatch):
     assert set(auto_settings([2], 1, None)) == set(ADAPTIVE_OPTIONS)
     assert registry.get_decomposer("diffusion").normalize == "rms"
     assert main(["tune", "stochastic_resonator", "--portfolio", "low", "--trials", "1"]) == 2
+
+
+def test_tune_portfolio_choices_are_the_portfolios():
+    from vsa_vision.bench.tune import PORTFOLIOS
+    from vsa_vision.cli import PORTFOLIO_NAMES
+
+    assert sorted(PORTFOLIO_NAMES) == sorted(PORTFOLIOS)

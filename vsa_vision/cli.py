@@ -280,6 +280,10 @@ def cmd_bench_curve(args: argparse.Namespace) -> int:
     return 0
 
 
+#: the names of ``vsa_vision.bench.tune.PORTFOLIOS`` (spelt out: the parser must not import torch)
+PORTFOLIO_NAMES = ["mixed", "light", "small", "low", "mid", "high"]
+
+
 def cmd_tune(args: argparse.Namespace) -> int:
     import torch
 
@@ -660,10 +664,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--iterations", type=_positive, default=None, help="iteration budget (100)")
     t.add_argument("--trials", type=_positive, default=200)
     t.add_argument("--problems", type=_positive, default=None, help="tuning problems per trial (300)")
-    t.add_argument("--portfolio", nargs="?", const="mixed", default=None, choices=["mixed", "light", "small", "low", "mid", "high"],
+    t.add_argument("--portfolio", nargs="?", const="mixed", default=None, choices=PORTFOLIO_NAMES,
                    help="score each setting by its mean accuracy over several problem shapes "
-                        "(vsa_vision.bench.tune.PORTFOLIOS) instead of one; light / small / low / mid / high tune the diffusion "
-                        "decomposer's adaptive-default anchors and write them to its 'auto' section")
+                        "(vsa_vision.bench.tune.PORTFOLIOS) instead of one; light / small / low / mid / high tune "
+                        "the diffusion decomposer's adaptive-default anchors and write them to its 'auto' section")
     t.add_argument("--eval-problems", dest="eval_problems", type=_positive, default=500)
     t.add_argument("--seed", type=int, default=0, help="seed of the search and of the tuning problems")
     t.add_argument("--eval-seed", dest="eval_seed", type=int, default=None,
