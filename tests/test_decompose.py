@@ -158,6 +158,58 @@ def test_problem_noise_is_keyed_by_problem_not_batch():
     assert len(set(problem_keys(p.s).tolist())) == 5
 
 
+def test_problem_noise_chains_draw_their_own_noise_and_chain_zero_the_single_chain_noise():
+    p = problems(10, dim=100, count=4, seed=11)
+    one = ProblemNoise(p.s, seed=3)
+    three = ProblemNoise(p.s.repeat_interleave(3, 0), seed=3, chains=3)
+    z1 = one.normal(torch.arange(4), 2, 1, 50)
+    z3 = three.normal(torch.arange(12), 2, 1, 50).view(4, 3, 50)
+    assert torch.equal(z3[:, 0], z1)  # chain 0 = the chains=1 noise
+    assert not torch.equal(z3[:, 1], z1) and not torch.equal(z3[:, 2], z3[:, 1])
+    with pytest.raises(ValueError, match="not a whole number of 3 chains"):
+        ProblemNoise(p.s, seed=3, chains=3)
+
+
+@pytest.mark.parametrize("name", ["stochastic_resonator", "diffusion"])
+def test_chains_find_what_one_chain_finds_and_stop_together(name):
+    p = problems(60, dim=500, count=60, seed=13)
+    one = get_decomposer(name, iterations=40, seed=2, chains=1, stop_similarity=None).decompose(p.s, p.codebooks)
+    two = get_decomposer(name, iterations=40, seed=2, chains=2, stop_similarity=None).decompose(p.s, p.codebooks)
+    # chain 0 of two runs exactly the single chain, so the best of two is never worse, per problem
+    assert bool((two.similarity >= one.similarity - 1e-6).all())
+    assert float(two.similarity.mean()) > float(one.similarity.mean())  # and chain 1 adds answers
+    assert bool((two.iterations == 40).all())
+    # with the early stop, a problem ends when its first chain explains s
+    seen = []
+    d = get_decomposer(name, iterations=40, seed=2, chains=2, stop_similarity=1.0)
+    res = d.decompose(p.s, p.codebooks, callback=lambda info: seen.append(info.problems))
+    single = get_decomposer(name, iterations=40, seed=2, chains=1, stop_similarity=1.0).decompose(p.s, p.codebooks)
+    assert bool((res.iterations <= single.iterations).all())
+    assert bool((res.converged >= single.converged).all()) and bool((res.similarity[res.converged] > 0.999).all())
+    for problems_active in seen:  # both chains of a problem are active, or neither
+        counts = torch.bincount(problems_active, minlength=len(p))
+        assert bool(((counts == 0) | (counts == 2)).all())
+
+
+def test_chains_batched_equals_one_at_a_time_and_trajectory_has_problem_rows():
+    p = problems(25, dim=500, count=6, seed=14)
+    d = get_decomposer("diffusion", iterations=30, seed=1, chains=3, record_trajectory=True)
+    batched = d.decompose(p.s, p.codebooks)
+    assert batched.trajectory.shape[1:] == (6, 3)
+    for i in range(len(p)):
+        one = d.decompose(p.s[i], p.codebooks)
+        assert torch.equal(one.indices[0], batched.indices[i]) and one.iterations[0] == batched.iterations[i]
+
+
+def test_chains_are_refused_where_the_method_is_deterministic():
+    from vsa_vision.decompose.resonator import Resonator
+
+    with pytest.raises(ValueError, match="Resonator is deterministic"):
+        Resonator()._set_chains(2)
+    with pytest.raises(ValueError, match="chains: expected an int >= 1"):
+        get_decomposer("diffusion", chains=0)
+
+
 # -- bad input -----------------------------------------------------------------------------------
 
 

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from ..vsa import Codebooks, check_problem
+from .noise import ProblemNoise
 
 __all__ = ["Decomposition", "Decomposer", "IterativeDecomposer", "StepInfo", "finalize"]
 
@@ -155,7 +156,11 @@ class StepInfo:
     ``rows`` are the positions in the caller's batch of the problems still active; ``state`` is the
     method's state for those rows (its keys are documented by each method); ``indices`` the decoded
     indices ``[A, K]``; ``similarity`` their bound similarity to ``s`` (None when not computed);
-    ``best_indices`` / ``best_similarity`` the best answer kept so far for the whole batch."""
+    ``best_indices`` / ``best_similarity`` the best answer kept so far for the whole batch.
+
+    With ``chains = C > 1`` the batch is the chain batch: ``rows`` are positions ``b * C + c`` (chain
+    ``c`` of problem ``b``), ``best_*`` have ``B * C`` rows, and :attr:`problems` maps ``rows`` to
+    the caller's problems."""
 
     iteration: int
     rows: Tensor
@@ -164,6 +169,12 @@ class StepInfo:
     similarity: Tensor | None
     best_indices: Tensor
     best_similarity: Tensor
+    chains: int = 1
+
+    @property
+    def problems(self) -> Tensor:
+        """The position in the caller's batch of the problem of every active row."""
+        return self.rows // self.chains
 
 
 # ----------------------------------------------------------------------------------------------
@@ -212,7 +223,19 @@ class IterativeDecomposer:
       this value; 1.0 means only an exact explanation of a noiseless target; None disables it;
     - ``sign_invariant``: decode each factor by the largest *absolute* similarity (default True);
     - ``record_trajectory``: keep the decoded indices of every iteration in the result.
+
+    Stochastic methods (``stochastic = True``: the stochastic resonator, diffusion) also take
+    ``chains``: each problem is solved by that many independent chains at once (their own noise;
+    chain 0 draws the noise of ``chains = 1``), which stop together as soon as one of them reaches
+    ``stop_similarity``; the answer is the best of the chains by similarity to ``s``. An iteration
+    then costs ``chains`` times the work of one chain, run as one batch. With ``chains > 1`` the
+    callback sees the chain batch (row ``b * chains + c`` is chain ``c`` of problem ``b``), the
+    trajectory holds after every iteration the decoded answer of the chain most similar to ``s``,
+    and ``iterations`` counts the iterations of the chains (not their sum).
     """
+
+    #: True where the answer depends on random draws, so that independent chains differ
+    stochastic = False
 
     name = "iterative"
 
@@ -231,6 +254,17 @@ class IterativeDecomposer:
         self.stop_similarity = _check_float("stop_similarity", stop_similarity, 0.0, 1.0, allow_none=True)
         self.sign_invariant = bool(sign_invariant)
         self.record_trajectory = bool(record_trajectory)
+        self.chains = 1
+
+    def _set_chains(self, chains: int) -> None:
+        self.chains = _check_int("chains", chains, 1)
+        if self.chains > 1 and not self.stochastic:
+            raise ValueError(f"chains: {type(self).__name__} is deterministic, so every chain would repeat "
+                             f"the first; expected 1, got {chains}")
+
+    def _noise(self, s: Tensor) -> ProblemNoise:
+        """The per-problem noise of one call (``s`` is the chain batch that ``_setup`` receives)."""
+        return ProblemNoise(s, self.seed, chains=self.chains)
 
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in self.options().items())
@@ -266,22 +300,27 @@ class IterativeDecomposer:
         self, s: Tensor, codebooks: Codebooks, callback: Callable[[StepInfo], None] | None = None
     ) -> Decomposition:
         s, cb, _ = check_problem(s, codebooks)
-        B, K = s.shape[0], cb.num_factors
+        B, K, C = s.shape[0], cb.num_factors, self.chains
         dev = s.device
-        best_idx = torch.zeros(B, K, dtype=torch.long, device=dev)
-        best_sim = torch.full((B,), -1.0, dtype=s.dtype, device=dev)
-        iters = torch.zeros(B, dtype=torch.long, device=dev)
-        converged = torch.zeros(B, dtype=torch.bool, device=dev)
-        traj = [] if self.record_trajectory else None
-        cur_idx = torch.zeros(B, K, dtype=torch.long, device=dev)
         if B == 0:
-            return finalize(s, cb, best_idx, iters, converged, self.name,
-                            torch.zeros(0, 0, K, dtype=torch.long, device=dev) if traj is not None else None)
-        ctx = self._setup(s, cb)
-        rows = torch.arange(B, device=dev)
-        s_act = s
+            empty = torch.zeros(0, K, dtype=torch.long, device=dev)
+            traj0 = torch.zeros(0, 0, K, dtype=torch.long, device=dev) if self.record_trajectory else None
+            return finalize(s, cb, empty, torch.zeros(0, dtype=torch.long, device=dev),
+                            torch.zeros(0, dtype=torch.bool, device=dev), self.name, traj0)
+        s_run = s.repeat_interleave(C, 0) if C > 1 else s  # row b * C + c: chain c of problem b
+        N = s_run.shape[0]
+        best_idx = torch.zeros(N, K, dtype=torch.long, device=dev)
+        best_sim = torch.full((N,), -1.0, dtype=s.dtype, device=dev)
+        iters = torch.zeros(N, dtype=torch.long, device=dev)
+        converged = torch.zeros(N, dtype=torch.bool, device=dev)
+        traj = [] if self.record_trajectory else None
+        cur_idx = torch.zeros(N, K, dtype=torch.long, device=dev)
+        cur_sim = torch.full((N,), -1.0, dtype=s.dtype, device=dev)
+        ctx = self._setup(s_run, cb)
+        rows = torch.arange(N, device=dev)
+        s_act = s_run
         state = self._init(s_act, cb, ctx, rows)
-        need_sim = self.keep_best or self.stop_similarity is not None or callback is not None
+        need_sim = self.keep_best or self.stop_similarity is not None or callback is not None or C > 1
         thr = None if self.stop_similarity is None else self.stop_similarity - 1e-5
         for it in range(self.iterations):
             state, idx, fixed, stalled = self._step(state, s_act, cb, ctx, it, rows)
@@ -297,13 +336,21 @@ class IterativeDecomposer:
                     best_sim[rows] = sim
             if traj is not None:
                 cur_idx[rows] = idx
-                traj.append(cur_idx.clone())
+                if C > 1:
+                    cur_sim[rows] = sim
+                    traj.append(_best_chain(cur_idx, cur_sim, B, C)[0])
+                else:
+                    traj.append(cur_idx.clone())
             if callback is not None:
-                callback(StepInfo(it, rows, state, idx, sim, best_idx, best_sim))
+                callback(StepInfo(it, rows, state, idx, sim, best_idx, best_sim, C))
             stop = torch.zeros(rows.shape[0], dtype=torch.bool, device=dev)
             if thr is not None:
                 solved = best_sim[rows] >= thr
                 converged[rows] |= solved
+                if C > 1:  # one chain explains s: its problem's other chains stop too
+                    done = torch.zeros(B, dtype=torch.bool, device=dev)
+                    done[rows[solved] // C] = True
+                    solved = done[rows // C]
                 stop |= solved
             if fixed is not None:
                 converged[rows] |= fixed
@@ -319,4 +366,14 @@ class IterativeDecomposer:
                 # the state holds per-row tensors only (per-call constants live in ctx)
                 state = {k: v[keep] for k, v in state.items()}
         trajectory = torch.stack(traj) if traj else None
+        if C > 1:
+            best_idx, pick = _best_chain(best_idx, best_sim, B, C)
+            converged = converged.view(B, C).gather(1, pick[:, None]).squeeze(1)
+            iters = iters.view(B, C).amax(1)
         return finalize(s, cb, best_idx, iters, converged, self.name, trajectory)
+
+
+def _best_chain(idx: Tensor, sim: Tensor, B: int, C: int) -> tuple[Tensor, Tensor]:
+    """Per problem, the indices ``[B, K]`` of the chain with the highest similarity, and that chain."""
+    pick = sim.view(B, C).argmax(1)
+    return idx.view(B, C, -1)[torch.arange(B, device=idx.device), pick], pick

@@ -52,6 +52,14 @@ anchor settings tuned for the nearest number of factors (:func:`auto_settings`; 
 Across iterations the driver keeps the best answer by similarity of its bound codewords to ``s``
 and stops a problem once it reaches ``stop_similarity``, so noisy targets return the best-so-far
 answer when the budget ends.
+
+**Chains.** ``chains`` (default 2) independent chains solve each problem at once, as one batch,
+with their own noise; a problem stops when any chain explains ``s`` and returns the best chain's
+answer. Measured: the chains of one problem fail almost independently (K = 3, D = 1000, n = 80, 100
+iterations: 91% for one chain, 99% for the better of two, 100% for three): a second chain buys what
+doubling one chain's budget buys (98.8% with one chain and 200 iterations), within the same number
+of iterations. An iteration of two chains costs less than one of the classic resonator (issue 4
+allows 1.2x); ``chains=1`` is the single-chain sampler.
 """
 
 from __future__ import annotations
@@ -65,7 +73,6 @@ from torch import Tensor
 
 from ..vsa import Codebooks
 from .base import IterativeDecomposer, _check_choice, _check_float, _check_int
-from .noise import ProblemNoise
 from .resonator import symmetric_softmax
 
 __all__ = [
@@ -374,16 +381,18 @@ class DiffusionDecomposer(IterativeDecomposer):
     - ``restart``: the restart level as a fraction of the schedule (1 = noisiest), ``restarts``: the
       number of restarts (None: as many as the budget allows; 0: one pass only).
 
-    - ``threshold``: sparse posterior weights: atoms whose logit is below it in magnitude get weight 0.
+    - ``threshold``: sparse posterior weights: atoms whose logit is below it in magnitude get weight 0;
+    - ``chains``: independent chains per problem, the best returned (default 2; see the module notes).
 
     ``guidance_scale``, ``steps``, ``lambda_min``, ``lambda_max``, ``eta``, ``restart`` and ``threshold`` default to
     None: chosen per call from the problem's load (:func:`auto_settings`); :meth:`settings` shows
     the values used for given codebooks.
 
     State keys (for callbacks): ``h`` ``[A, sum n_k]`` the projected states of all factors, ``w`` the
-    posterior weights, concatenated in factor order."""
+    posterior weights, ``x`` ``[A, K * D]`` the estimates ``w_k X_k``, concatenated in factor order."""
 
     name = "diffusion"
+    stochastic = True
 
     def __init__(
         self,
@@ -412,8 +421,10 @@ class DiffusionDecomposer(IterativeDecomposer):
         stop_similarity: float | None = 0.5,
         sign_invariant: bool = True,
         record_trajectory: bool = False,
+        chains: int = 2,
     ) -> None:
         super().__init__(iterations, seed, keep_best, stop_similarity, sign_invariant, record_trajectory)
+        self._set_chains(chains)
         self.space = _check_choice("space", space, ("latent", "codebook"))
         self.prior = _check_choice("prior", prior, ("symmetric", "positive"))
         self.energy = _check_choice("energy", energy, ("similarity", "gaussian"))
@@ -493,7 +504,7 @@ class DiffusionDecomposer(IterativeDecomposer):
     def _setup(self, s: Tensor, cb: Codebooks) -> dict[str, Any]:
         D = cb.dim
         cfg = self.settings(cb)
-        ctx: dict[str, Any] = {"plan": self.plan(cb), "noise": ProblemNoise(s, self.seed), "cfg": cfg}
+        ctx: dict[str, Any] = {"plan": self.plan(cb), "noise": self._noise(s), "cfg": cfg}
         if self.space == "latent":
             chol = []
             for X in cb.tensors:
@@ -520,7 +531,8 @@ class DiffusionDecomposer(IterativeDecomposer):
         for k, n in enumerate(cb.sizes):
             hs.append(plan.sigma[0] * self._draw(ctx, rows, -1, k, 0, n))
             ws.append(torch.zeros(s.shape[0], n, dtype=s.dtype, device=s.device))
-        return {"h": torch.cat(hs, 1), "w": torch.cat(ws, 1)}
+        x = torch.zeros(s.shape[0], len(cb.sizes) * cb.dim, dtype=s.dtype, device=s.device)
+        return {"h": torch.cat(hs, 1), "w": torch.cat(ws, 1), "x": x}
 
     # -- one guided step of all factors --------------------------------------------------------
 
@@ -545,7 +557,8 @@ class DiffusionDecomposer(IterativeDecomposer):
             hs = [a * self._mean(ctx, k, ws[k]) + sg * self._draw(ctx, rows, it, k, 1, n)
                   for k, n in enumerate(sizes)]
         K = len(sizes)
-        xs = [w @ X for w, X in zip(ws, cb.tensors)]  # current estimates in R^D (+-1 scale)
+        # current estimates in R^D (+-1 scale), w_k @ X_k from the last step (kept, not recomputed)
+        xs = list(state["x"].split(cb.dim, 1))
         gaussian = self.energy == "gaussian"
         # products of the others' estimates: prefix (s times the factors before k, newest) and suffix
         suffix = [None] * (K + 1)
@@ -553,7 +566,7 @@ class DiffusionDecomposer(IterativeDecomposer):
             suffix[k] = xs[k] if suffix[k + 1] is None else suffix[k + 1] * xs[k]
         sq = [x * x for x in xs] if gaussian else None
         prefix = s
-        new_h, new_w, scores = [], [], []
+        new_h, new_w, new_x, scores = [], [], [], []
         eta = ctx["eta"]
         thr = ctx["cfg"]["threshold"]
         for k, X in enumerate(cb.tensors):
@@ -577,6 +590,7 @@ class DiffusionDecomposer(IterativeDecomposer):
             new_w.append(w)
             scores.append(w)
             x_new = w @ X
+            new_x.append(x_new)
             if self.coupling == "sequential":
                 xs[k] = x_new
                 if gaussian:
@@ -585,4 +599,4 @@ class DiffusionDecomposer(IterativeDecomposer):
             else:
                 prefix = prefix * xs[k]
         idx = torch.stack([(w.abs() if self.sign_invariant else w).argmax(-1) for w in scores], -1)
-        return {"h": torch.cat(new_h, 1), "w": torch.cat(new_w, 1)}, idx, None, None
+        return {"h": torch.cat(new_h, 1), "w": torch.cat(new_w, 1), "x": torch.cat(new_x, 1)}, idx, None, None

@@ -42,14 +42,25 @@ class ProblemNoise:
 
     ``noise = ProblemNoise(s, seed)`` once per ``decompose`` call; then
     ``noise.normal(rows, iteration, stream, width)`` gives ``[len(rows), width]`` for the problems at
-    positions ``rows`` of ``s``."""
+    positions ``rows`` of ``s``.
 
-    def __init__(self, s: Tensor, seed: int, table_bits: int = 20, dtype: torch.dtype | None = None) -> None:
+    ``chains = C > 1``: ``s`` holds every problem C times in a row (``s.repeat_interleave(C, 0)``),
+    one copy per independent chain; copy ``c`` of a problem gets its own noise, and copy 0 the noise
+    it gets with ``chains = 1``."""
+
+    def __init__(self, s: Tensor, seed: int, table_bits: int = 20, dtype: torch.dtype | None = None,
+                 chains: int = 1) -> None:
         gen = torch.Generator().manual_seed(int(seed))
         self.size = 1 << table_bits
         self.table = torch.randn(self.size, generator=gen).to(device=s.device, dtype=dtype or s.dtype)
         self.salt = int(_mix(torch.tensor([int(seed) & _MASK]))[0])
         self.keys = problem_keys(s) ^ self.salt
+        if chains > 1:
+            if s.shape[0] % chains:
+                raise ValueError(f"chains: {s.shape[0]} rows are not a whole number of {chains} chains")
+            c = torch.arange(s.shape[0], device=s.device, dtype=torch.int64) % chains
+            mixed = _mix((self.keys ^ _mix(c * 0x9E3779B + 12345)) & _MASK)
+            self.keys = torch.where(c > 0, mixed, self.keys)
 
     def offsets(self, rows: Tensor, iteration: int, stream: int) -> Tensor:
         tag = int(_mix(torch.tensor([((iteration * 1000003) ^ (stream * 7919 + 1)) & _MASK]))[0])

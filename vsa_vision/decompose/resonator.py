@@ -34,7 +34,6 @@ from torch import Tensor
 
 from ..vsa import Codebooks, sign
 from .base import IterativeDecomposer, _check_choice, _check_float, _check_int
-from .noise import ProblemNoise
 
 __all__ = ["Resonator", "AttentionResonator", "StochasticResonator", "symmetric_softmax"]
 
@@ -229,23 +228,26 @@ class StochasticResonator(_ResonatorBase):
     ``a_k = X_k u_k / D + noise * N(0, 1)``; entries with ``|a_k| < threshold`` are zeroed (if none
     is left the noisy vector is used whole); ``x_k = sign(X_k^T a_k)``. The noise breaks the limit
     cycles of the classic network; the threshold keeps the update sparse. Stops by the common
-    similarity criterion (``stop_similarity``). Readout uses the noiseless similarities.
+    similarity criterion (``stop_similarity``). Readout uses the noiseless similarities. ``chains``:
+    independent chains per problem (see :class:`IterativeDecomposer`), 1 by default.
 
     State keys: ``x`` ``[A, K, D]`` the bipolar estimates."""
 
     name = "stochastic_resonator"
     binary = True
+    stochastic = True
 
     def __init__(self, iterations: int = 100, seed: int = 0, noise: float = 0.02, threshold: float = 0.045,
                  update: str = "sequential", keep_best: bool = True, stop_similarity: float | None = 0.5,
-                 sign_invariant: bool = True, record_trajectory: bool = False) -> None:
+                 sign_invariant: bool = True, record_trajectory: bool = False, chains: int = 1) -> None:
         super().__init__(iterations, seed, update, keep_best, stop_similarity, sign_invariant,
                          record_trajectory)
+        self._set_chains(chains)
         self.noise = _check_float("noise", noise, 0.0)
         self.threshold = _check_float("threshold", threshold, 0.0)
 
     def _setup(self, s, cb):
-        return {"noise": ProblemNoise(s, self.seed)} if self.noise > 0 else {}
+        return {"noise": self._noise(s)} if self.noise > 0 else {}
 
     def _cleanup(self, a, X, k, it, rows, ctx):
         if self.noise > 0:
