@@ -83,6 +83,42 @@ def test_bench_speed_reports_flops_memory_and_the_ratio_to_brute_force(tmp_path,
     assert main(["bench", "speed", "--dtypes", "tf32", "--quick", "--methods", "resonator"]) == 2  # CPU: no TF32
 
 
+def test_bench_cost_times_methods_in_turn_and_reports_ratios_to_the_first(capsys):
+    assert main(["bench", "cost", "--methods", "resonator;diffusion;diffusion:chains=1", "--n", "10", "--batch", "16",
+                 "--iterations", "5", "--rounds", "2", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "| `resonator` |" in out and "1.00 [1.00, 1.00]" in out and "| `diffusion:chains=1` |" in out
+    assert main(["bench", "cost", "--methods", "brute_force"]) == 2  # no iterations to divide by
+    assert "iterative methods only" in capsys.readouterr().err
+
+
+def test_cost_rounds_ratio_follows_the_work():
+    from vsa_vision.bench.problems import make_problems
+    from vsa_vision.bench.speed import cost_rounds
+
+    p = make_problems(20, 1000, 64, seed=0, k=3)
+    rows = cost_rounds(["diffusion:chains=1", "diffusion:chains=8"], p, 10, rounds=3)
+    assert rows[0]["ratio"] == 1.0 and rows[0]["rounds"] == 3
+    for r in rows:
+        assert r["us_min"] <= r["us_per_problem_iteration"] <= r["us_max"]
+        assert r["ratio_min"] <= r["ratio"] <= r["ratio_max"]
+    assert rows[1]["ratio"] > 1.5  # eight chains do eight times the work of one (a loose bound: shared CPUs)
+    with pytest.raises(ValueError, match="rounds: expected an int >= 1"):
+        cost_rounds(["diffusion"], p, 10, rounds=0)
+
+
+def test_bench_chains_reports_each_run_and_the_best_of_the_runs(capsys):
+    assert main(["bench", "chains", "--n", "40", "--problems", "60", "--iterations", "15", "--seeds", "0,1,2",
+                 "--threads", "1"]) == 0
+    rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and
+            line.split("|")[1].strip().isdigit()]
+    assert [int(r[0]) for r in rows] == [1, 2, 3]
+    single = [float(r[2]) for r in rows]
+    best = [float(r[3].split("[")[0]) for r in rows]
+    assert best[0] == single[0] and best == sorted(best) and best[-1] >= max(single)
+    assert best[-1] > single[0]  # the runs fail on different problems
+
+
 def test_peak_memory_tracks_live_tensors():
     import torch
 

@@ -156,6 +156,12 @@ def test_problem_noise_is_keyed_by_problem_not_batch():
     z = a.normal(torch.arange(5).repeat(200), 0, 0, 1000)
     assert abs(float(z.mean())) < 0.05 and abs(float(z.std()) - 1) < 0.05
     assert len(set(problem_keys(p.s).tolist())) == 5
+    # the hash gives the same on Python ints (per-draw tags) as on tensors (per-problem keys)
+    from vsa_vision.decompose.noise import _mix
+
+    vals = [0, 1, 12345, 2**31 - 1, (-1000003 ^ 7920) & 0x7FFFFFFF]
+    assert [_mix(v) for v in vals] == _mix(torch.tensor(vals)).tolist()
+    assert ProblemNoise(p.s, seed=1).table is a.table  # one table per seed, drawn once
 
 
 def test_problem_noise_chains_draw_their_own_noise_and_chain_zero_the_single_chain_noise():

@@ -233,6 +233,52 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_cost(args: argparse.Namespace) -> int:
+    import torch
+
+    from .bench.problems import make_problems
+    from .bench.speed import cost_rounds
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {args.device}: CUDA is not available on this machine")
+    p = make_problems(args.n, args.dim, args.batch, seed=args.seed, k=args.k)
+    print(f"n={args.n} K={args.k} D={args.dim} batch={args.batch} iterations={args.iterations} "
+          f"rounds={args.rounds} device={args.device} threads={torch.get_num_threads()} early_stop={args.early_stop}")
+    rows = cost_rounds(args.methods, p, args.iterations, args.rounds, args.device, args.early_stop, args.seed)
+    first = rows[0]["method"]
+    print(f"\n| method | us / problem-iteration, median [range] | ratio to `{first}`, median [range] |")
+    print("| --- | ---: | ---: |")
+    for r in rows:
+        print(f"| `{r['method']}` | {r['us_per_problem_iteration']:.1f} [{r['us_min']:.1f}, {r['us_max']:.1f}] | "
+              f"{r['ratio']:.2f} [{r['ratio_min']:.2f}, {r['ratio_max']:.2f}] |")
+    return 0
+
+
+def cmd_bench_chains(args: argparse.Namespace) -> int:
+    import torch
+
+    from .bench.accuracy import chain_independence
+    from .bench.problems import make_problems
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    sizes = args.sizes or args.n
+    p = make_problems(sizes, args.dim, args.problems, seed=args.seed, k=None if args.sizes else args.k,
+                      flip=args.flip)
+    rows = chain_independence(args.method, p, args.iterations, args.seeds)
+    print(f"{args.method} on {len(p)} problems (sizes {'x'.join(map(str, p.codebooks.sizes))}, D = {args.dim}, "
+          f"flip {args.flip:g}, problem seed {args.seed}), {args.iterations} iterations a run\n")
+    print("| runs | method seed | this run | best of the runs so far [95% CI] | if failures were independent |")
+    print("| ---: | ---: | ---: | ---: | ---: |")
+    for r in rows:
+        print(f"| {r['runs']} | {r['seed']} | {100 * r['acc_run']:.1f} | {100 * r['acc_best_of']:.1f} "
+              f"[{100 * r['acc_best_of_lo']:.1f}, {100 * r['acc_best_of_hi']:.1f}] | "
+              f"{100 * r['acc_if_independent']:.1f} |")
+    return 0
+
+
 def cmd_bench_vision(args: argparse.Namespace) -> int:
     import torch
 
@@ -611,6 +657,36 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--quick", action="store_true", help="a small preset that runs in seconds")
     sp.add_argument("--out", default="bench-results")
     sp.set_defaults(func=cmd_bench_speed)
+
+    co = bsub.add_parser("cost", help="cost per iteration relative to the first method, methods timed in turn")
+    co.add_argument("--methods", type=_methods, required=True,
+                    help="';'-separated method specs; the first is the reference of the ratios")
+    co.add_argument("--n", type=_positive, default=50)
+    co.add_argument("--k", type=_positive, default=3)
+    co.add_argument("--dim", type=_positive, default=1000)
+    co.add_argument("--batch", type=_positive, default=500)
+    co.add_argument("--iterations", type=_positive, default=100)
+    co.add_argument("--rounds", type=_positive, default=7)
+    co.add_argument("--early-stop", dest="early_stop", action="store_true",
+                    help="each method's own early stop instead of equal work")
+    co.add_argument("--device", default="cpu")
+    co.add_argument("--seed", type=int, default=0)
+    co.add_argument("--threads", type=int, default=0)
+    co.set_defaults(func=cmd_bench_cost)
+
+    ch = bsub.add_parser("chains", help="are the failures of separate runs of a stochastic method independent?")
+    ch.add_argument("--method", default="diffusion:chains=1")
+    ch.add_argument("--seeds", type=_nonneg_list, default=[0, 1, 2, 3], help="method seeds, one run each")
+    ch.add_argument("--n", type=_positive, default=80)
+    ch.add_argument("--k", type=_positive, default=3)
+    ch.add_argument("--sizes", type=_int_list, default=None, help="unequal factor sizes instead of --n/--k")
+    ch.add_argument("--dim", type=_positive, default=1000)
+    ch.add_argument("--flip", type=float, default=0.0, help="fraction of signs of s flipped")
+    ch.add_argument("--iterations", type=_positive, default=100)
+    ch.add_argument("--problems", type=_positive, default=500)
+    ch.add_argument("--seed", type=int, default=1, help="problem seed")
+    ch.add_argument("--threads", type=int, default=0)
+    ch.set_defaults(func=cmd_bench_chains)
 
     dp = sub.add_parser("data", help="synthetic scene datasets")
     dsub = dp.add_subparsers(dest="data", required=True)

@@ -395,3 +395,32 @@ def run_sweep(sweep: str, methods: Sequence[str], out: str, *, k: int = 3, dim: 
     write_csv(rows, stem + ".csv")
     plot()
     return rows, stem
+
+
+def chain_independence(spec: str, problems: Problems, iterations: int, seeds: Sequence[int],
+                       batch_size: int = 1000) -> list[dict[str, Any]]:
+    """How independent the failures of separate runs of a stochastic method are: ``spec`` is run on
+    ``problems`` once with each method seed in ``seeds``; row ``c`` gives the accuracy of the run
+    with the ``c``-th seed alone and of the best of the first ``c`` runs (a problem counts as solved
+    if any of them solved it), next to what fully independent failures would give
+    (``1 - prod(1 - acc_i)``). Near-independent failures are what makes ``chains > 1`` pay."""
+    if not seeds:
+        raise ValueError("seeds: expected at least one method seed")
+    B = len(problems)
+    any_hit = torch.zeros(B, dtype=torch.bool)
+    miss_if_independent = 1.0
+    rows = []
+    for c, sd in enumerate(seeds, 1):
+        method = build_method(spec, iterations, int(sd))
+        hit = torch.cat([(method.decompose(problems.s[b:b + batch_size], problems.codebooks).indices.cpu()
+                          == problems.indices[b:b + batch_size].cpu()).all(-1)
+                         for b in range(0, B, batch_size)])
+        any_hit |= hit
+        acc = float(hit.float().mean())
+        miss_if_independent *= 1.0 - acc
+        union = int(any_hit.sum())
+        lo, hi = wilson_interval(union, B)
+        rows.append({"method": spec, "runs": c, "seed": int(sd), "problems": B, "acc_run": acc,
+                     "acc_best_of": union / B, "acc_best_of_lo": lo, "acc_best_of_hi": hi,
+                     "acc_if_independent": 1.0 - miss_if_independent})
+    return rows

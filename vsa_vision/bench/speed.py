@@ -211,3 +211,52 @@ def speed_table(rows: Sequence[dict[str, Any]]) -> str:
                      f"{r['problems_per_s']:.4g} | {r['us_per_problem_iteration']:.3g} | {r['gflops_per_s']:.3g} | "
                      f"{r['peak_mem_mb']:.3g} | {ratio} | {100 * r['acc_all']:.1f} |")
     return "\n".join(lines)
+
+
+def cost_rounds(methods: Sequence[str], problems, iterations: int, rounds: int = 7, device: str = "cpu",
+                early_stop: bool = False, seed: int = 0) -> list[dict[str, Any]]:
+    """Cost per problem-iteration of each method relative to the first, timed in turn: after a
+    warm-up, ``rounds`` rounds each run every method once on the same batch (A B C A B C ...), so
+    that drift in the machine's speed hits every method alike. Per method: the median and range
+    of its time per problem-iteration and of its per-round ratio to the first method."""
+    from statistics import median
+
+    from ..decompose import get_decomposer
+
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"rounds: expected an int >= 1, got {rounds!r}")
+    if not methods:
+        raise ValueError("methods: expected at least one")
+    decs = []
+    for spec in methods:
+        name, opts = parse_method(spec)
+        if name == "brute_force":
+            raise ValueError(f"{spec}: cost per iteration applies to iterative methods only")
+        opts.setdefault("iterations", iterations)
+        opts.setdefault("seed", seed)
+        if not early_stop:
+            opts.setdefault("stop_similarity", None)
+        decs.append(get_decomposer(name, **opts))
+    cb, s = problems.codebooks.to(device), problems.s.to(device)
+
+    def timed(d) -> float:
+        _sync(device)
+        t0 = time.perf_counter()
+        res = d.decompose(s, cb)
+        _sync(device)
+        return 1e6 * (time.perf_counter() - t0) / max(float(res.iterations.float().sum()), 1.0)
+
+    for d in decs:
+        timed(d)  # warm-up
+    times = [[0.0] * rounds for _ in decs]
+    for r in range(rounds):
+        for i, d in enumerate(decs):
+            times[i][r] = timed(d)
+    rows = []
+    for spec, ts in zip(methods, times):
+        ratio = [a / b for a, b in zip(ts, times[0])]
+        rows.append({"method": spec, "device": device, "batch": len(problems), "iterations": iterations,
+                     "early_stop": early_stop, "rounds": rounds,
+                     "us_per_problem_iteration": median(ts), "us_min": min(ts), "us_max": max(ts),
+                     "ratio": median(ratio), "ratio_min": min(ratio), "ratio_max": max(ratio)})
+    return rows

@@ -16,14 +16,17 @@ depend on floating-point reduction order. The cost per draw is one gather, like 
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
 _MASK = 0x7FFFFFFF  # 31-bit arithmetic in int64: products stay below 2**62, no overflow
 
 
-def _mix(x: Tensor) -> Tensor:
-    """A 31-bit integer hash (xorshift-multiply rounds) on int64 tensors with values < 2**31."""
+def _mix(x):
+    """A 31-bit integer hash (xorshift-multiply rounds) on int64 tensors, or Python ints, with values
+    < 2**31 (the same arithmetic on both)."""
     x = ((x ^ (x >> 15)) * 0x2C1B3C6D) & _MASK
     x = ((x ^ (x >> 12)) * 0x297A2D39) & _MASK
     return x ^ (x >> 15)
@@ -35,6 +38,15 @@ def problem_keys(s: Tensor) -> Tensor:
     pos = torch.arange(s.shape[-1], device=s.device, dtype=torch.int64)
     h = _mix((bits & _MASK) ^ _mix(pos + 1)) ^ _mix((bits >> 31) + 2 * pos + 7)
     return _mix(h.sum(-1) & _MASK)
+
+
+@functools.lru_cache(maxsize=8)
+def _table(seed: int, bits: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """The table of standard normals of a seed, drawn once per (seed, size, device, dtype) and kept
+    (4 MB at the default size): drawing it took longer than a whole decomposition of a few problems.
+    Read-only: every draw is a gather from it."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(1 << bits, generator=gen).to(device=device, dtype=dtype)
 
 
 class ProblemNoise:
@@ -50,10 +62,9 @@ class ProblemNoise:
 
     def __init__(self, s: Tensor, seed: int, table_bits: int = 20, dtype: torch.dtype | None = None,
                  chains: int = 1) -> None:
-        gen = torch.Generator().manual_seed(int(seed))
         self.size = 1 << table_bits
-        self.table = torch.randn(self.size, generator=gen).to(device=s.device, dtype=dtype or s.dtype)
-        self.salt = int(_mix(torch.tensor([int(seed) & _MASK]))[0])
+        self.table = _table(int(seed), table_bits, s.device, dtype or s.dtype)
+        self.salt = _mix(int(seed) & _MASK)
         self.keys = problem_keys(s) ^ self.salt
         if chains > 1:
             if s.shape[0] % chains:
@@ -63,7 +74,7 @@ class ProblemNoise:
             self.keys = torch.where(c > 0, mixed, self.keys)
 
     def offsets(self, rows: Tensor, iteration: int, stream: int) -> Tensor:
-        tag = int(_mix(torch.tensor([((iteration * 1000003) ^ (stream * 7919 + 1)) & _MASK]))[0])
+        tag = _mix(((iteration * 1000003) ^ (stream * 7919 + 1)) & _MASK)  # a Python int: no tensor per draw
         return _mix(self.keys[rows] ^ tag) & (self.size - 1)
 
     def normal(self, rows: Tensor, iteration: int, stream: int, width: int) -> Tensor:
