@@ -118,6 +118,8 @@ def test_bench_chains_reports_each_run_and_the_best_of_the_runs(capsys):
     best = [float(r[3].split("[")[0]) for r in rows]
     assert best[0] == single[0] and best == sorted(best) and best[-1] >= max(single)
     assert best[-1] > single[0]  # the runs fail on different problems
+    assert main(["bench", "chains", "--method", "diffusion:seed=3", "--n", "10", "--problems", "5"]) == 2
+    assert "leave it out of the spec" in capsys.readouterr().err
 
 
 def test_peak_memory_tracks_live_tensors():

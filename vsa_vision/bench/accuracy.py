@@ -413,6 +413,8 @@ def chain_independence(spec: str, problems: Problems, iterations: int, seeds: Se
     (``1 - prod(1 - acc_i)``). Near-independent failures are what makes ``chains > 1`` pay."""
     if not seeds:
         raise ValueError("seeds: expected at least one method seed")
+    if "seed" in parse_method(spec)[1]:
+        raise ValueError(f"{spec}: the runs differ by their seed; leave it out of the spec and give --seeds")
     B = len(problems)
     any_hit = torch.zeros(B, dtype=torch.bool)
     miss_if_independent = 1.0
