@@ -214,6 +214,9 @@ def test_chains_are_refused_where_the_method_is_deterministic():
         Resonator()._set_chains(2)
     with pytest.raises(ValueError, match="chains: expected an int >= 1"):
         get_decomposer("diffusion", chains=0)
+    with pytest.raises(ValueError, match="with noise=0 the stochastic resonator is deterministic"):
+        get_decomposer("stochastic_resonator", noise=0.0, chains=2)
+    assert get_decomposer("stochastic_resonator", noise=0.0).chains == 1
 
 
 # -- bad input -----------------------------------------------------------------------------------

@@ -245,6 +245,9 @@ class StochasticResonator(_ResonatorBase):
         self._set_chains(chains)
         self.noise = _check_float("noise", noise, 0.0)
         self.threshold = _check_float("threshold", threshold, 0.0)
+        if self.noise == 0 and self.chains > 1:
+            raise ValueError(f"chains: with noise=0 the stochastic resonator is deterministic, so every chain "
+                             f"would repeat the first; expected 1, got {chains}")
 
     def _setup(self, s, cb):
         return {"noise": self._noise(s)} if self.noise > 0 else {}
