@@ -38,10 +38,7 @@ def evaluate(spec: str, problems: Problems, iterations: int, seed: int = 0,
     hits_all = hits_f = 0
     iters = conv = 0.0
     t0 = time.perf_counter()
-    for b0 in range(0, B, batch_size):
-        s = problems.s[b0:b0 + batch_size]
-        truth = problems.indices[b0:b0 + batch_size].to(s.device)
-        res = method.decompose(s, problems.codebooks)
+    for res, truth in _batches(method, problems, batch_size):
         hit = res.indices == truth
         hits_all += int(hit.all(-1).sum())
         hits_f += int(hit.sum())
@@ -57,6 +54,13 @@ def evaluate(spec: str, problems: Problems, iterations: int, seed: int = 0,
         "acc_factor": hits_f / (B * K), "mean_iterations": iters / B, "converged": conv / B,
         "ms_per_problem": 1e3 * dt / B,
     }
+
+
+def _batches(method, problems: Problems, batch_size: int):
+    """``(Decomposition, true indices)`` for each batch of ``batch_size`` problems, in order."""
+    for b0 in range(0, len(problems), batch_size):
+        s = problems.s[b0:b0 + batch_size]
+        yield method.decompose(s, problems.codebooks), problems.indices[b0:b0 + batch_size].to(s.device)
 
 
 def is_brute_force(spec: str) -> bool:
@@ -421,9 +425,7 @@ def chain_independence(spec: str, problems: Problems, iterations: int, seeds: Se
     rows = []
     for c, sd in enumerate(seeds, 1):
         method = build_method(spec, iterations, int(sd))
-        hit = torch.cat([(method.decompose(problems.s[b:b + batch_size], problems.codebooks).indices.cpu()
-                          == problems.indices[b:b + batch_size].cpu()).all(-1)
-                         for b in range(0, B, batch_size)])
+        hit = torch.cat([(res.indices == truth).all(-1).cpu() for res, truth in _batches(method, problems, batch_size)])
         any_hit |= hit
         acc = float(hit.float().mean())
         miss_if_independent *= 1.0 - acc

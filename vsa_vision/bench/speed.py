@@ -82,10 +82,9 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def measure(spec: str, problems, iterations: int, device: str = "cpu", dtype: str = "fp32",
-            repeats: int = 3, early_stop: bool = False, seed: int = 0, min_seconds: float = 0.5) -> dict[str, Any]:
-    """Time one method on one batch of problems (best of ``repeats``; fewer when one run already
-    takes ``min_seconds`` x repeats), then count its FLOPs and peak memory in one more run."""
+def _decomposer(spec: str, iterations: int, seed: int, early_stop: bool):
+    """The method of ``spec`` with the budget and seed where the spec does not set them, and, for
+    equal work, early stopping by similarity off (brute force and the torchhd peer have none)."""
     from ..decompose import get_decomposer
 
     name, opts = parse_method(spec)
@@ -93,7 +92,14 @@ def measure(spec: str, problems, iterations: int, device: str = "cpu", dtype: st
     opts.setdefault("seed", seed)
     if not early_stop and name not in ("brute_force", "torchhd_resonator"):
         opts.setdefault("stop_similarity", None)
-    d = get_decomposer(name, **opts)
+    return get_decomposer(name, **opts)
+
+
+def measure(spec: str, problems, iterations: int, device: str = "cpu", dtype: str = "fp32",
+            repeats: int = 3, early_stop: bool = False, seed: int = 0, min_seconds: float = 0.5) -> dict[str, Any]:
+    """Time one method on one batch of problems (best of ``repeats``; fewer when one run already
+    takes ``min_seconds`` x repeats), then count its FLOPs and peak memory in one more run."""
+    d = _decomposer(spec, iterations, seed, early_stop)
     cb = problems.codebooks.to(device=device, dtype=DTYPES[dtype])
     s = problems.s.to(device=device, dtype=DTYPES[dtype])
     B = s.shape[0]
@@ -221,22 +227,14 @@ def cost_rounds(methods: Sequence[str], problems, iterations: int, rounds: int =
     of its time per problem-iteration and of its per-round ratio to the first method."""
     from statistics import median
 
-    from ..decompose import get_decomposer
-
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise ValueError(f"rounds: expected an int >= 1, got {rounds!r}")
     if not methods:
         raise ValueError("methods: expected at least one")
-    decs = []
     for spec in methods:
-        name, opts = parse_method(spec)
-        if name == "brute_force":
+        if is_brute_force(spec):
             raise ValueError(f"{spec}: cost per iteration applies to iterative methods only")
-        opts.setdefault("iterations", iterations)
-        opts.setdefault("seed", seed)
-        if not early_stop:
-            opts.setdefault("stop_similarity", None)
-        decs.append(get_decomposer(name, **opts))
+    decs = [_decomposer(spec, iterations, seed, early_stop) for spec in methods]
     cb, s = problems.codebooks.to(device), problems.s.to(device)
 
     def timed(d) -> float:
