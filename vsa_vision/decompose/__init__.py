@@ -1,10 +1,20 @@
 """Decomposers: recover every factor of a bound vector. See :func:`get_decomposer`."""
 
-from .base import Decomposer, Decomposition, IterativeDecomposer, StepInfo, bound_similarity
+from .base import Capabilities, Decomposer, Decomposition, IterativeDecomposer, StepInfo, bound_similarity
 from .brute_force import BruteForce
 from .diffusion import DiffusionDecomposer
 from .peers import TorchhdResonator, torchhd_available
-from .registry import available_decomposers, build_method, decomposer_options, get_decomposer, parse_method, register
+from .registry import (
+    available_decomposers,
+    build_method,
+    capabilities,
+    decomposer_options,
+    get_decomposer,
+    method_spec,
+    parse_method,
+    register,
+    with_options,
+)
 from .resonator import AttentionResonator, Resonator, StochasticResonator
 
 register("brute_force", BruteForce)
@@ -15,6 +25,10 @@ register("diffusion", DiffusionDecomposer)
 register("torchhd_resonator", TorchhdResonator)  # a peer: needs the optional torchhd package
 
 __all__ = [
+    "Capabilities",
+    "capabilities",
+    "method_spec",
+    "with_options",
     "Decomposer",
     "Decomposition",
     "IterativeDecomposer",

@@ -23,7 +23,7 @@ from torch import Tensor
 from ..vsa import Codebooks, check_problem
 from .noise import ProblemNoise
 
-__all__ = ["Decomposition", "Decomposer", "IterativeDecomposer", "StepInfo", "finalize"]
+__all__ = ["Capabilities", "Decomposition", "Decomposer", "IterativeDecomposer", "StepInfo", "finalize"]
 
 
 @dataclass
@@ -81,6 +81,30 @@ class Decomposition:
             mv(self.iterations), mv(self.converged), self.codebooks.to(device), self.method,
             mv(self.trajectory),
         )
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a decomposer can do, declared by its class (``capabilities``) so that benches, the CLI and
+    tests ask it instead of testing names:
+
+    - ``iterative``: runs an iteration budget (False: one exhaustive pass);
+    - ``stochastic``: its answer depends on random draws, so ``chains`` of it fail apart;
+    - ``early_stop``: takes ``stop_similarity`` (stops a problem once explained);
+    - ``chains``: takes ``chains=`` (independent chains per problem);
+    - ``adaptive``: chooses some options per problem shape (has ``settings(codebooks)``);
+    - ``equal_sizes``: needs every factor to have the same number of values;
+    - ``exhaustive``: exact search over all combinations (cost ``prod_k n_k * D`` a problem);
+    - ``peer``: a reference implementation from an optional package, not the project's own code."""
+
+    iterative: bool = True
+    stochastic: bool = False
+    early_stop: bool = True
+    chains: bool = False
+    adaptive: bool = False
+    equal_sizes: bool = False
+    exhaustive: bool = False
+    peer: bool = False
 
 
 @runtime_checkable
@@ -224,7 +248,7 @@ class IterativeDecomposer:
     - ``sign_invariant``: decode each factor by the largest *absolute* similarity (default True);
     - ``record_trajectory``: keep the decoded indices of every iteration in the result.
 
-    Stochastic methods (``stochastic = True``: the stochastic resonator, diffusion) also take
+    Stochastic methods (``capabilities.stochastic``: the stochastic resonator, diffusion) also take
     ``chains``: each problem is solved by that many independent chains at once (their own noise;
     chain 0 draws the noise of ``chains = 1``), which stop together as soon as one of them reaches
     ``stop_similarity``; the answer is the best of the chains by similarity to ``s``. An iteration
@@ -234,8 +258,7 @@ class IterativeDecomposer:
     and ``iterations`` counts the iterations of the chains (not their sum).
     """
 
-    #: True where the answer depends on random draws, so that independent chains differ
-    stochastic = False
+    capabilities = Capabilities()
 
     name = "iterative"
 
@@ -258,7 +281,7 @@ class IterativeDecomposer:
 
     def _set_chains(self, chains: int) -> None:
         self.chains = _check_int("chains", chains, 1)
-        if self.chains > 1 and not self.stochastic:
+        if self.chains > 1 and not self.capabilities.stochastic:
             raise ValueError(f"chains: {type(self).__name__} is deterministic, so every chain would repeat "
                              f"the first; expected 1, got {chains}")
 

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from ..vsa import Codebooks, check_problem
-from .base import Decomposition, _check_int, finalize
+from .base import Capabilities, Decomposition, _check_int, finalize
 
 
 class BruteForce:
@@ -26,6 +26,7 @@ class BruteForce:
     of floats held at once (products plus scores)."""
 
     name = "brute_force"
+    capabilities = Capabilities(iterative=False, early_stop=False, exhaustive=True)
 
     def __init__(self, iterations: int = 1, seed: int = 0, max_elements: int = 2**24,
                  sign_invariant: bool = True) -> None:

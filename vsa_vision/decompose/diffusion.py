@@ -72,7 +72,7 @@ import torch
 from torch import Tensor
 
 from ..vsa import Codebooks
-from .base import IterativeDecomposer, _check_choice, _check_float, _check_int
+from .base import Capabilities, IterativeDecomposer, _check_choice, _check_float, _check_int
 from .resonator import symmetric_softmax
 
 __all__ = [
@@ -392,7 +392,7 @@ class DiffusionDecomposer(IterativeDecomposer):
     posterior weights, ``x`` ``[A, K * D]`` the estimates ``w_k X_k``, concatenated in factor order."""
 
     name = "diffusion"
-    stochastic = True
+    capabilities = Capabilities(stochastic=True, chains=True, adaptive=True)
 
     def __init__(
         self,

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from ..vsa import Codebooks, check_problem
-from .base import Decomposition, _check_int, finalize
+from .base import Capabilities, Decomposition, _check_int, finalize
 
 
 def _torchhd():
@@ -42,6 +42,7 @@ class TorchhdResonator:
     method is deterministic)."""
 
     name = "torchhd_resonator"
+    capabilities = Capabilities(early_stop=False, equal_sizes=True, peer=True)
 
     def __init__(self, iterations: int = 100, seed: int = 0) -> None:
         self.iterations = _check_int("iterations", iterations, 1)

@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from .base import Decomposer
+from .base import Capabilities, Decomposer
 
 _REGISTRY: dict[str, Callable[..., Decomposer]] = {}
 
@@ -111,6 +111,30 @@ def get_decomposer(name: str, **options: Any) -> Decomposer:
         )
     tuned = {k: v for k, v in tuned_defaults(name).items() if k in valid}
     return factory(**{**tuned, **options})
+
+
+def method_spec(name: str, **options: Any) -> str:
+    """The spec string of ``name`` with ``options``: ``method_spec("resonator", update="sync")`` ->
+    ``"resonator:update='sync'"`` (values as Python literals, read back by :func:`parse_method`)."""
+    return name + (":" + ",".join(f"{k}={v!r}" for k, v in options.items()) if options else "")
+
+
+def with_options(spec: str, **options: Any) -> str:
+    """``spec`` with ``options`` added (they override the spec's own)."""
+    name, opts = parse_method(spec)
+    opts.update(options)
+    return method_spec(name, **opts)
+
+
+def capabilities(spec: str) -> Capabilities:
+    """What the decomposer of ``spec`` (a name or a ``name:option=...`` spec) can do; see
+    :class:`~vsa_vision.decompose.base.Capabilities`."""
+    name, _ = parse_method(spec)
+    factory = _lookup(name)
+    caps = getattr(factory, "capabilities", None)
+    if not isinstance(caps, Capabilities):
+        raise TypeError(f"decomposer {name!r} declares no Capabilities (a class attribute 'capabilities')")
+    return caps
 
 
 def parse_method(spec: str) -> tuple[str, dict[str, Any]]:

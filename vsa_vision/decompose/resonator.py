@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from ..vsa import Codebooks, sign
-from .base import IterativeDecomposer, _check_choice, _check_float, _check_int
+from .base import Capabilities, IterativeDecomposer, _check_choice, _check_float, _check_int
 
 __all__ = ["Resonator", "AttentionResonator", "StochasticResonator", "symmetric_softmax"]
 
@@ -235,7 +235,7 @@ class StochasticResonator(_ResonatorBase):
 
     name = "stochastic_resonator"
     binary = True
-    stochastic = True
+    capabilities = Capabilities(stochastic=True, chains=True)
 
     def __init__(self, iterations: int = 100, seed: int = 0, noise: float = 0.02, threshold: float = 0.045,
                  update: str = "sequential", keep_best: bool = True, stop_similarity: float | None = 0.5,
