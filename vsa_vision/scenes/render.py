@@ -19,42 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from .schema import Schema, load_schema
-
-
-def _regular(n: int, start_deg: float, radius: float = 1.0) -> list[tuple[float, float]]:
-    return [(radius * math.cos(math.radians(start_deg + 360 * i / n)),
-             radius * math.sin(math.radians(start_deg + 360 * i / n))) for i in range(n)]
-
-
-def _star(points: int = 5, inner: float = 0.42) -> list[tuple[float, float]]:
-    out = []
-    for i in range(2 * points):
-        r = 1.0 if i % 2 == 0 else inner
-        a = math.radians(-90 + 180 * i / points)
-        out.append((r * math.cos(a), r * math.sin(a)))
-    return out
-
-
-def _plus(arm: float = 0.3, extent: float = 0.95, rotate_deg: float = 0.0) -> list[tuple[float, float]]:
-    a, e = arm, extent
-    pts = [(-a, -e), (a, -e), (a, -a), (e, -a), (e, a), (a, a), (a, e), (-a, e), (-a, a), (-e, a), (-e, -a), (-a, -a)]
-    c, s = math.cos(math.radians(rotate_deg)), math.sin(math.radians(rotate_deg))
-    return [(x * c - y * s, x * s + y * c) for x, y in pts]
-
-
-# Unit outlines (centre 0, every point within distance 1, image y pointing down). None: a circle.
-SHAPE_POLYGONS: dict[str, list[tuple[float, float]] | None] = {
-    "circle": None,
-    "square": [(-0.7, -0.7), (0.7, -0.7), (0.7, 0.7), (-0.7, 0.7)],
-    "triangle": _regular(3, -90),
-    "triangle_down": _regular(3, 90),
-    "diamond": [(0.0, -1.0), (0.62, 0.0), (0.0, 1.0), (-0.62, 0.0)],
-    "pentagon": _regular(5, -90),
-    "hexagon": _regular(6, 0),
-    "star": _star(),
-    "plus": _plus(),
-    "cross": _plus(extent=1.0 / math.sqrt(1 + 0.3 ** 2) * 0.999, rotate_deg=45),
-}
+from .shapes import SHAPE_POLYGONS
 
 _DEFAULTS = {"shape": "circle", "colour": (245, 245, 245), "size": 0.14, "x": 0.5, "y": 0.5, "fill": "solid"}
 STROKE = 0.16  # the standard outline width, a fraction of the object's radius

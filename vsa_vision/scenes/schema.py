@@ -23,11 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from .shapes import FILLS, SHAPES
+
 ROLES = ("shape", "colour", "size", "x", "y", "fill")
 _ROLE_ALIASES = {"color": "colour"}
-SHAPES = ("circle", "square", "triangle", "triangle_down", "diamond", "pentagon", "hexagon", "star", "plus",
-          "cross")
-FILLS = ("solid", "outline")
 SPLITS = ("train", "val", "test", "heldout")
 _SPLIT_STREAM = {"all": 0, "train": 1, "val": 2, "test": 3, "heldout": 4}
 _SCHEMA_DIR = os.path.join(os.path.dirname(__file__), "schemas")
