@@ -90,16 +90,8 @@ def heldout_breakdown(schema, truth: torch.Tensor, decoded: torch.Tensor) -> dic
     """All-attributes accuracy per held-out combination of the schema: ``{"shape=star,colour=red":
     (images, accuracy)}`` (an image matching two combinations counts in both)."""
     ok = (decoded == truth).all(-1).numpy()
-    idx = truth.numpy()
-    out = {}
-    for combo in schema.holdout:
-        mask = np.ones(len(idx), dtype=bool)
-        for name, value in combo.items():
-            k = schema.names.index(name)
-            mask &= idx[:, k] == schema.attributes[k].index(value)
-        key = ",".join(f"{k}={v}" for k, v in combo.items())
-        out[key] = (int(mask.sum()), float(ok[mask].mean()) if mask.any() else float("nan"))
-    return out
+    return {key: (int(mask.sum()), float(ok[mask].mean()) if mask.any() else float("nan"))
+            for key, mask in schema.held_out_masks(truth.numpy()).items()}
 
 
 def breakdown_table(rows: Sequence[dict[str, Any]]) -> str:

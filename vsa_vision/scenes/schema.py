@@ -233,15 +233,24 @@ class Schema:
                              f"{self.names[k]!r} of {self.sizes[k]} values")
         return idx.astype(np.int64, copy=False)
 
+    def held_out_masks(self, indices: Any) -> dict[str, np.ndarray]:
+        """Per held-out combination, in the order of ``holdout``, the boolean mask ``[N]`` of the rows
+        that match it, keyed ``"shape=star,colour=red"``."""
+        idx = self.check_indices(indices)
+        out = {}
+        for combo in self.holdout:
+            mask = np.ones(len(idx), dtype=bool)
+            for name, value in combo.items():
+                k = self.names.index(name)
+                mask &= idx[:, k] == self.attributes[k].index(value)
+            out[",".join(f"{k}={v}" for k, v in combo.items())] = mask
+        return out
+
     def is_held_out(self, indices: Any) -> np.ndarray:
         """Boolean mask ``[N]``: which rows match any held-out combination."""
         idx = self.check_indices(indices)
         mask = np.zeros(len(idx), dtype=bool)
-        for combo in self.holdout:
-            m = np.ones(len(idx), dtype=bool)
-            for name, value in combo.items():
-                k = self.names.index(name)
-                m &= idx[:, k] == self.attributes[k].index(value)
+        for m in self.held_out_masks(idx).values():
             mask |= m
         return mask
 
