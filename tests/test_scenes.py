@@ -149,7 +149,7 @@ def test_custom_schema_from_a_json_file_renders(tmp_path):
 
 def test_sample_arguments_are_checked():
     s = default_schema()
-    with pytest.raises(ValueError, match="n: expected a non-negative integer"):
+    with pytest.raises(ValueError, match="n: expected an int >= 0"):
         sample_indices(s, -1)
     with pytest.raises(ValueError, match="split"):
         sample_indices(s, 3, split="training")
@@ -229,7 +229,7 @@ def test_a_different_dataset_is_not_overwritten_unless_asked(tmp_path):
 def test_bad_generate_arguments(tmp_path):
     with pytest.raises(ValueError, match="n: expected a positive"):
         _small(tmp_path, n=0)
-    with pytest.raises(ValueError, match="n: expected a non-negative integer"):
+    with pytest.raises(ValueError, match="n: expected an int >= 0"):
         _small(tmp_path, n=-3)
     (tmp_path / "afile").write_text("x")
     with pytest.raises(ValueError, match="not a folder"):

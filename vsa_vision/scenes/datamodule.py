@@ -9,6 +9,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..checks import check_int
 from .dataset import RenderedScenes, SceneShards
 from .render import STROKE, stroke_range
 from .schema import Schema, load_schema
@@ -38,14 +39,10 @@ class SceneDataModule(pl.LightningDataModule):
         if data_dir is not None and not os.path.isdir(data_dir):
             raise FileNotFoundError(f"data_dir: no such folder {data_dir!r} "
                                     "(generate it with 'vsa-vision data generate')")
-        for name, v in (("batch_size", batch_size), ("train_size", train_size)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {v!r}")
-        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-            raise ValueError(f"num_workers: expected a non-negative integer, got {num_workers!r}")
+        batch_size, train_size = check_int("batch_size", batch_size, 1), check_int("train_size", train_size, 1)
+        num_workers = check_int("num_workers", num_workers, 0)
         self.data_dir, self.seed, self.batch_size, self.num_workers = data_dir, int(seed), batch_size, num_workers
-        if isinstance(val_heldout_size, bool) or not isinstance(val_heldout_size, int) or val_heldout_size < 0:
-            raise ValueError(f"val_heldout_size: expected a non-negative integer, got {val_heldout_size!r}")
+        val_heldout_size = check_int("val_heldout_size", val_heldout_size, 0)
         if train_stroke is not None and data_dir is not None:
             raise ValueError("train_stroke: applies to scenes rendered on the fly, not to a data_dir dataset")
         self.train_stroke = None if train_stroke is None else stroke_range(train_stroke)

@@ -30,14 +30,16 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..checks import check_choice, check_int
 from ..io import atomic_path, atomic_write
 from .render import STROKE, Renderer, contact_sheet
-from .schema import SPLITS, Schema, _check_count, load_schema, sample_indices
+from .schema import SPLITS, Schema, load_schema, sample_indices
 
 FORMAT = "vsa_vision.scenes"
 FORMAT_VERSION = 1
 _SHARD_RE = re.compile(r"^(train|val|test|heldout)-\d{5}\.npy$")
 _OWN_FILES = {"config.json", "labels.csv", "manifest.json", "preview.png"}
+_TMP_PREFIX = ".tmp-"  # what io.atomic_path names its temporary files
 _NUISANCE_STREAM = 7919
 
 
@@ -59,9 +61,8 @@ class RenderedScenes(Dataset):
                  size: int | None = None, jitter: float = 0.0, noise: float = 0.0, cache: bool = False,
                  stroke: float | Sequence[float] = STROKE) -> None:
         self.schema = load_schema(schema)
-        if split not in SPLITS:
-            raise ValueError(f"split: expected one of {list(SPLITS)}, got {split!r}")
-        self.n, self.seed, self.split = _check_count(n), int(seed), split
+        check_choice("split", split, SPLITS)
+        self.n, self.seed, self.split = check_int("n", n, 0), int(seed), split
         self.renderer = Renderer(self.schema, size=size, jitter=jitter, noise=noise, stroke=stroke)
         self.indices = torch.from_numpy(sample_indices(self.schema, self.n, seed=self.seed, split=split))
         self._images: torch.Tensor | None = None
@@ -129,65 +130,18 @@ def generate_dataset(out: str | os.PathLike, schema: Schema | str = "default", n
     when the schema holds nothing out). Refuses a folder holding a different dataset (or other files)
     unless ``overwrite``, which removes only the files a dataset consists of."""
     schema = load_schema(schema)
-    n = _check_count(n, "n")
-    if n == 0:
-        raise ValueError("n: expected a positive number of training images, got 0")
-    default_extra = max(1000, n // 10)
-    counts = {"train": n,
-              "val": default_extra if val is None else _check_count(val, "val"),
-              "test": default_extra if test is None else _check_count(test, "test"),
-              "heldout": (default_extra if schema.holdout else 0) if heldout is None
-              else _check_count(heldout, "heldout")}
-    if counts["heldout"] and not schema.holdout:
-        raise ValueError(f"heldout: schema {schema.name!r} holds no combinations out; use heldout=0")
-    if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
-        raise ValueError(f"shard_size: expected a positive integer, got {shard_size!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed: expected a non-negative integer, got {seed!r}")
+    counts = _split_counts(schema, n, val, test, heldout)
+    shard_size = check_int("shard_size", shard_size, 1)
+    seed = check_int("seed", seed, 0)
     renderer = Renderer(schema, size=size, jitter=jitter, noise=noise)
     config = dataset_config(schema, counts, seed, shard_size, renderer.size, jitter, noise)
     out = os.fspath(out)
     say = log or (lambda _m: None)
-
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise ValueError(f"out: {out} exists and is not a folder")
-    os.makedirs(out, exist_ok=True)
-    if not os.access(out, os.W_OK):
-        raise PermissionError(f"out: folder {out} is not writable")
-    present = set(os.listdir(out))
-    foreign = sorted(f for f in present if f not in _OWN_FILES and not _SHARD_RE.match(f) and not f.startswith(".tmp-"))
-    config_path = os.path.join(out, "config.json")
-    existing = None
-    if "config.json" in present:
-        try:
-            with open(config_path, encoding="utf-8") as f:
-                existing = json.load(f)
-        except (OSError, json.JSONDecodeError):
-            existing = "unreadable"
-    if foreign:
-        raise ValueError(f"out: {out} holds files that are not part of a dataset ({foreign[:5]}); "
-                         "choose an empty or new folder")
-    if existing is not None and existing != config:
-        if not overwrite:
-            raise ValueError(f"out: {out} holds a different dataset (its config.json differs); "
-                             "pass overwrite=True (--overwrite) to replace it, or choose another folder")
-    elif existing is None and present - {f for f in present if f.startswith(".tmp-")}:
-        if not overwrite:
-            raise ValueError(f"out: {out} holds dataset files but no config.json; pass overwrite=True to replace them")
-    if overwrite and existing != config:
-        for f in present:
-            os.unlink(os.path.join(out, f))
-        present = set()
-    for f in present:
-        if f.startswith(".tmp-"):  # left by a killed run
-            os.unlink(os.path.join(out, f))
-    if existing != config:
-        atomic_write(config_path, lambda f: f.write(json.dumps(config, indent=2) + "\n"))
+    _prepare_folder(out, config, overwrite)
 
     manifest_path = os.path.join(out, "manifest.json")
     if os.path.exists(manifest_path):
-        with open(manifest_path, encoding="utf-8") as f:
-            manifest = json.load(f)
+        manifest = _read_json(manifest_path)
         say(f"{out}: already complete ({sum(counts.values())} images), nothing to do")
         if preview and not os.path.exists(os.path.join(out, "preview.png")):
             write_preview(out, schema, renderer, seed)
@@ -195,6 +149,95 @@ def generate_dataset(out: str | os.PathLike, schema: Schema | str = "default", n
 
     shards = _shards(config)
     indices = {s: sample_indices(schema, counts[s], seed=seed, split=s) for s in SPLITS if counts[s]}
+    _render_missing_shards(out, shards, renderer, indices, seed, progress, say)
+    _write_labels(os.path.join(out, "labels.csv"), schema, indices)
+    manifest = _manifest(out, config, shards)
+    if preview:
+        write_preview(out, schema, renderer, seed)
+    atomic_write(manifest_path, lambda f: f.write(json.dumps(manifest, indent=2) + "\n"))
+    say(f"{out}: {sum(counts.values())} images in {len(shards)} shards "
+        + ", ".join(f"{s} {counts[s]}" for s in SPLITS))
+    return manifest
+
+
+def _split_counts(schema: Schema, n: Any, val: Any, test: Any, heldout: Any) -> dict[str, int]:
+    """Images per split: ``n`` train (at least 1); ``None`` for val / test / heldout means
+    ``max(1000, n // 10)`` (heldout: 0 when the schema holds nothing out)."""
+    n = check_int("n", n, 0)
+    if n == 0:
+        raise ValueError("n: expected a positive number of training images, got 0")
+    default = max(1000, n // 10)
+
+    def count(name: str, value: Any, fallback: int) -> int:
+        return fallback if value is None else check_int(name, value, 0)
+
+    counts = {"train": n, "val": count("val", val, default), "test": count("test", test, default),
+              "heldout": count("heldout", heldout, default if schema.holdout else 0)}
+    if counts["heldout"] and not schema.holdout:
+        raise ValueError(f"heldout: schema {schema.name!r} holds no combinations out; use heldout=0")
+    return counts
+
+
+def _read_json(path: str) -> Any:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _prepare_folder(out: str, config: Mapping[str, Any], overwrite: bool) -> None:
+    """Make ``out`` the folder of the dataset ``config`` describes: create it; refuse other files,
+    or another dataset unless ``overwrite`` (then remove its files); remove what a killed run left;
+    write ``config.json`` unless it is already this one (then the shards written so far are kept)."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"out: {out} exists and is not a folder")
+    os.makedirs(out, exist_ok=True)
+    if not os.access(out, os.W_OK):
+        raise PermissionError(f"out: folder {out} is not writable")
+    present = set(os.listdir(out))
+    existing = _existing_config(out, present)
+    _refuse_other_contents(out, present, existing, config, overwrite)
+    if overwrite and existing != config:
+        for f in present:
+            os.unlink(os.path.join(out, f))
+        present = set()
+    for f in present:
+        if f.startswith(_TMP_PREFIX):  # left by a killed run
+            os.unlink(os.path.join(out, f))
+    if existing != config:
+        atomic_write(os.path.join(out, "config.json"), lambda f: f.write(json.dumps(config, indent=2) + "\n"))
+
+
+def _existing_config(out: str, present: set[str]) -> Any:
+    """The config.json already in ``out``: its contents, ``None`` when there is none, or ``"unreadable"``."""
+    if "config.json" not in present:
+        return None
+    try:
+        return _read_json(os.path.join(out, "config.json"))
+    except (OSError, json.JSONDecodeError):
+        return "unreadable"
+
+
+def _refuse_other_contents(out: str, present: set[str], existing: Any, config: Mapping[str, Any],
+                           overwrite: bool) -> None:
+    """Raise unless ``out`` holds nothing, a part of the dataset ``config`` describes, or (with
+    ``overwrite``) files of another dataset; files that are not a dataset's are always refused."""
+    foreign = sorted(f for f in present
+                     if f not in _OWN_FILES and not _SHARD_RE.match(f) and not f.startswith(_TMP_PREFIX))
+    if foreign:
+        raise ValueError(f"out: {out} holds files that are not part of a dataset ({foreign[:5]}); "
+                         "choose an empty or new folder")
+    if overwrite:
+        return
+    if existing is not None and existing != config:
+        raise ValueError(f"out: {out} holds a different dataset (its config.json differs); "
+                         "pass overwrite=True (--overwrite) to replace it, or choose another folder")
+    if existing is None and any(not f.startswith(_TMP_PREFIX) for f in present):
+        raise ValueError(f"out: {out} holds dataset files but no config.json; pass overwrite=True to replace them")
+
+
+def _render_missing_shards(out: str, shards: Sequence[tuple[str, int, int, str]], renderer: Renderer,
+                           indices: Mapping[str, np.ndarray], seed: int, progress: bool,
+                           say: Callable[[str], None]) -> None:
+    """Render and write every shard whose file is not in ``out`` yet (all of them on a fresh run)."""
     todo = [sh for sh in shards if not os.path.exists(os.path.join(out, sh[3]))]
     if len(todo) < len(shards):
         say(f"{out}: resuming, {len(shards) - len(todo)} of {len(shards)} shards already written")
@@ -214,24 +257,27 @@ def generate_dataset(out: str | os.PathLike, schema: Schema | str = "default", n
         if bar is not None:
             bar.close()
 
-    def write_labels(f):
+
+def _write_labels(path: str, schema: Schema, indices: Mapping[str, np.ndarray]) -> None:
+    """labels.csv: split, index, then each attribute's value label, for every non-empty split in order."""
+
+    def write(f) -> None:
         w = csv.writer(f)
         w.writerow(["split", "index", *schema.names])
         for split in SPLITS:
-            if counts[split]:
+            if split in indices:
                 for i, scene in enumerate(schema.decode(indices[split])):
                     w.writerow([split, i, *scene.values()])
 
-    atomic_write(os.path.join(out, "labels.csv"), write_labels)
+    atomic_write(path, write)
+
+
+def _manifest(out: str, config: Mapping[str, Any], shards: Sequence[tuple[str, int, int, str]]) -> dict[str, Any]:
+    """The config plus every shard's count and sha256 and the labels' sha256."""
     manifest = dict(config)
     manifest["shards"] = [{"file": f, "split": s, "start": st, "count": c, "sha256": _sha256(os.path.join(out, f))}
                           for s, st, c, f in shards]
     manifest["labels_sha256"] = _sha256(os.path.join(out, "labels.csv"))
-    if preview:
-        write_preview(out, schema, renderer, seed)
-    atomic_write(manifest_path, lambda f: f.write(json.dumps(manifest, indent=2) + "\n"))
-    say(f"{out}: {sum(counts.values())} images in {len(shards)} shards "
-        + ", ".join(f"{s} {counts[s]}" for s in SPLITS))
     return manifest
 
 
@@ -253,15 +299,13 @@ class SceneShards(Dataset):
     def __init__(self, path: str | os.PathLike, split: str = "train", verify: bool = False,
                  schema: Schema | str | None = None) -> None:
         path = os.fspath(path)
-        if split not in SPLITS:
-            raise ValueError(f"split: expected one of {list(SPLITS)}, got {split!r}")
+        check_choice("split", split, SPLITS)
         mpath = os.path.join(path, "manifest.json")
         if not os.path.isfile(mpath):
             hint = (" (config.json is there: generation was interrupted; run the generate command again to resume)"
                     if os.path.isfile(os.path.join(path, "config.json")) else "")
             raise FileNotFoundError(f"{path}: not a complete dataset, no manifest.json{hint}")
-        with open(mpath, encoding="utf-8") as f:
-            manifest = json.load(f)
+        manifest = _read_json(mpath)
         if manifest.get("format") != FORMAT or manifest.get("version") != FORMAT_VERSION:
             raise ValueError(f"{path}: manifest format {manifest.get('format')!r} v{manifest.get('version')} is not "
                              f"{FORMAT!r} v{FORMAT_VERSION}")

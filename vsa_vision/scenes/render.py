@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..checks import check_float, check_int
 from .schema import Schema, load_schema
 from .shapes import SHAPE_POLYGONS
 
@@ -46,15 +47,10 @@ class Renderer:
                  supersample: int = 4, jitter: float = 0.0, noise: float = 0.0,
                  stroke: float | Sequence[float] = STROKE) -> None:
         self.schema = load_schema(schema)
-        self.size = int(size) if size is not None else self.schema.image_size
-        if isinstance(size, bool) or not 16 <= self.size <= 1024:
-            raise ValueError(f"size: expected an image side in [16, 1024] pixels, got {size!r}")
-        if isinstance(supersample, bool) or not isinstance(supersample, int) or not 1 <= supersample <= 8:
-            raise ValueError(f"supersample: expected an integer in [1, 8], got {supersample!r}")
-        for name, v in (("jitter", jitter), ("noise", noise)):
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
-                raise ValueError(f"{name}: expected a non-negative number, got {v!r}")
-        self.supersample, self.jitter, self.noise = supersample, float(jitter), float(noise)
+        self.size = self.schema.image_size if size is None else check_int("size (image side in pixels)", size, 16, 1024)
+        self.supersample = check_int("supersample", supersample, 1, 8)
+        self.jitter = check_float("jitter", jitter, lo=0.0)
+        self.noise = check_float("noise", noise, lo=0.0)
         self.stroke = stroke_range(stroke)
         self._params = [a.render_params() for a in self.schema.attributes]
         self._roles = [a.role for a in self.schema.attributes]

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ..checks import check_int
 from .shapes import FILLS, SHAPES
 
 ROLES = ("shape", "colour", "size", "x", "y", "fill")
@@ -152,9 +153,7 @@ class Schema:
         if dup:
             raise ValueError(f"schema: role(s) {dup} used by more than one attribute")
         object.__setattr__(self, "attributes", attrs)
-        size = self.image_size
-        if isinstance(size, bool) or not isinstance(size, int) or not 16 <= size <= 1024:
-            raise ValueError(f"schema: image_size must be an integer in [16, 1024], got {self.image_size!r}")
+        object.__setattr__(self, "image_size", check_int("schema: image_size", self.image_size, 16, 1024))
         hold = []
         for i, combo in enumerate(self.holdout):
             if not isinstance(combo, Mapping) or not combo:
@@ -311,12 +310,6 @@ def default_schema() -> Schema:
     return load_schema("default")
 
 
-def _check_count(n: Any, name: str = "n") -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-        raise ValueError(f"{name}: expected a non-negative integer, got {n!r}")
-    return int(n)
-
-
 def sample_indices(schema: Schema, n: int, seed: int = 0, split: str | None = None) -> np.ndarray:
     """``n`` scenes as value indices ``[n, K]``, uniform over the split's part of the product space.
 
@@ -324,9 +317,8 @@ def sample_indices(schema: Schema, n: int, seed: int = 0, split: str | None = No
     the held-out combinations; independent draws per split), or ``"heldout"`` (only the held-out
     combinations). The draw is prefix-stable: the first ``m`` of ``n`` scenes are the ``m`` scenes
     of a call with ``n = m``."""
-    n = _check_count(n)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed: expected a non-negative integer, got {seed!r}")
+    n = check_int("n", n, 0)
+    seed = check_int("seed", seed, 0)
     key = "all" if split is None else split
     if key not in _SPLIT_STREAM:
         raise ValueError(f"split: expected one of {list(SPLITS)} or None, got {split!r}")
