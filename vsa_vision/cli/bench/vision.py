@@ -1,0 +1,41 @@
+"""``vsa-vision bench vision``: recognition and edit accuracy of every head on one trained encoder."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from ..common import add_device, add_methods, add_out, add_seed, add_threads, apply_threads, nonneg, positive
+from ..vision import add_checkpoint, load_pipeline
+
+
+def register(sub) -> None:
+    bv = sub.add_parser("vision", help="recognition and edit accuracy of every head on one trained encoder")
+    add_checkpoint(bv)
+    bv.add_argument("--images", type=positive, default=1000, help="images per split (default 1000)")
+    add_seed(bv, type=nonneg)
+    add_methods(bv)
+    bv.add_argument("--batch-size", dest="batch_size", type=positive, default=256)
+    add_device(bv)
+    add_threads(bv)
+    add_out(bv)
+    bv.set_defaults(func=run, method=None)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ...bench.accuracy import write_csv
+    from ...bench.vision import FIELDS, breakdown_table, vision_benchmark, vision_table
+
+    apply_threads(args)
+    pipe = load_pipeline(args)
+    rows = vision_benchmark(pipe, args.methods, images=args.images, seed=args.seed, batch_size=args.batch_size)
+    print()
+    print(vision_table(rows))
+    if breakdown_table(rows):
+        print("\nheld-out split by held-out combination (all attributes right):\n")
+        print(breakdown_table(rows))
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, "vision.csv")
+    write_csv(rows, path, FIELDS)
+    print(f"\nwrote {path}")
+    return 0

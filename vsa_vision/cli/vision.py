@@ -1,0 +1,204 @@
+"""``vsa-vision demo``, ``recognize`` and ``edit``: the trained vision pipeline on images."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .common import add_device, add_out, add_seed, nonneg, positive
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+def add_checkpoint(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", default=None, help="model checkpoint (default: the shipped one)")
+
+
+def add_head(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--method", default=None, help="decomposer head (default: the model's, diffusion)")
+
+
+def load_pipeline(args: argparse.Namespace):
+    """The pipeline of ``--checkpoint`` on ``--device`` with the head ``--method``."""
+    from ..pipeline import Pipeline
+
+    return Pipeline.from_checkpoint(args.checkpoint, device=args.device, method=args.method)
+
+
+def register(sub) -> None:
+    v = sub.add_parser("demo", help="render random scenes, recognise and edit them, write a picture")
+    add_checkpoint(v)
+    add_head(v)
+    v.add_argument("--count", type=positive, default=4, help="scenes to show (default 4)")
+    add_seed(v, type=nonneg)
+    v.add_argument("--split", choices=["test", "heldout"], default="test",
+                   help="draw the scenes from the test split or the held-out combinations (default test)")
+    add_out(v, default="demo.png", help="the picture to write (default demo.png)")
+    add_device(v)
+    v.set_defaults(func=cmd_demo)
+
+    r = sub.add_parser("recognize", help="what is in each image: a table, or JSON with --json")
+    r.add_argument("paths", nargs="+", help="image files or folders")
+    add_checkpoint(r)
+    add_head(r)
+    r.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    r.add_argument("--batch-size", dest="batch_size", type=positive, default=256)
+    add_device(r)
+    r.set_defaults(func=cmd_recognize)
+
+    e = sub.add_parser("edit", help="change attributes of an image in vector space and render the result")
+    e.add_argument("image", help="the input image")
+    e.add_argument("--set", dest="changes", action="append", default=[], metavar="ATTRIBUTE=VALUE",
+                   help="a change, e.g. --set colour=red (repeat for several)")
+    add_out(e, default=None, required=True, help="where to write the rendered edit (PNG)")
+    e.add_argument("--grid", nargs="?", const=True, default=None, metavar="PATH",
+                   help="also write input | recognised | edit side by side (default path: <out>-grid.png)")
+    add_checkpoint(e)
+    add_head(e)
+    add_device(e)
+    e.set_defaults(func=cmd_edit)
+
+
+def _image_files(paths: list[str]) -> list[str]:
+    out = []
+    for p in paths:
+        if os.path.isdir(p):
+            out += sorted(os.path.join(p, f) for f in os.listdir(p)
+                          if f.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(p, f)))
+        else:
+            out.append(p)
+    return out
+
+
+def _open_image(path: str):
+    from PIL import Image, UnidentifiedImageError
+
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.copy()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
+
+
+def cmd_recognize(args: argparse.Namespace) -> int:
+    import json
+
+    files = _image_files(args.paths)
+    if not files:
+        raise ValueError(f"no image files found in {args.paths}")
+    pipe = load_pipeline(args)
+    images, good, bad = [], [], []
+    for f in files:
+        try:
+            images.append(_open_image(f))
+            good.append(f)
+        except (ValueError, FileNotFoundError) as e:
+            bad.append((f, str(e)))
+            print(f"vsa-vision: skipped {e}", file=sys.stderr)
+    recs = pipe.recognize(images, batch_size=args.batch_size) if images else []
+    names = list(pipe.schema.names)
+    if args.json:
+        out = {"method": pipe.method, "images": [
+            {"path": f, "labels": r.labels, "confidence": r.confidence, "similarity": r.similarity}
+            for f, r in zip(good, recs)], "errors": [{"path": f, "error": msg} for f, msg in bad]}
+        print(json.dumps(out, indent=2))
+    else:
+        width = max([len("image")] + [len(f) for f in good])
+        print(f"{'image':{width}s}  " + "  ".join(f"{n:>8s}" for n in names) + "  similarity")
+        for f, r in zip(good, recs):
+            print(f"{f:{width}s}  " + "  ".join(f"{r.labels[n]:>8s}" for n in names) + f"  {r.similarity:10.3f}")
+    return 1 if bad else 0
+
+
+def _parse_sets(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        k, eq, v = item.partition("=")
+        if not eq or not k.strip() or not v.strip():
+            raise ValueError(f"--set: expected ATTRIBUTE=VALUE, got {item!r}")
+        out[k.strip()] = v.strip()
+    if not out:
+        raise ValueError("edit: give at least one --set ATTRIBUTE=VALUE")
+    return out
+
+
+def _same_file(a: str, b: str) -> bool:
+    return os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b)
+
+
+def cmd_edit(args: argparse.Namespace) -> int:
+    from ..edit import describe, labelled_grid
+    from ..io import atomic_path
+
+    changes = _parse_sets(args.changes)
+    grid = None
+    if args.grid is not None:
+        grid = args.grid if isinstance(args.grid, str) else os.path.splitext(args.out)[0] + "-grid.png"
+    for target in [args.out] + ([grid] if grid else []):
+        if _same_file(target, args.image) or os.path.abspath(target) == os.path.abspath(args.image):
+            raise ValueError(f"{target}: refusing to overwrite the input image; choose another --out / --grid")
+    image = _open_image(args.image)
+    pipe = load_pipeline(args)
+    res = pipe.edit(image, **changes)
+    with atomic_path(args.out, suffix=".png") as tmp:
+        res.image.save(tmp, format="PNG")
+    names = list(pipe.schema.names)
+    print("recognised: " + " ".join(f"{k}={res.before.labels[k]}" for k in names))
+    print("changes:    " + " ".join(f"{k}={v}" for k, v in changes.items()))
+    print("edited:     " + " ".join(f"{k}={res.labels[k]}" for k in names)
+          + f"   (similarity {min(res.confidence.values()):.3f})")
+    print(f"wrote {args.out}")
+    if grid:
+        sheet = labelled_grid([[(image, "input"), (pipe.render(res.before.labels),
+                                                   "recognised\n" + describe(res.before.labels, names)),
+                                (res.image, "edit: " + " ".join(f"{k}={v}" for k, v in changes.items()) + "\n"
+                                 + describe(res.labels, names))]])
+        with atomic_path(grid, suffix=".png") as tmp:
+            sheet.save(tmp, format="PNG")
+        print(f"wrote {grid}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..edit import describe, labelled_grid
+    from ..io import atomic_path
+    from ..scenes import render_scene, sample_indices
+
+    pipe = load_pipeline(args)
+    schema = pipe.schema
+    split = args.split if args.split != "heldout" or schema.holdout else "test"
+    idx = sample_indices(schema, args.count, seed=args.seed, split=split)
+    scenes = schema.decode(idx)
+    images = [render_scene(schema, s) for s in scenes]
+    recs = pipe.recognize(images)
+    rng = np.random.default_rng(args.seed)
+    rows, names = [], list(schema.names)
+    right = 0
+    print(f"vsa-vision demo: {args.count} scenes of the {split} split, head {pipe.method}\n")
+    for img, truth, rec in zip(images, scenes, recs):
+        k = int(rng.integers(len(names)))
+        attr = schema.attributes[k]
+        new = attr.values[(attr.values.index(truth[attr.name]) + 1 + int(rng.integers(len(attr) - 1)))
+                          % len(attr)] if len(attr) > 1 else truth[attr.name]
+        res = pipe.edit(img, **{attr.name: new})
+        intended = {**truth, attr.name: new}
+        ok = res.labels == intended
+        right += rec.labels == truth
+        print("truth      " + " ".join(f"{n}={truth[n]}" for n in names))
+        print("recognised " + " ".join(f"{n}={rec.labels[n]}" for n in names)
+              + ("   right" if rec.labels == truth else "   WRONG"))
+        print(f"edit {attr.name}={new}: " + " ".join(f"{n}={res.labels[n]}" for n in names)
+              + ("   as intended" if ok else "   NOT as intended") + "\n")
+        rows.append([(img, "input\n" + describe(truth, names)),
+                     (pipe.render(rec.labels), "recognised\n" + describe(rec.labels, names)),
+                     (res.image, f"edit {attr.name}={new}\n" + describe(res.labels, names))])
+    with atomic_path(args.out, suffix=".png") as tmp:
+        labelled_grid(rows).save(tmp, format="PNG")
+    print(f"{right}/{len(scenes)} recognised right; wrote {args.out}")
+    return 0
