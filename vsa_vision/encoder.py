@@ -2,9 +2,11 @@
 adapted to small images, each with a plain linear head or a factorised binding head.
 
 The factorised head computes K per-factor vectors ``tanh(W_k h)`` and binds them elementwise, so
-the output is still one bound vector; the decomposer head reads only that vector. (A prototype
-measured why: a linear head regressed onto bound vectors learns nothing usable in 20 CPU minutes,
-the factorised one reaches 99.6% in 15.) These modules know nothing of codebooks.
+the output is still one bound vector; the decomposer head reads only that vector. The binding is
+built into the head: a linear head has to learn the elementwise product of K codewords as one
+regression target, which changes completely when any one factor changes, while each factorised
+projection only has to learn its own factor. (Measurements: ``docs/BENCHMARKS.md``.) These modules
+know nothing of codebooks.
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .checks import check_choice, check_int
+
 BACKBONES = ("small_cnn", "resnet18")
 HEADS = ("factorised", "linear")
-
-
 NORMS = ("group", "batch")
 
 
@@ -56,16 +58,14 @@ class SmallCNN(nn.Module):
     """``blocks`` stride-2 3x3 conv + norm + ReLU blocks, flattened (position stays in the
     features), then a linear layer to ``features``. About 1.3 M parameters at the defaults.
 
-    ``norm="group"`` (GroupNorm, 8 groups; the default) or ``"batch"``. Measured: with BatchNorm the
-    running statistics lag the fast-moving weights so far that eval-mode outputs lose the target
-    (val cosine 0.006 while train-mode cosine on the same images is 0.40; recomputing the
-    statistics restores 0.95); GroupNorm has no train/eval difference and costs no more on CPU."""
+    ``norm="group"`` (GroupNorm, 8 groups; the default) or ``"batch"``. GroupNorm has no train/eval
+    difference; with BatchNorm the running statistics can lag the fast-moving weights, and the K-fold
+    product of the head amplifies the mismatch in eval mode (measured in ``docs/BENCHMARKS.md``)."""
 
     def __init__(self, image_size: int = 64, width: int = 32, blocks: int = 5, features: int = 256,
                  in_channels: int = 3, norm: str = "group") -> None:
         super().__init__()
-        if norm not in NORMS:
-            raise ValueError(f"norm: expected one of {list(NORMS)}, got {norm!r}")
+        check_choice("norm", norm, NORMS)
         layers, c = [], in_channels
         for b in range(blocks):
             out = min(width * 2 ** b, width * 8)
@@ -141,13 +141,10 @@ class Encoder(nn.Module):
                  image_size: int = 64, width: int = 32, features: int = 256, norm: str = "group",
                  silhouette: bool = False) -> None:
         super().__init__()
-        if backbone not in BACKBONES:
-            raise ValueError(f"backbone: expected one of {list(BACKBONES)}, got {backbone!r}")
-        if head not in HEADS:
-            raise ValueError(f"head: expected one of {list(HEADS)}, got {head!r}")
-        for name, v in (("dim", dim), ("num_factors", num_factors), ("width", width), ("features", features)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {v!r}")
+        check_choice("backbone", backbone, BACKBONES)
+        check_choice("head", head, HEADS)
+        dim, num_factors = check_int("dim", dim, 1), check_int("num_factors", num_factors, 1)
+        width, features = check_int("width", width, 1), check_int("features", features, 1)
         self.silhouette = bool(silhouette)
         c = 5 if self.silhouette else 3
         self.backbone = (SmallCNN(image_size=image_size, width=width, features=features, norm=norm, in_channels=c)

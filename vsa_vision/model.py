@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .checks import check_choice
 from .decompose import Decomposition, build_method, parse_method
 from .decompose.registry import available_decomposers
 from .encoder import Encoder
@@ -114,10 +115,8 @@ class VSAModel(pl.LightningModule):
                  heldout_method: str = "brute_force", silhouette: bool = False) -> None:
         super().__init__()
         self.schema = load_schema(schema)
-        if loss not in LOSSES:
-            raise ValueError(f"loss: expected one of {list(LOSSES)}, got {loss!r}")
-        if schedule not in SCHEDULES:
-            raise ValueError(f"schedule: expected one of {list(SCHEDULES)}, got {schedule!r}")
+        check_choice("loss", loss, LOSSES)
+        check_choice("schedule", schedule, SCHEDULES)
         for spec in [method, heldout_method, *test_methods]:
             name, _ = parse_method(spec)
             if name not in available_decomposers():
