@@ -29,11 +29,9 @@ class CheckpointError(ValueError):
 
 
 def default_checkpoint() -> str:
-    """Path of the shipped checkpoint (inside the package's source tree)."""
-    for path in (SHIPPED, os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints",
-                                       "default.safetensors")):
-        if os.path.isfile(path):
-            return path
+    """Path of the shipped checkpoint (``checkpoints/`` beside the package, in the source tree)."""
+    if os.path.isfile(SHIPPED):
+        return SHIPPED
     raise CheckpointError(f"the shipped checkpoint is missing (looked for {SHIPPED}); pass a checkpoint path")
 
 
@@ -50,27 +48,34 @@ def export_model(model, path: str | os.PathLike) -> str:
 
 
 def _read(path: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """(hyperparameters, state dict) of a checkpoint file, by its extension."""
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint {path}: no such file")
-    if path.endswith(".safetensors"):
-        from safetensors import safe_open
+    return _read_safetensors(path) if path.endswith(".safetensors") else _read_lightning(path)
 
-        try:
-            with safe_open(path, framework="pt") as f:
-                meta = f.metadata() or {}
-                state = {k: f.get_tensor(k) for k in f.keys()}
-        except Exception as e:  # safetensors raises its own error types for bad headers / short files
-            raise CheckpointError(f"checkpoint {path}: not a readable safetensors file ({e})") from None
-        if meta.get("format") != FORMAT:
-            raise CheckpointError(f"checkpoint {path}: not a vsa_vision model (format {meta.get('format')!r})")
-        if int(meta.get("version", -1)) > FORMAT_VERSION:
-            raise CheckpointError(f"checkpoint {path}: format version {meta.get('version')} is newer than this "
-                                  f"vsa_vision reads ({FORMAT_VERSION})")
-        try:
-            hparams = json.loads(meta["hparams"])
-        except (KeyError, json.JSONDecodeError):
-            raise CheckpointError(f"checkpoint {path}: its hyperparameters are missing or unreadable") from None
-        return hparams, state
+
+def _read_safetensors(path: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(path, framework="pt") as f:
+            meta = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # safetensors raises its own error types for bad headers / short files
+        raise CheckpointError(f"checkpoint {path}: not a readable safetensors file ({e})") from None
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"checkpoint {path}: not a vsa_vision model (format {meta.get('format')!r})")
+    if int(meta.get("version", -1)) > FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint {path}: format version {meta.get('version')} is newer than this "
+                              f"vsa_vision reads ({FORMAT_VERSION})")
+    try:
+        hparams = json.loads(meta["hparams"])
+    except (KeyError, json.JSONDecodeError):
+        raise CheckpointError(f"checkpoint {path}: its hyperparameters are missing or unreadable") from None
+    return hparams, state
+
+
+def _read_lightning(path: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, pickle with foreign objects, not a torch file at all
