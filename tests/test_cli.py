@@ -209,3 +209,27 @@ def test_tune_portfolio_choices_are_the_portfolios():
     from vsa_vision.cli import PORTFOLIO_NAMES
 
     assert sorted(PORTFOLIO_NAMES) == sorted(PORTFOLIOS)
+
+
+def test_the_shared_device_check_refuses_cuda_where_there_is_none(capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    for bench in (["speed", "--quick"], ["cost", "--methods", "resonator"]):
+        assert main(["bench", *bench, "--device", "cuda", "--threads", "1"]) == 2
+        assert "--device cuda: CUDA is not available on this machine" in capsys.readouterr().err
+
+
+def test_every_bench_module_registers_a_subcommand_and_python_m_runs_the_cli():
+    import subprocess
+    import sys
+
+    from vsa_vision.cli import build_parser
+    from vsa_vision.cli.bench import BENCHES
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    bench = next(a for a in sub.choices["bench"]._actions if a.dest == "bench")
+    assert list(bench.choices) == [b.replace("_", "-") for b in BENCHES]
+    out = subprocess.run([sys.executable, "-m", "vsa_vision.cli", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("vsa_vision ")
