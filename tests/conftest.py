@@ -1,11 +1,31 @@
+import pickle
+
 import pytest
 import torch
-
 
 @pytest.fixture(autouse=True)
 def _threads():
     torch.set_num_threads(2)
     yield
+
+
+@pytest.fixture(scope="session")
+def shipped():
+    """The shipped pipeline (``Pipeline.from_checkpoint()``), loaded once for the session.
+
+    It is loaded with ``torch.load`` and ``pickle`` disabled, so every test that uses it also shows
+    the shipped checkpoint loads without unpickling anything. Tests must not change it (``method``,
+    ``to(device)``)."""
+    from vsa_vision import Pipeline
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the shipped checkpoint must load without pickle")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch, "load", refuse)
+        mp.setattr(pickle, "load", refuse)
+        mp.setattr(pickle, "loads", refuse)
+        return Pipeline.from_checkpoint()
 
 
 def problems(n, k=3, dim=1000, count=100, seed=0, **kw):

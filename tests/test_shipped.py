@@ -1,11 +1,15 @@
-"""The shipped checkpoint: small, loadable without pickle, and it recognises and edits scenes."""
+"""The shipped checkpoint: small, loadable without pickle, and it recognises and edits scenes.
 
+Every test takes the ``shipped`` fixture (tests/conftest.py): the pipeline is loaded once, with
+``torch.load`` and ``pickle`` disabled."""
+
+import json
 import os
+import struct
 
 import numpy as np
 import torch
 
-from vsa_vision import Pipeline
 from vsa_vision.checkpoint import default_checkpoint
 from vsa_vision.scenes import default_schema, render_scene, sample_indices
 
@@ -15,47 +19,57 @@ def _scenes(n, seed, split):
     return schema.decode(sample_indices(schema, n, seed=seed, split=split))
 
 
-def test_shipped_checkpoint_is_small_and_loads():
+def test_shipped_checkpoint_is_small_and_loads(shipped):
     path = default_checkpoint()
     assert path.endswith("checkpoints/default.safetensors")
     assert os.path.getsize(path) < 20 * 2 ** 20
-    pipe = Pipeline.from_checkpoint()
-    assert pipe.schema.to_dict() == default_schema().to_dict()
-    assert pipe.method == "diffusion"
+    with open(path, "rb") as f:  # safetensors: an 8-byte length, a JSON header, raw tensors (no pickle)
+        header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+    assert "hparams" in header["__metadata__"]
+    assert [k for k in header if k.startswith("codebook_")] == [f"codebook_{i}" for i in range(6)]
+    # the fixture loaded it with torch.load and pickle disabled
+    assert shipped.schema.to_dict() == default_schema().to_dict()
+    assert shipped.method == "diffusion"
+    assert shipped.codebooks.names == shipped.schema.names
+    assert shipped.codebooks.sizes == tuple(len(a) for a in shipped.schema.attributes)
 
 
-def test_recognise_then_rerender_reproduces_the_input():
-    pipe = Pipeline.from_checkpoint()
+def test_recognise_then_rerender_reproduces_the_input(shipped):
     scenes = _scenes(24, seed=123, split="test")
-    images = [render_scene(pipe.schema, s) for s in scenes]
-    recs = pipe.recognize(images)
-    right = [i for i, (r, s) in enumerate(zip(recs, scenes)) if r.labels == s]
+    images = [render_scene(shipped.schema, s) for s in scenes]
+    recs = shipped.recognize(images)
+    assert len(recs) == 24
+    right = [i for i, (r, s) in enumerate(zip(recs, scenes, strict=True)) if r.labels == s]
     assert len(right) >= 23, f"only {len(right)}/24 test scenes recognised"
     for i in right:
-        assert np.array_equal(np.asarray(pipe.render(recs[i].labels)), np.asarray(images[i]))
+        assert np.array_equal(np.asarray(shipped.render(recs[i].labels)), np.asarray(images[i]))
+        assert set(recs[i].confidence) == set(shipped.schema.names)
         assert min(recs[i].confidence.values()) > 0.5
 
 
-def test_edits_decode_to_the_intended_scene():
-    pipe = Pipeline.from_checkpoint()
+def test_edits_decode_to_the_intended_scene(shipped):
     scenes = _scenes(12, seed=7, split="test")
     rng = np.random.default_rng(0)
     ok = 0
     for s in scenes:
-        attr = pipe.schema.attributes[int(rng.integers(6))]
+        attr = shipped.schema.attributes[int(rng.integers(6))]
         new = attr.values[(attr.values.index(s[attr.name]) + 1) % len(attr)]
-        out = pipe.edit(render_scene(pipe.schema, s), **{attr.name: new})
-        ok += out.labels == {**s, attr.name: new}
+        out = shipped.edit(render_scene(shipped.schema, s), **{attr.name: new})
+        assert out.changes == {attr.name: new}
         if out.labels == {**s, attr.name: new}:
-            assert np.array_equal(np.asarray(out.image), np.asarray(render_scene(pipe.schema, out.labels)))
-    assert ok >= 11
+            ok += 1
+            assert out.before.labels == s  # the unedited scene was read correctly first
+            assert np.array_equal(np.asarray(out.image), np.asarray(render_scene(shipped.schema, out.labels)))
+    assert ok >= 11, f"only {ok}/12 edits decode to the intended scene"
 
 
-def test_swap_then_swap_back_restores_the_encoder_vector():
-    pipe = Pipeline.from_checkpoint()
+def test_swap_then_swap_back_restores_the_encoder_vector(shipped):
     s = _scenes(1, seed=3, split="test")[0]
-    q = pipe.encode([render_scene(pipe.schema, s)])[0]
-    there = pipe.swap(q, "colour", "red", old_value=s["colour"])
-    back = pipe.swap(there, "colour", s["colour"], old_value="red")
+    q = shipped.encode([render_scene(shipped.schema, s)])[0]
+    there = shipped.swap(q, "colour", "red", old_value=s["colour"])
+    if s["colour"] != "red":
+        assert not torch.equal(there, q)
+        assert shipped.decode(there[None]).labels[0] == {**s, "colour": "red"}
+    back = shipped.swap(there, "colour", s["colour"], old_value="red")
     assert torch.equal(back, q)
-    assert torch.equal(pipe.swap(q, "shape", s["shape"], old_value=s["shape"]), q)
+    assert torch.equal(shipped.swap(q, "shape", s["shape"], old_value=s["shape"]), q)
