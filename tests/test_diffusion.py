@@ -1,3 +1,4 @@
+import json
 import math
 
 import pytest
@@ -111,7 +112,7 @@ def test_attention_resonator_is_a_diffusion_step(sign_symmetric, prior):
     att = get_decomposer("attention_resonator", iterations=1, similarity="dot", beta=beta,
                          sign_symmetric=sign_symmetric, update="sync", stop_similarity=None, keep_best=False)
     states = []
-    att.decompose(p.s, cb, callback=lambda info: states.append(info.state["x"]))
+    att.decompose(p.s, cb, callback=lambda info: states.append(info.state.x))
     x0 = [X.mean(0).expand(20, -1) for X in cb.tensors]  # the resonator's initial superposition
     for k, X in enumerate(cb.tensors):
         u = p.s * math.prod(x0[j] for j in range(3) if j != k)
@@ -261,10 +262,19 @@ def test_auto_settings_use_the_anchors_of_the_nearest_number_of_factors():
     assert auto_settings([1] * 6, 1, ANCHORS)["steps"] == 4
 
 
-def test_decomposer_adapts_to_the_problem_shape_and_explicit_options_win(monkeypatch):
-    import vsa_vision.decompose.diffusion as dmod
+def _use_anchors(monkeypatch, tmp_path, anchors):
+    """Point the decomposer at an anchors file holding ``anchors`` (as a user's tune would)."""
+    from vsa_vision.decompose.diffusion.defaults import ANCHORS_ENV
 
-    monkeypatch.setattr(dmod, "_anchors", lambda: ANCHORS)
+    path = tmp_path / "anchors.json"
+    path.write_text(json.dumps({"method": "diffusion", "anchors": [
+        {"name": f"a{i}", **a} for i, a in enumerate(anchors)]}))
+    monkeypatch.setenv(ANCHORS_ENV, str(path))
+    return path
+
+
+def test_decomposer_adapts_to_the_problem_shape_and_explicit_options_win(monkeypatch, tmp_path):
+    _use_anchors(monkeypatch, tmp_path, ANCHORS)
     light = Codebooks.random({"a": 2, "b": 3}, 100, seed=0)  # load ln 6 - 2 ln 100 < 0
     heavy = Codebooks.random({"a": 100, "b": 100}, 10, seed=0)  # load ln 1e4 - 2 ln 10 = ln 100
     d = get_decomposer("diffusion", iterations=20)

@@ -8,20 +8,22 @@ the maximum of noisy trials.
 
 ``tune(method, portfolio=PORTFOLIO)`` scores each setting by its mean accuracy over several problem
 shapes at once (each with its own codebooks, budget and noise), so that one default serves them all
-instead of the single shape it was tuned on. :func:`write_defaults` stores the chosen options where the registry
-reads its defaults (``vsa_vision/defaults/<method>.json``).
+instead of the single shape it was tuned on. :func:`write_defaults` stores the chosen options in a file the
+user names: fixed options (read back with :func:`vsa_vision.decompose.registry.tuned_options`), or an anchor
+of the diffusion decomposer's adaptive defaults (:mod:`vsa_vision.decompose.diffusion.defaults`); the full
+report of the search goes beside it.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import random
 from collections.abc import Callable
 from typing import Any
 
-from ..decompose.registry import DEFAULTS_DIR
+from ..decompose.diffusion.defaults import Anchor, write_anchor
+from ..decompose.registry import capabilities, get_decomposer, method_spec
 from ..io import atomic_write
 from .accuracy import evaluate
 from .problems import make_problems
@@ -115,19 +117,13 @@ def _random_sampler(space: dict[str, tuple], seed: int) -> Callable[[], dict[str
     return draw
 
 
-def _spec(method: str, opts: dict[str, Any]) -> str:
-    return method + (":" + ",".join(f"{k}={v!r}" for k, v in opts.items()) if opts else "")
-
-
 def _start_params(method: str, space: dict[str, tuple], shapes: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The current defaults as a point of the search space (the first trial), so that the search
     never ends below them on its own problems; None when they are not all in the space."""
-    from ..decompose.registry import get_decomposer
-
     d = get_decomposer(method)
     sh = shapes[0]
     opts = d.options()
-    if hasattr(d, "settings"):  # adaptive options: their values on the first shape
+    if capabilities(method).adaptive:  # adaptive options: their values on the first shape
         cb = _shape_problems(sh, 1, 0).codebooks
         opts.update(d.settings(cb))
     return _as_params(opts, space)
@@ -196,7 +192,7 @@ def tune(method: str, n: int = 80, k: int = 3, dim: int = 1000, iterations: int 
         opts = _to_options(method, params)
         accs, val = [], 0.0
         for i, (sh, p) in enumerate(zip(shapes, tune_p)):
-            r = evaluate(_spec(method, opts), p, sh["iterations"], seed + i)
+            r = evaluate(method_spec(method, **opts), p, sh["iterations"], seed + i)
             accs.append(r["acc_all"])
             # ties broken by fewer iterations (cheaper)
             val += (r["acc_all"] - 1e-4 * r["mean_iterations"] / sh["iterations"]) / len(shapes)
@@ -238,7 +234,7 @@ def tune(method: str, n: int = 80, k: int = 3, dim: int = 1000, iterations: int 
     per_shape = []
     for i, sh in enumerate(shapes):
         eval_p = _shape_problems(sh, eval_problems, eval_seed + i)
-        best_eval = evaluate(_spec(method, best), eval_p, sh["iterations"], eval_seed + i)
+        best_eval = evaluate(method_spec(method, **best), eval_p, sh["iterations"], eval_seed + i)
         default_eval = evaluate(method, eval_p, sh["iterations"], eval_seed + i)
         per_shape.append({"shape": sh, "eval_acc_all": best_eval["acc_all"],
                           "eval_ci": [best_eval["acc_all_lo"], best_eval["acc_all_hi"]],
@@ -267,28 +263,24 @@ def tune(method: str, n: int = 80, k: int = 3, dim: int = 1000, iterations: int 
     return report
 
 
-def write_defaults(report: dict[str, Any], path: str | None = None) -> str:
-    """Write the tuned options (and how they were found) atomically; returns the path.
+def report_path(path: str, report: dict[str, Any]) -> str:
+    """Where the full report of a search goes: beside the defaults file, named by its anchor."""
+    stem = path[:-5] if path.endswith(".json") else path
+    return f"{stem}-{report.get('anchor', 'options')}-report.json"
 
-    A report with an ``anchor`` (``tune --portfolio low|high``) is merged into the file's ``auto``
-    section under that name, keeping the rest of the file; any other report replaces the file's
-    fixed ``options`` and keeps its ``auto`` anchors."""
-    path = path or os.path.join(DEFAULTS_DIR, f"{report['method']}.json")
-    old: dict[str, Any] = {}
-    if os.path.isfile(path):
-        with open(path) as f:
-            old = json.load(f)
+
+def write_defaults(report: dict[str, Any], path: str) -> str:
+    """Write the tuned options to ``path`` atomically (and the full report beside it, see
+    :func:`report_path`); returns the path.
+
+    A report with an ``anchor`` (``tune --portfolio light|small|low|mid|high``) becomes that anchor of
+    the anchors file at ``path`` (the other anchors are kept; a new file starts from the anchors in
+    force); any other report writes ``{"method", "options"}``."""
     if "anchor" in report:
-        data = dict(old) or {"method": report["method"], "options": {}}
-        data.setdefault("auto", {})[report["anchor"]] = report
+        write_anchor(path, Anchor(report["anchor"], float(report["load"]), dict(report["options"]),
+                                  report.get("factors")))
     else:
-        data = dict(report)
-        if "auto" in old:
-            data["auto"] = old["auto"]
-
-    def write(f):
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.write("\n")
-
-    atomic_write(path, write)
+        data = {"method": report["method"], "options": report["options"]}
+        atomic_write(path, lambda f: f.write(json.dumps(data, indent=2, sort_keys=True) + "\n"))
+    atomic_write(report_path(path, report), lambda f: f.write(json.dumps(report, indent=2, sort_keys=True) + "\n"))
     return path

@@ -14,16 +14,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
 
-from ..vsa import Codebooks, check_problem
+from ..checks import check_float, check_int
+from ..vsa import Codebooks, LeaveOneOut, bind, check_problem
 from .noise import ProblemNoise
 
-__all__ = ["Capabilities", "Decomposition", "Decomposer", "IterativeDecomposer", "StepInfo", "finalize"]
+__all__ = ["Capabilities", "Decomposition", "Decomposer", "IterativeDecomposer", "State", "Step", "StepInfo",
+           "bound_similarity", "finalize"]
 
 
 @dataclass
@@ -121,10 +123,7 @@ class Decomposer(Protocol):
 
 def bound_similarity(s: Tensor, codebooks: Codebooks, indices: Tensor) -> Tensor:
     """``|cos(s, c_{1,i_1} * ... * c_{K,i_K})|`` per row: ``s [A, D]``, ``indices [A, K]`` -> ``[A]``."""
-    prod = None
-    for k, t in enumerate(codebooks.tensors):
-        c = t.index_select(0, indices[:, k])
-        prod = c if prod is None else prod * c
+    prod = bind(*(t.index_select(0, indices[:, k]) for k, t in enumerate(codebooks.tensors)))
     num = (s * prod).sum(-1).abs()
     den = s.norm(dim=-1) * prod.norm(dim=-1)
     return num / den.clamp_min(1e-12)
@@ -142,11 +141,7 @@ def finalize(
     """Build a :class:`Decomposition`, computing per-factor confidence and margin from the answer."""
     words = [t.index_select(0, indices[:, k]) for k, t in enumerate(codebooks.tensors)]
     conf, margin = [], []
-    for k, t in enumerate(codebooks.tensors):
-        u = s
-        for j, w in enumerate(words):
-            if j != k:
-                u = u * w
+    for k, (t, u) in enumerate(zip(codebooks.tensors, LeaveOneOut.all(words, start=s))):
         sims = (u @ t.T).abs() / (u.norm(dim=-1, keepdim=True).clamp_min(1e-12) * t.norm(dim=-1))
         chosen = sims.gather(1, indices[:, k : k + 1]).squeeze(1)
         if t.shape[0] > 1:
@@ -169,8 +164,35 @@ def finalize(
     )
 
 
-def sign_invariant_argmax(scores: Tensor, sign_invariant: bool = True) -> Tensor:
-    return (scores.abs() if sign_invariant else scores).argmax(dim=-1)
+def empty_result(s: Tensor, cb: Codebooks, method: str, trajectory: bool = False) -> Decomposition:
+    """The result of a batch of zero problems."""
+    dev, K = s.device, cb.num_factors
+    traj = torch.zeros(0, 0, K, dtype=torch.long, device=dev) if trajectory else None
+    none = torch.zeros(0, dtype=torch.long, device=dev)
+    return finalize(s, cb, torch.zeros(0, K, dtype=torch.long, device=dev), none, none.bool(), method, traj)
+
+
+@dataclass
+class State:
+    """The per-row state of an iterative method: every field is a tensor (or None) whose first
+    dimension is the active rows. Subclasses are dataclasses that name their fields."""
+
+    def select(self, keep: Tensor) -> State:
+        """The state of the rows where ``keep`` is True."""
+        return replace(self, **{f.name: None if getattr(self, f.name) is None else getattr(self, f.name)[keep]
+                                for f in fields(self)})
+
+
+@dataclass
+class Step:
+    """What one iteration returns: the new ``state``, the decoded ``indices`` ``[A, K]``, and the
+    rows that reached a fixed point (``fixed``, they count as converged) or a limit cycle
+    (``stalled``); None where the method has no such test."""
+
+    state: State
+    indices: Tensor
+    fixed: Tensor | None = None
+    stalled: Tensor | None = None
 
 
 @dataclass
@@ -178,7 +200,7 @@ class StepInfo:
     """What a callback receives after every iteration of an iterative decomposer.
 
     ``rows`` are the positions in the caller's batch of the problems still active; ``state`` is the
-    method's state for those rows (its keys are documented by each method); ``indices`` the decoded
+    method's :class:`State` for those rows (its fields are documented by each method); ``indices`` the decoded
     indices ``[A, K]``; ``similarity`` their bound similarity to ``s`` (None when not computed);
     ``best_indices`` / ``best_similarity`` the best answer kept so far for the whole batch.
 
@@ -188,7 +210,7 @@ class StepInfo:
 
     iteration: int
     rows: Tensor
-    state: dict[str, Any]
+    state: State
     indices: Tensor
     similarity: Tensor | None
     best_indices: Tensor
@@ -204,33 +226,6 @@ class StepInfo:
 # ----------------------------------------------------------------------------------------------
 # the iterative driver
 # ----------------------------------------------------------------------------------------------
-
-
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name}: expected an int, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
-    return value
-
-
-def _check_float(name: str, value: Any, lo: float | None = None, hi: float | None = None,
-                 allow_none: bool = False) -> float | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name}: expected a number, got {type(value).__name__} {value!r}")
-    value = float(value)
-    if not math.isfinite(value) or (lo is not None and value < lo) or (hi is not None and value > hi):
-        rng = f"[{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]"
-        raise ValueError(f"{name}: expected a finite number in {rng}, got {value}")
-    return value
-
-
-def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise ValueError(f"{name}: expected one of {list(choices)}, got {value!r}")
-    return value
 
 
 class IterativeDecomposer:
@@ -271,16 +266,16 @@ class IterativeDecomposer:
         sign_invariant: bool = True,
         record_trajectory: bool = False,
     ) -> None:
-        self.iterations = _check_int("iterations", iterations, 1)
-        self.seed = _check_int("seed", seed, 0)
+        self.iterations = check_int("iterations", iterations, 1)
+        self.seed = check_int("seed", seed, 0)
         self.keep_best = bool(keep_best)
-        self.stop_similarity = _check_float("stop_similarity", stop_similarity, 0.0, 1.0, allow_none=True)
+        self.stop_similarity = check_float("stop_similarity", stop_similarity, 0.0, 1.0, allow_none=True)
         self.sign_invariant = bool(sign_invariant)
         self.record_trajectory = bool(record_trajectory)
         self.chains = 1
 
     def _set_chains(self, chains: int) -> None:
-        self.chains = _check_int("chains", chains, 1)
+        self.chains = check_int("chains", chains, 1)
         if self.chains > 1 and not self.capabilities.stochastic:
             raise ValueError(f"chains: {type(self).__name__} is deterministic, so every chain would repeat "
                              f"the first; expected 1, got {chains}")
@@ -302,18 +297,15 @@ class IterativeDecomposer:
 
     # -- to be implemented -------------------------------------------------------------------
 
-    def _setup(self, s: Tensor, cb: Codebooks) -> dict[str, Any]:
-        """Per-call constants (built once, shared by all rows)."""
-        return {}
+    def _setup(self, s: Tensor, cb: Codebooks) -> Any:
+        """Per-call constants (built once, shared by all rows): the method's own context object."""
+        return None
 
-    def _init(self, s: Tensor, cb: Codebooks, ctx: dict[str, Any], rows: Tensor) -> dict[str, Tensor]:
+    def _init(self, s: Tensor, cb: Codebooks, ctx: Any, rows: Tensor) -> State:
         raise NotImplementedError
 
-    def _step(
-        self, state: dict[str, Tensor], s: Tensor, cb: Codebooks, ctx: dict[str, Any], it: int, rows: Tensor
-    ) -> tuple[dict[str, Tensor], Tensor, Tensor | None, Tensor | None]:
-        """One iteration for the active rows. Returns (new state, decoded indices [A, K],
-        fixed-point mask [A] or None, limit-cycle mask [A] or None)."""
+    def _step(self, state: State, s: Tensor, cb: Codebooks, ctx: Any, it: int, rows: Tensor) -> Step:
+        """One iteration for the active rows."""
         raise NotImplementedError
 
     # -- the loop ----------------------------------------------------------------------------
@@ -323,77 +315,106 @@ class IterativeDecomposer:
         self, s: Tensor, codebooks: Codebooks, callback: Callable[[StepInfo], None] | None = None
     ) -> Decomposition:
         s, cb, _ = check_problem(s, codebooks)
-        B, K, C = s.shape[0], cb.num_factors, self.chains
-        dev = s.device
-        if B == 0:
-            empty = torch.zeros(0, K, dtype=torch.long, device=dev)
-            traj0 = torch.zeros(0, 0, K, dtype=torch.long, device=dev) if self.record_trajectory else None
-            return finalize(s, cb, empty, torch.zeros(0, dtype=torch.long, device=dev),
-                            torch.zeros(0, dtype=torch.bool, device=dev), self.name, traj0)
+        if s.shape[0] == 0:
+            return empty_result(s, cb, self.name, self.record_trajectory)
+        C = self.chains
         s_run = s.repeat_interleave(C, 0) if C > 1 else s  # row b * C + c: chain c of problem b
-        N = s_run.shape[0]
-        best_idx = torch.zeros(N, K, dtype=torch.long, device=dev)
-        best_sim = torch.full((N,), -1.0, dtype=s.dtype, device=dev)
-        iters = torch.zeros(N, dtype=torch.long, device=dev)
-        converged = torch.zeros(N, dtype=torch.bool, device=dev)
-        traj = [] if self.record_trajectory else None
-        cur_idx = torch.zeros(N, K, dtype=torch.long, device=dev)
-        cur_sim = torch.full((N,), -1.0, dtype=s.dtype, device=dev)
+        track = _Tracker(s.shape[0], C, cb.num_factors, s.dtype, s.device, self.keep_best, self.record_trajectory,
+                         None if self.stop_similarity is None else self.stop_similarity - 1e-5)
         ctx = self._setup(s_run, cb)
-        rows = torch.arange(N, device=dev)
+        rows = torch.arange(s_run.shape[0], device=s.device)
         s_act = s_run
         state = self._init(s_act, cb, ctx, rows)
         need_sim = self.keep_best or self.stop_similarity is not None or callback is not None or C > 1
-        thr = None if self.stop_similarity is None else self.stop_similarity - 1e-5
         for it in range(self.iterations):
-            state, idx, fixed, stalled = self._step(state, s_act, cb, ctx, it, rows)
-            iters[rows] = it + 1
-            sim = bound_similarity(s_act, cb, idx) if need_sim else None
-            if self.keep_best:
-                better = sim > best_sim[rows]
-                best_sim[rows] = torch.where(better, sim, best_sim[rows])
-                best_idx[rows] = torch.where(better[:, None], idx, best_idx[rows])
-            else:
-                best_idx[rows] = idx
-                if sim is not None:
-                    best_sim[rows] = sim
-            if traj is not None:
-                cur_idx[rows] = idx
-                if C > 1:
-                    cur_sim[rows] = sim
-                    traj.append(_best_chain(cur_idx, cur_sim, B, C)[0])
-                else:
-                    traj.append(cur_idx.clone())
+            step = self._step(state, s_act, cb, ctx, it, rows)
+            state = step.state
+            sim = bound_similarity(s_act, cb, step.indices) if need_sim else None
+            track.record(rows, it, step.indices, sim)
             if callback is not None:
-                callback(StepInfo(it, rows, state, idx, sim, best_idx, best_sim, C))
-            stop = torch.zeros(rows.shape[0], dtype=torch.bool, device=dev)
-            if thr is not None:
-                solved = best_sim[rows] >= thr
-                converged[rows] |= solved
-                if C > 1:  # one chain explains s: its problem's other chains stop too
-                    done = torch.zeros(B, dtype=torch.bool, device=dev)
-                    done[rows[solved] // C] = True
-                    solved = done[rows // C]
-                stop |= solved
-            if fixed is not None:
-                converged[rows] |= fixed
-                stop |= fixed
-            if stalled is not None:
-                stop |= stalled
+                callback(StepInfo(it, rows, state, step.indices, sim, track.best_idx, track.best_sim, C))
+            stop = track.stops(rows, step.fixed, step.stalled)
             if bool(stop.any()):
                 keep = ~stop
                 rows = rows[keep]
                 if rows.numel() == 0:
                     break
                 s_act = s_act[keep]
-                # the state holds per-row tensors only (per-call constants live in ctx)
-                state = {k: v[keep] for k, v in state.items()}
-        trajectory = torch.stack(traj) if traj else None
-        if C > 1:
-            best_idx, pick = _best_chain(best_idx, best_sim, B, C)
-            converged = converged.view(B, C).gather(1, pick[:, None]).squeeze(1)
-            iters = iters.view(B, C).amax(1)
-        return finalize(s, cb, best_idx, iters, converged, self.name, trajectory)
+                state = state.select(keep)
+        return finalize(s, cb, *track.answer(), self.name, track.trajectory())
+
+
+@dataclass
+class _Tracker:
+    """The driver's per-row bookkeeping over the chain batch of ``B * C`` rows: the best answer kept,
+    iterations used, convergence, the trajectory, and which rows stop."""
+
+    B: int
+    C: int
+    K: int
+    dtype: torch.dtype
+    device: torch.device
+    keep_best: bool
+    keep_trajectory: bool
+    threshold: float | None
+
+    def __post_init__(self) -> None:
+        N, dev = self.B * self.C, self.device
+        self.best_idx = torch.zeros(N, self.K, dtype=torch.long, device=dev)
+        self.best_sim = torch.full((N,), -1.0, dtype=self.dtype, device=dev)
+        self.iters = torch.zeros(N, dtype=torch.long, device=dev)
+        self.converged = torch.zeros(N, dtype=torch.bool, device=dev)
+        self.traj: list[Tensor] | None = [] if self.keep_trajectory else None
+        self.cur_idx = torch.zeros(N, self.K, dtype=torch.long, device=dev)
+        self.cur_sim = torch.full((N,), -1.0, dtype=self.dtype, device=dev)
+
+    def record(self, rows: Tensor, it: int, idx: Tensor, sim: Tensor | None) -> None:
+        """Iteration ``it`` decoded ``idx`` (bound similarity ``sim``) for the active ``rows``."""
+        self.iters[rows] = it + 1
+        if self.keep_best:
+            better = sim > self.best_sim[rows]
+            self.best_sim[rows] = torch.where(better, sim, self.best_sim[rows])
+            self.best_idx[rows] = torch.where(better[:, None], idx, self.best_idx[rows])
+        else:
+            self.best_idx[rows] = idx
+            if sim is not None:
+                self.best_sim[rows] = sim
+        if self.traj is not None:
+            self.cur_idx[rows] = idx
+            if self.C > 1:
+                self.cur_sim[rows] = sim
+                self.traj.append(_best_chain(self.cur_idx, self.cur_sim, self.B, self.C)[0])
+            else:
+                self.traj.append(self.cur_idx.clone())
+
+    def stops(self, rows: Tensor, fixed: Tensor | None, stalled: Tensor | None) -> Tensor:
+        """Which active rows stop now (and mark the converged ones)."""
+        stop = torch.zeros(rows.shape[0], dtype=torch.bool, device=rows.device)
+        if self.threshold is not None:
+            solved = self.best_sim[rows] >= self.threshold
+            self.converged[rows] |= solved
+            if self.C > 1:  # one chain explains s: its problem's other chains stop too
+                done = torch.zeros(self.B, dtype=torch.bool, device=rows.device)
+                done[rows[solved] // self.C] = True
+                solved = done[rows // self.C]
+            stop |= solved
+        if fixed is not None:
+            self.converged[rows] |= fixed
+            stop |= fixed
+        if stalled is not None:
+            stop |= stalled
+        return stop
+
+    def answer(self) -> tuple[Tensor, Tensor, Tensor]:
+        """Per problem: (indices [B, K], iterations [B], converged [B]), the best chain's."""
+        if self.C == 1:
+            return self.best_idx, self.iters, self.converged
+        best_idx, pick = _best_chain(self.best_idx, self.best_sim, self.B, self.C)
+        converged = self.converged.view(self.B, self.C).gather(1, pick[:, None]).squeeze(1)
+        return best_idx, self.iters.view(self.B, self.C).amax(1), converged
+
+    def trajectory(self) -> Tensor | None:
+        return torch.stack(self.traj) if self.traj else None
 
 
 def _best_chain(idx: Tensor, sim: Tensor, B: int, C: int) -> tuple[Tensor, Tensor]:

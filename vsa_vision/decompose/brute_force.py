@@ -13,8 +13,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..checks import check_int
 from ..vsa import Codebooks, check_problem
-from .base import Capabilities, Decomposition, _check_int, finalize
+from .base import Capabilities, Decomposition, empty_result, finalize
 
 
 class BruteForce:
@@ -30,9 +31,9 @@ class BruteForce:
 
     def __init__(self, iterations: int = 1, seed: int = 0, max_elements: int = 2**24,
                  sign_invariant: bool = True) -> None:
-        self.iterations = _check_int("iterations", iterations, 1)
-        self.seed = _check_int("seed", seed, 0)
-        self.max_elements = _check_int("max_elements", max_elements, 1024)
+        self.iterations = check_int("iterations", iterations, 1)
+        self.seed = check_int("seed", seed, 0)
+        self.max_elements = check_int("max_elements", max_elements, 1024)
         self.sign_invariant = bool(sign_invariant)
 
     def __repr__(self) -> str:
@@ -48,9 +49,7 @@ class BruteForce:
         B, K, D = s.shape[0], cb.num_factors, cb.dim
         dev = s.device
         if B == 0:
-            z = torch.zeros(0, K, dtype=torch.long, device=dev)
-            return finalize(s, cb, z, torch.zeros(0, dtype=torch.long, device=dev),
-                            torch.zeros(0, dtype=torch.bool, device=dev), self.name)
+            return empty_result(s, cb, self.name)
         sizes = cb.sizes
         last = max(range(K), key=lambda k: sizes[k])  # the largest factor goes inside the product
         outer = [k for k in range(K) if k != last]

@@ -15,8 +15,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..checks import check_int
 from ..vsa import Codebooks, check_problem
-from .base import Capabilities, Decomposition, _check_int, finalize
+from .base import Capabilities, Decomposition, finalize
 
 
 def _torchhd():
@@ -45,8 +46,8 @@ class TorchhdResonator:
     capabilities = Capabilities(early_stop=False, equal_sizes=True, peer=True)
 
     def __init__(self, iterations: int = 100, seed: int = 0) -> None:
-        self.iterations = _check_int("iterations", iterations, 1)
-        self.seed = _check_int("seed", seed, 0)
+        self.iterations = check_int("iterations", iterations, 1)
+        self.seed = check_int("seed", seed, 0)
 
     def __repr__(self) -> str:
         return f"TorchhdResonator(iterations={self.iterations})"

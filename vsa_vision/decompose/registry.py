@@ -18,42 +18,18 @@ from .base import Capabilities, Decomposer
 
 _REGISTRY: dict[str, Callable[..., Decomposer]] = {}
 
-#: tuned defaults, one JSON file per method, written by ``vsa-vision tune``
-DEFAULTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "defaults")
 
-
-def tuned_defaults(name: str) -> dict[str, Any]:
-    """Options chosen by ``vsa-vision tune`` for ``name`` (empty when it was never tuned)."""
-    path = os.path.join(DEFAULTS_DIR, f"{name}.json")
-    if not os.path.isfile(path):
-        return {}
+def tuned_options(path: str | os.PathLike) -> dict[str, Any]:
+    """The fixed options in a file written by ``vsa-vision tune <method> --out PATH``, to pass on:
+    ``get_decomposer("stochastic_resonator", **tuned_options("tuned/stochastic_resonator.json"))``.
+    Nothing is applied unless asked: the package's defaults are the constructors'."""
+    path = os.fspath(path)
     with open(path) as f:
         report = json.load(f)
-    opts = report.get("options", {})
+    opts = report.get("options") if isinstance(report, dict) else None
     if not isinstance(opts, dict):
-        raise ValueError(f"{path}: 'options' must be a mapping, got {type(opts).__name__}")
+        raise ValueError(f"{path}: expected an object with a mapping 'options'")
     return opts
-
-
-def tuned_anchors(name: str) -> list[dict[str, Any]]:
-    """Anchor settings for options chosen per problem shape (``"auto"`` in the defaults file,
-    written by ``vsa-vision tune <name> --portfolio <anchor>``): ``[{"load": l, "factors": K or None,
-    "options": {...}}]``."""
-    path = os.path.join(DEFAULTS_DIR, f"{name}.json")
-    if not os.path.isfile(path):
-        return []
-    key = (path, os.stat(path).st_mtime_ns)  # read once per version of the file: decompose calls this
-    if key not in _ANCHOR_CACHE:
-        with open(path) as f:
-            anchors = json.load(f).get("auto", {})
-        if not isinstance(anchors, dict):
-            raise ValueError(f"{path}: 'auto' must map anchor names to settings, got {type(anchors).__name__}")
-        _ANCHOR_CACHE[key] = [{"load": float(a["load"]), "factors": a.get("factors"), "options": dict(a["options"])}
-                              for a in anchors.values()]
-    return [{**a, "options": dict(a["options"])} for a in _ANCHOR_CACHE[key]]
-
-
-_ANCHOR_CACHE: dict[tuple[str, int], list[dict[str, Any]]] = {}
 
 
 def register(name: str, factory: Callable[..., Decomposer] | None = None):
@@ -75,15 +51,18 @@ def available_decomposers() -> list[str]:
 
 
 def decomposer_options(name: str) -> dict[str, Any]:
-    """The options of decomposer ``name`` with their defaults (tuned ones included)."""
+    """The options of decomposer ``name`` with their defaults (a config record's fields where the
+    decomposer has one, else its constructor's keyword arguments)."""
     factory = _lookup(name)
+    config = getattr(factory, "config_class", None)
+    if config is not None:
+        return config.defaults()
     target = factory.__init__ if inspect.isclass(factory) else factory
     out = {}
     for p in inspect.signature(target).parameters.values():
         if p.name == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
         out[p.name] = p.default
-    out.update({k: v for k, v in tuned_defaults(name).items() if k in out})
     return out
 
 
@@ -98,8 +77,7 @@ def _lookup(name: str):
 def get_decomposer(name: str, **options: Any) -> Decomposer:
     """Build the decomposer registered as ``name`` with keyword ``options``.
 
-    Options not given take the tuned defaults of ``vsa_vision/defaults/<name>.json`` when that file
-    exists (written by ``vsa-vision tune``), else the constructor's defaults.
+    Options not given take the decomposer's own defaults (the same as building its class directly).
     Raises ``ValueError`` for an unknown name and ``TypeError`` for an unknown option, each naming
     what is valid. Every decomposer accepts ``iterations=`` and ``seed=``."""
     factory = _lookup(name)
@@ -109,8 +87,7 @@ def get_decomposer(name: str, **options: Any) -> Decomposer:
         raise TypeError(
             f"get_decomposer({name!r}): unknown option(s) {unknown}; valid options are {sorted(valid)}"
         )
-    tuned = {k: v for k, v in tuned_defaults(name).items() if k in valid}
-    return factory(**{**tuned, **options})
+    return factory(**options)
 
 
 def method_spec(name: str, **options: Any) -> str:

@@ -27,13 +27,15 @@ its similarity vector ``a_k`` by the largest absolute value (sign-invariant read
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from ..vsa import Codebooks, sign
-from .base import Capabilities, IterativeDecomposer, _check_choice, _check_float, _check_int
+from ..checks import check_choice, check_float, check_int
+from ..vsa import Codebooks, LeaveOneOut, sign
+from .base import Capabilities, IterativeDecomposer, State, Step
 
 __all__ = ["Resonator", "AttentionResonator", "StochasticResonator", "symmetric_softmax"]
 
@@ -51,6 +53,16 @@ def symmetric_softmax(logits: Tensor) -> Tensor:
     return (ep - en) / (ep + en).sum(dim=-1, keepdim=True)
 
 
+@dataclass
+class ResonatorState(State):
+    """``x`` ``[A, K, D]``: the estimates of every factor (bipolar for the classic and stochastic
+    resonators, real for the attention resonator); ``history`` ``[A, W]``: fingerprints of the last
+    ``W`` states (the classic resonator's limit-cycle test), else None."""
+
+    x: Tensor
+    history: Tensor | None = None
+
+
 class _ResonatorBase(IterativeDecomposer):
     """Shared loop of the three resonators; subclasses define the cleanup."""
 
@@ -61,7 +73,7 @@ class _ResonatorBase(IterativeDecomposer):
                  keep_best: bool = True, stop_similarity: float | None = 0.5,
                  sign_invariant: bool = True, record_trajectory: bool = False) -> None:
         super().__init__(iterations, seed, keep_best, stop_similarity, sign_invariant, record_trajectory)
-        self.update = _check_choice("update", update, ("sequential", "sync"))
+        self.update = check_choice("update", update, ("sequential", "sync"))
 
     # -- pieces for subclasses ---------------------------------------------------------------
 
@@ -72,51 +84,32 @@ class _ResonatorBase(IterativeDecomposer):
     def _similarities(self, u: Tensor, X: Tensor) -> Tensor:
         return (u @ X.T) / X.shape[1]
 
-    def _cleanup(self, a: Tensor, X: Tensor, k: int, it: int, rows: Tensor, ctx: dict[str, Any]) -> Tensor:
+    def _cleanup(self, a: Tensor, X: Tensor, k: int, it: int, rows: Tensor, ctx: Any) -> Tensor:
         raise NotImplementedError
 
-    def _status(self, old: Tensor, new: Tensor, state: dict[str, Tensor], ctx: dict[str, Any], it: int):
-        return None, None
+    def _status(self, old: Tensor, state: ResonatorState, ctx: Any, it: int) -> Step:
+        return Step(state, None)
 
     # -- the iteration -----------------------------------------------------------------------
 
-    def _init(self, s: Tensor, cb: Codebooks, ctx: dict[str, Any], rows: Tensor) -> dict[str, Tensor]:
+    def _init(self, s: Tensor, cb: Codebooks, ctx: Any, rows: Tensor) -> ResonatorState:
         x0 = torch.stack([self._initial(X) for X in cb.tensors])  # [K, D]
-        return {"x": x0.unsqueeze(0).expand(s.shape[0], -1, -1).contiguous()}
+        return ResonatorState(x0.unsqueeze(0).expand(s.shape[0], -1, -1).contiguous())
 
     def _step(self, state, s, cb, ctx, it, rows):
-        old = state["x"]
+        old = state.x
         xs = list(old.unbind(1))
-        K = len(xs)
-        scores = []
-        new = list(xs)
-        P = None
-        if self.binary:
-            P = xs[0]
-            for x in xs[1:]:
-                P = P * x
+        scores, new = [], []
+        loo = LeaveOneOut(xs, start=s)  # u_k = s * prod_{j != k} x_j, newest x_j first when sequential
         for k, X in enumerate(cb.tensors):
-            src = new if self.update == "sequential" else xs
-            if self.binary:
-                others = P * src[k]  # x_k * x_k = 1 for bipolar x_k
-            else:
-                others = None
-                for j in range(K):
-                    if j != k:
-                        others = src[j] if others is None else others * src[j]
-            u = s if others is None else s * others
-            a = self._similarities(u, X)
+            a = self._similarities(loo.others(k), X)
             xk = self._cleanup(a, X, k, it, rows, ctx)
             scores.append(a)
-            new[k] = xk
-            if self.binary and self.update == "sequential":
-                P = others * xk
-        x_new = torch.stack(new, 1)
-        idx = torch.stack([(a.abs() if self.sign_invariant else a).argmax(-1) for a in scores], -1)
-        new_state = dict(state)
-        new_state["x"] = x_new
-        fixed, stalled = self._status(old, x_new, new_state, ctx, it)
-        return new_state, idx, fixed, stalled
+            new.append(xk)
+            loo.advance(xk if self.update == "sequential" else xs[k])
+        step = self._status(old, ResonatorState(torch.stack(new, 1), state.history), ctx, it)
+        step.indices = torch.stack([(a.abs() if self.sign_invariant else a).argmax(-1) for a in scores], -1)
+        return step
 
 
 class Resonator(_ResonatorBase):
@@ -125,7 +118,7 @@ class Resonator(_ResonatorBase):
     Options beyond the common ones: ``update`` (``"sequential"`` or ``"sync"``), ``detect_cycles``
     (stop a problem whose state repeats one of the last ``cycle_window`` states; default True).
 
-    State keys (for callbacks): ``x`` ``[A, K, D]`` the bipolar estimates."""
+    State (for callbacks): :class:`ResonatorState`, bipolar ``x``."""
 
     name = "resonator"
     binary = True
@@ -137,20 +130,21 @@ class Resonator(_ResonatorBase):
         super().__init__(iterations, seed, update, keep_best, stop_similarity, sign_invariant,
                          record_trajectory)
         self.detect_cycles = bool(detect_cycles)
-        self.cycle_window = _check_int("cycle_window", cycle_window, 1)
+        self.cycle_window = check_int("cycle_window", cycle_window, 1)
 
     def _setup(self, s, cb):
+        """The weights of the state fingerprint (None without cycle detection)."""
         if not self.detect_cycles:
-            return {}
+            return None
         gen = torch.Generator().manual_seed(0)
         w = torch.randint(1, _MASK31, (cb.num_factors, cb.dim), generator=gen, dtype=torch.int64)
-        return {"fp_weights": w.to(s.device)}
+        return w.to(s.device)
 
     def _init(self, s, cb, ctx, rows):
         state = super()._init(s, cb, ctx, rows)
         if self.detect_cycles:
             W = min(self.cycle_window, self.iterations)
-            state["history"] = torch.full((s.shape[0], W), -1, dtype=torch.int64, device=s.device)
+            state.history = torch.full((s.shape[0], W), -1, dtype=torch.int64, device=s.device)
         return state
 
     def _cleanup(self, a, X, k, it, rows, ctx):
@@ -158,18 +152,17 @@ class Resonator(_ResonatorBase):
         # is applied to true zeros whatever the summation order (batched == one at a time)
         return sign(torch.round(a * X.shape[1]) @ X)
 
-    def _status(self, old, new, state, ctx, it):
-        fixed = (old == new).flatten(1).all(1)
+    def _status(self, old, state, ctx, it):
+        fixed = (old == state.x).flatten(1).all(1)
         if not self.detect_cycles:
-            return fixed, None
+            return Step(state, None, fixed)
         # exact integer fingerprint of the bipolar state, independent of reduction order
-        fp = ((new > 0).to(torch.int64) * ctx["fp_weights"]).sum((1, 2)) & ((1 << 62) - 1)
-        hist = state["history"]
-        stalled = (hist == fp[:, None]).any(1) & ~fixed
-        hist = hist.clone()
+        fp = ((state.x > 0).to(torch.int64) * ctx).sum((1, 2)) & ((1 << 62) - 1)
+        stalled = (state.history == fp[:, None]).any(1) & ~fixed
+        hist = state.history.clone()
         hist[:, it % hist.shape[1]] = fp
-        state["history"] = hist
-        return fixed, stalled
+        state.history = hist
+        return Step(state, None, fixed, stalled)
 
 
 class AttentionResonator(_ResonatorBase):
@@ -181,7 +174,7 @@ class AttentionResonator(_ResonatorBase):
     sigma^2``). ``beta_end`` anneals beta linearly from ``beta`` to ``beta_end`` over the budget.
     ``sign_symmetric=True`` uses the weights ``sinh / sum cosh`` of a prior with atoms at +-codewords.
 
-    State keys: ``x`` ``[A, K, D]`` the real-valued estimates."""
+    State: :class:`ResonatorState`, real-valued ``x``."""
 
     name = "attention_resonator"
     binary = False
@@ -193,11 +186,11 @@ class AttentionResonator(_ResonatorBase):
                  record_trajectory: bool = False) -> None:
         super().__init__(iterations, seed, update, keep_best, stop_similarity, sign_invariant,
                          record_trajectory)
-        self.beta = _check_float("beta", beta, 0.0)
-        self.beta_end = _check_float("beta_end", beta_end, 0.0, allow_none=True)
-        self.similarity = _check_choice("similarity", similarity, ("cosine", "dot"))
+        self.beta = check_float("beta", beta, 0.0)
+        self.beta_end = check_float("beta_end", beta_end, 0.0, allow_none=True)
+        self.similarity = check_choice("similarity", similarity, ("cosine", "dot"))
         self.sign_symmetric = bool(sign_symmetric)
-        self.tolerance = _check_float("tolerance", tolerance, 0.0)
+        self.tolerance = check_float("tolerance", tolerance, 0.0)
 
     def beta_at(self, it: int) -> float:
         if self.beta_end is None or self.iterations == 1:
@@ -218,8 +211,8 @@ class AttentionResonator(_ResonatorBase):
     def _cleanup(self, a, X, k, it, rows, ctx):
         return self.attention(a, self.beta_at(it)) @ X
 
-    def _status(self, old, new, state, ctx, it):
-        return (old - new).abs().flatten(1).amax(1) <= self.tolerance, None
+    def _status(self, old, state, ctx, it):
+        return Step(state, None, (old - state.x).abs().flatten(1).amax(1) <= self.tolerance)
 
 
 class StochasticResonator(_ResonatorBase):
@@ -231,7 +224,7 @@ class StochasticResonator(_ResonatorBase):
     similarity criterion (``stop_similarity``). Readout uses the noiseless similarities. ``chains``:
     independent chains per problem (see :class:`IterativeDecomposer`), 1 by default.
 
-    State keys: ``x`` ``[A, K, D]`` the bipolar estimates."""
+    State: :class:`ResonatorState`, bipolar ``x``."""
 
     name = "stochastic_resonator"
     binary = True
@@ -243,18 +236,19 @@ class StochasticResonator(_ResonatorBase):
         super().__init__(iterations, seed, update, keep_best, stop_similarity, sign_invariant,
                          record_trajectory)
         self._set_chains(chains)
-        self.noise = _check_float("noise", noise, 0.0)
-        self.threshold = _check_float("threshold", threshold, 0.0)
+        self.noise = check_float("noise", noise, 0.0)
+        self.threshold = check_float("threshold", threshold, 0.0)
         if self.noise == 0 and self.chains > 1:
             raise ValueError(f"chains: with noise=0 the stochastic resonator is deterministic, so every chain "
                              f"would repeat the first; expected 1, got {chains}")
 
     def _setup(self, s, cb):
-        return {"noise": self._noise(s)} if self.noise > 0 else {}
+        """The per-problem noise of the call (None without noise)."""
+        return self._noise(s) if self.noise > 0 else None
 
     def _cleanup(self, a, X, k, it, rows, ctx):
         if self.noise > 0:
-            a = a + self.noise * ctx["noise"].normal(rows, it, k, a.shape[1])
+            a = a + self.noise * ctx.normal(rows, it, k, a.shape[1])
         if self.threshold > 0:
             keep = a.abs() >= self.threshold
             none = ~keep.any(-1, keepdim=True)

@@ -1,15 +1,7 @@
-"""Vector-symbolic algebra of the MAP (multiply-add-permute) model with bipolar codebooks.
+"""Named codebooks of K factors (``Codebooks``) and the validation of decomposition inputs.
 
-Every function is batched over leading dimensions: vectors are ``[..., D]``.
-
-- binding is the elementwise (Hadamard) product, ``bind(a, b) = a * b``; a bipolar vector is its own
-  inverse, so ``unbind(bind(a, b), b) == a``;
-- bundling is the elementwise sum (optionally binarised with ``sign``, sgn(0) = +1);
-- similarity is the dot product or the cosine;
-- readout finds, for each factor, the codeword nearest to an estimate.
-
-A :class:`Codebooks` holds K named factors. Factor k has ``n_k`` value labels and a bipolar matrix of
-shape ``[n_k, D]``; the sizes ``n_k`` may differ, the dimension ``D`` is shared.
+Factor k has ``n_k`` value labels and a bipolar matrix of shape ``[n_k, D]``; the sizes ``n_k`` may
+differ, the dimension ``D`` is shared. Saved as safetensors (no pickle), atomically.
 """
 
 from __future__ import annotations
@@ -22,128 +14,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .io import atomic_path
+from ..io import atomic_path
+from .ops import bind, cosine_similarity, random_bipolar, readout
 
-__all__ = [
-    "Codebooks",
-    "bind",
-    "unbind",
-    "bundle",
-    "sign",
-    "dot_similarity",
-    "cosine_similarity",
-    "readout",
-    "random_bipolar",
-]
+__all__ = ["Codebooks", "check_problem"]
 
 _FORMAT = "vsa_vision.codebooks"
 _FORMAT_VERSION = 1
 
 
-# ----------------------------------------------------------------------------------------------
-# Plain functions over tensors
-# ----------------------------------------------------------------------------------------------
-
-
-def sign(x: Tensor) -> Tensor:
-    """Bipolar sign with sgn(0) = +1, same dtype as ``x``."""
-    one = torch.ones((), dtype=x.dtype, device=x.device)
-    return torch.where(x >= 0, one, -one)
-
-
-def bind(*xs: Tensor) -> Tensor:
-    """Bind vectors by elementwise product: ``x_1 * x_2 * ... * x_m`` (broadcasting leading dims)."""
-    if not xs:
-        raise ValueError("bind: expected at least one tensor, got none")
-    out = xs[0]
-    for x in xs[1:]:
-        if x.shape[-1] != out.shape[-1]:
-            raise ValueError(
-                f"bind: all vectors must share the last dimension D; got {out.shape[-1]} and {x.shape[-1]}"
-            )
-        out = out * x
-    return out
-
-
-def unbind(s: Tensor, *xs: Tensor) -> Tensor:
-    """Unbind ``xs`` from ``s``. For bipolar vectors the inverse is the vector itself, so this is
-    ``bind(s, *xs)``: ``unbind(bind(a, b), b) == a``."""
-    return bind(s, *xs)
-
-
-def bundle(xs: Tensor, dim: int = -2, binarize: bool = False) -> Tensor:
-    """Superpose vectors by summing along ``dim`` (default: the one before D).
-
-    With ``binarize=True`` the sum is mapped back to a bipolar vector by ``sign`` (sgn(0) = +1)."""
-    out = xs.sum(dim=dim)
-    return sign(out) if binarize else out
-
-
-def dot_similarity(x: Tensor, y: Tensor) -> Tensor:
-    """``<x, y>`` over the last dimension. With ``y`` of shape ``[n, D]`` and ``x`` of shape
-    ``[..., D]`` use :func:`similarity_matrix`; this function pairs vectors elementwise."""
-    return (x * y).sum(-1)
-
-
-def cosine_similarity(x: Tensor, y: Tensor, eps: float = 1e-12) -> Tensor:
-    """``<x, y> / (|x| |y|)`` over the last dimension, broadcasting leading dims."""
-    num = (x * y).sum(-1)
-    den = x.norm(dim=-1) * y.norm(dim=-1)
-    return num / den.clamp_min(eps)
-
-
-def similarity_matrix(x: Tensor, codebook: Tensor, kind: str = "dot") -> Tensor:
-    """Similarity of every vector in ``x`` ``[..., D]`` to every codeword ``[n, D]`` -> ``[..., n]``.
-
-    ``kind``: ``"dot"`` (raw inner product), ``"normalized"`` (dot / D, in [-1, 1] for bipolar
-    vectors) or ``"cosine"``."""
-    sims = x @ codebook.transpose(-1, -2)
-    if kind == "dot":
-        return sims
-    if kind == "normalized":
-        return sims / codebook.shape[-1]
-    if kind == "cosine":
-        xn = x.norm(dim=-1, keepdim=True)
-        cn = codebook.norm(dim=-1)
-        return sims / (xn * cn).clamp_min(1e-12)
-    raise ValueError(f"similarity_matrix: kind must be 'dot', 'normalized' or 'cosine', got {kind!r}")
-
-
-def readout(
-    estimates: Sequence[Tensor], codebooks: Codebooks, sign_invariant: bool = True
-) -> tuple[Tensor, Tensor]:
-    """Nearest codeword of each factor estimate.
-
-    ``estimates[k]`` is ``[..., D]``; returns ``indices [..., K]`` (long) and the cosine similarity
-    of each estimate to its chosen codeword ``[..., K]``. With ``sign_invariant=True`` (default) the
-    codeword of largest *absolute* similarity is chosen and its absolute cosine reported: bipolar
-    binding cannot tell ``(a, b)`` from ``(-a, -b)``, so a negated estimate is as good as the codeword.
-    """
-    if len(estimates) != codebooks.num_factors:
-        raise ValueError(
-            f"readout: expected {codebooks.num_factors} estimates (one per factor), got {len(estimates)}"
-        )
-    idx, sims = [], []
-    for x, cb in zip(estimates, codebooks.tensors):
-        sim = similarity_matrix(x.to(cb.dtype), cb, kind="cosine")
-        score = sim.abs() if sign_invariant else sim
-        best, i = score.max(dim=-1)
-        idx.append(i)
-        sims.append(best)
-    return torch.stack(idx, dim=-1), torch.stack(sims, dim=-1)
-
-
-def random_bipolar(
-    shape: Sequence[int], generator: torch.Generator, dtype: torch.dtype = torch.float32
-) -> Tensor:
-    """I.i.d. +-1 entries drawn on the CPU from ``generator`` (so a seed gives the same vectors
-    whatever device they are later moved to)."""
-    bits = torch.randint(0, 2, tuple(shape), generator=generator, dtype=torch.int8)
-    return (bits.to(dtype) * 2 - 1).contiguous()
-
-
-# ----------------------------------------------------------------------------------------------
-# Codebooks
 # ----------------------------------------------------------------------------------------------
 
 
@@ -151,6 +30,30 @@ def _check_name(name: Any, what: str) -> str:
     if not isinstance(name, str) or not name:
         raise ValueError(f"{what} must be a non-empty string, got {name!r}")
     return name
+
+
+def _check_tensor(name: str, t: Any, first: Any) -> None:
+    """One factor's codebook: a floating 2-D tensor ``[n_k, D]`` with the first factor's D and device."""
+    if not isinstance(t, Tensor):
+        raise TypeError(f"codebook {name!r}: expected a torch.Tensor, got {type(t).__name__}")
+    if t.dim() != 2:
+        raise ValueError(f"codebook {name!r}: expected a 2-D tensor [n_k, D], got shape {tuple(t.shape)}")
+    if t.shape[0] == 0 or t.shape[1] == 0:
+        raise ValueError(
+            f"codebook {name!r}: expected at least one codeword of dimension >= 1, got shape {tuple(t.shape)}"
+        )
+    if not t.is_floating_point():
+        raise TypeError(f"codebook {name!r}: expected a floating dtype, got {t.dtype}")
+    if t is first or not isinstance(first, Tensor) or first.dim() != 2:
+        return
+    if t.shape[1] != first.shape[1]:
+        raise ValueError(
+            f"codebook {name!r}: dimension D must match the other factors ({first.shape[1]}), got {t.shape[1]}"
+        )
+    if t.device != first.device:
+        raise ValueError(
+            f"codebook {name!r}: all codebooks must be on one device; got {first.device} and {t.device}"
+        )
 
 
 class Codebooks:
@@ -178,32 +81,8 @@ class Codebooks:
         tensors = tuple(tensors)
         if len(tensors) != len(names):
             raise ValueError(f"codebooks: got {len(names)} names but {len(tensors)} tensors")
-        dim = None
-        device = None
         for name, t in zip(names, tensors):
-            if not isinstance(t, Tensor):
-                raise TypeError(f"codebook {name!r}: expected a torch.Tensor, got {type(t).__name__}")
-            if t.dim() != 2:
-                raise ValueError(
-                    f"codebook {name!r}: expected a 2-D tensor [n_k, D], got shape {tuple(t.shape)}"
-                )
-            if t.shape[0] == 0 or t.shape[1] == 0:
-                raise ValueError(
-                    f"codebook {name!r}: expected at least one codeword of dimension >= 1, "
-                    f"got shape {tuple(t.shape)}"
-                )
-            if not t.is_floating_point():
-                raise TypeError(f"codebook {name!r}: expected a floating dtype, got {t.dtype}")
-            if dim is None:
-                dim, device = t.shape[1], t.device
-            elif t.shape[1] != dim:
-                raise ValueError(
-                    f"codebook {name!r}: dimension D must match the other factors ({dim}), got {t.shape[1]}"
-                )
-            elif t.device != device:
-                raise ValueError(
-                    f"codebook {name!r}: all codebooks must be on one device; got {device} and {t.device}"
-                )
+            _check_tensor(name, t, tensors[0])
         if labels is None:
             labels = [[str(i) for i in range(t.shape[0])] for t in tensors]
         labels = tuple(tuple(str(v) for v in lab) for lab in labels)

@@ -1,0 +1,105 @@
+"""The options of the diffusion decomposer, in one frozen, validated record."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any
+
+from ...checks import check_choice, check_float, check_int
+from .denoisers import SPACES
+from .energies import ENERGIES, NORMALIZATIONS
+from .schedules import SCHEDULES
+
+__all__ = ["DiffusionConfig"]
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """Every option of :class:`~vsa_vision.decompose.diffusion.DiffusionDecomposer`.
+
+    - ``space``: ``"codebook"`` (R^n) or ``"latent"`` (R^D, tracked through its codebook projection),
+      or a class built from the codebooks (see :mod:`.denoisers`);
+    - ``prior``: ``"symmetric"`` (atoms at +-codewords) or ``"positive"``;
+    - ``energy``: ``"similarity"`` or ``"gaussian"`` (with ``gamma``), or an energy object (see
+      :mod:`.energies`); ``guidance``: ``"logits"`` (added to the posterior logits) or ``"dps"`` (a
+      shift of the state); ``guidance_scale``; ``normalize``: ``"null"``, ``"zscore"``, ``"rms"`` or
+      ``"none"``; ``clip``: bound on the normalised guidance (None: no clip);
+    - ``coupling``: ``"sequential"`` (each factor sees the newest estimates of the others) or
+      ``"parallel"``;
+    - ``schedule``: ``"log_snr"`` (with ``lambda_min``, ``lambda_max``, ``spacing``), ``"vp_linear"``,
+      ``"ve"``, or a function ``f(steps, **options) -> Schedule``; ``steps``: reverse steps a pass;
+    - ``step``: ``"ddim"`` (with ``eta``) or ``"ddpm"`` (``eta = 1``);
+    - ``restart``: the restart level as a fraction of the schedule (1 = noisiest); ``restarts``: the
+      number of restarts (None: as many as the budget allows; 0: one pass only);
+    - ``threshold``: sparse posterior weights (atoms whose logit is below it in magnitude get 0);
+    - ``chains``: independent chains per problem, the best returned;
+    - the common options of every iterative decomposer: ``iterations``, ``seed``, ``keep_best``,
+      ``stop_similarity``, ``sign_invariant``, ``record_trajectory``.
+
+    ``guidance_scale``, ``steps``, ``lambda_min``, ``lambda_max``, ``eta``, ``restart`` and
+    ``threshold`` default to None: chosen per call from the problem's shape (:mod:`.defaults`)."""
+
+    iterations: int = 100
+    seed: int = 0
+    space: str | Callable[..., Any] = "codebook"
+    prior: str = "symmetric"
+    energy: str | Any = "similarity"
+    guidance: str = "logits"
+    guidance_scale: float | None = None
+    normalize: str = "null"
+    clip: float | None = None
+    coupling: str = "sequential"
+    schedule: str | Callable[..., Any] = "log_snr"
+    steps: int | None = None
+    lambda_min: float | None = None
+    lambda_max: float | None = None
+    spacing: str = "linear"
+    step: str = "ddim"
+    eta: float | None = None
+    restart: float | None = None
+    threshold: float | None = None
+    restarts: int | None = None
+    gamma: float = 1.0
+    keep_best: bool = True
+    stop_similarity: float | None = 0.5
+    sign_invariant: bool = True
+    record_trajectory: bool = False
+    chains: int = 2
+
+    def __post_init__(self) -> None:
+        for name, choices in (("space", SPACES), ("energy", ENERGIES), ("schedule", SCHEDULES)):
+            if isinstance(getattr(self, name), str):
+                check_choice(name, getattr(self, name), tuple(choices))
+        for name, choices in (("prior", ("symmetric", "positive")), ("guidance", ("logits", "dps")),
+                              ("normalize", NORMALIZATIONS), ("coupling", ("sequential", "parallel")),
+                              ("spacing", ("linear", "power", "inverse_power")), ("step", ("ddim", "ddpm"))):
+            check_choice(name, getattr(self, name), choices)
+        ints = {"iterations": (1, False), "seed": (0, False), "steps": (1, True), "restarts": (0, True),
+                "chains": (1, False)}
+        floats = {"guidance_scale": (0.0, None), "clip": (0.0, None), "lambda_min": (None, None),
+                  "lambda_max": (None, None), "eta": (0.0, 1.0), "restart": (0.0, 1.0), "threshold": (0.0, None),
+                  "gamma": (1e-6, None), "stop_similarity": (0.0, 1.0)}
+        for name, (lo, optional) in ints.items():
+            value = getattr(self, name)
+            if value is not None or not optional:
+                object.__setattr__(self, name, check_int(name, value, lo))
+        for name, (lo, hi) in floats.items():
+            allow_none = name not in ("gamma",)
+            object.__setattr__(self, name, check_float(name, getattr(self, name), lo, hi, allow_none=allow_none))
+        for name in ("keep_best", "sign_invariant", "record_trajectory"):
+            object.__setattr__(self, name, bool(getattr(self, name)))
+        if self.lambda_min is not None and self.lambda_max is not None and self.lambda_max < self.lambda_min:
+            raise ValueError(f"lambda_max: expected >= lambda_min ({self.lambda_min}), got {self.lambda_max}")
+
+    @classmethod
+    def option_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """Every option with its default."""
+        return {f.name: f.default for f in fields(cls)}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
