@@ -27,16 +27,17 @@ def test_torchhd_resonator_matches_the_synchronous_resonator():
     ours = get_decomposer("resonator", update="sync", iterations=30, stop_similarity=None).decompose(
         p.s, p.codebooks)
     assert peer.accuracy(p.indices)[0] >= 0.95
-    assert abs(peer.accuracy(p.indices)[0] - ours.accuracy(p.indices)[0]) <= 0.05
+    assert torch.equal(peer.indices, ours.indices)  # the same step: the same answer on every problem
     assert torch.equal(peer.iterations, torch.full((64,), 30))
     unequal = make_problems([8, 9, 10], 256, 4, seed=0)
     with pytest.raises(ValueError, match="same size"):
         get_decomposer("torchhd_resonator").decompose(unequal.s, unequal.codebooks)
 
 
+@pytest.mark.perf
 def test_our_classic_resonator_is_at_least_5x_faster_than_torchhds_at_the_same_accuracy():
-    """Issue 5's check on the same CPU and batch: one matrix product per codebook against torchhd's
-    broadcast over the batch (a prototype measured 7.5x to 26x)."""
+    """On the same CPU and batch: one matrix product per codebook against torchhd's broadcast over
+    the batch (a prototype measured 7.5x to 26x). A timing: run apart with ``-m perf``."""
     pytest.importorskip("torchhd")
     import time
 
