@@ -3,6 +3,7 @@ import json
 
 import pytest
 
+from vsa_vision import Codebooks
 from vsa_vision.bench.accuracy import FIELDS
 from vsa_vision.cli import main
 from vsa_vision.decompose import registry
@@ -138,16 +139,31 @@ def test_peak_memory_tracks_live_tensors():
     assert mem.live == 0
 
 
-def test_tune_writes_a_defaults_file_the_registry_reads(tmp_path, monkeypatch, capsys):
+def test_tune_writes_the_file_the_user_names_and_nothing_else(tmp_path, monkeypatch, capsys):
+    from vsa_vision.decompose.diffusion.defaults import PACKAGE_ANCHORS
+
+    monkeypatch.chdir(tmp_path)
+    package_before = open(PACKAGE_ANCHORS).read()
     out = tmp_path / "stochastic_resonator.json"
     assert main(["tune", "stochastic_resonator", "--n", "10", "--dim", "200", "--trials", "3", "--problems", "20",
                  "--eval-problems", "20", "--iterations", "10", "--out", str(out)]) == 0
-    report = json.loads(out.read_text())
-    assert report["seed"] != report["eval_seed"] and set(report["options"]) <= {"noise", "threshold", "update"}
-    monkeypatch.setattr(registry, "DEFAULTS_DIR", str(tmp_path))
-    d = registry.get_decomposer("stochastic_resonator")
-    assert d.noise == report["options"]["noise"]
-    assert registry.get_decomposer("stochastic_resonator", noise=0.5).noise == 0.5  # explicit beats tuned
+    data = json.loads(out.read_text())
+    assert data["method"] == "stochastic_resonator" and set(data["options"]) <= {"noise", "threshold", "update"}
+    report = json.loads((tmp_path / "stochastic_resonator-options-report.json").read_text())
+    assert report["seed"] != report["eval_seed"] and report["options"] == data["options"]
+    # nothing is applied unless asked: the registry keeps the constructor's defaults
+    assert registry.get_decomposer("stochastic_resonator").noise == registry.decomposer_options(
+        "stochastic_resonator")["noise"]
+    d = registry.get_decomposer("stochastic_resonator", **registry.tuned_options(out))
+    assert d.noise == data["options"]["noise"]
+    # without --out the file goes under ./tuned, never into the package
+    assert main(["tune", "attention_resonator", "--n", "6", "--dim", "100", "--trials", "1", "--problems", "5",
+                 "--eval-problems", "5", "--iterations", "5"]) == 0
+    assert (tmp_path / "tuned" / "attention_resonator.json").is_file()
+    assert open(PACKAGE_ANCHORS).read() == package_before
+    # only anchors may go into the package, and only when asked
+    assert main(["tune", "attention_resonator", "--trials", "1", "--into-package"]) == 2
+    assert "only the diffusion anchors" in capsys.readouterr().err
 
 
 def test_bad_arguments_exit_with_a_message(capsys):
@@ -179,28 +195,40 @@ def test_tune_portfolio_scores_every_shape_and_reports_each(tmp_path, capsys):
     assert "--n" in capsys.readouterr().err
 
 
-def test_anchor_reports_merge_into_the_auto_section(tmp_path, monkeypatch):
+def test_anchor_reports_become_anchors_of_the_named_file(tmp_path, monkeypatch):
     from vsa_vision.bench.tune import write_defaults
-    from vsa_vision.decompose.diffusion import ADAPTIVE_OPTIONS, auto_settings
+    from vsa_vision.decompose.diffusion.defaults import (
+        ADAPTIVE_OPTIONS,
+        ANCHORS_ENV,
+        anchors_in_force,
+        auto_settings,
+        load_anchors,
+    )
 
-    path = tmp_path / "diffusion.json"
+    path = str(tmp_path / "diffusion.json")
+    shipped = {a.name: a for a in anchors_in_force()}
     opts = {"guidance_scale": 0.3, "steps": 5, "lambda_min": -3.0, "lambda_max": -1.0, "eta": 0.9, "restart": 0.9}
-    write_defaults({"method": "diffusion", "options": {"normalize": "null"}}, str(path))
-    write_defaults({"method": "diffusion", "anchor": "low", "load": -0.5, "options": opts}, str(path))
-    write_defaults({"method": "diffusion", "anchor": "high", "load": 1.0,
-                    "options": {**opts, "steps": 9}}, str(path))
-    data = json.loads(path.read_text())
-    assert data["options"] == {"normalize": "null"} and set(data["auto"]) == {"low", "high"}
-    # a plain report replaces the fixed options and keeps the anchors
-    write_defaults({"method": "diffusion", "options": {"normalize": "rms"}}, str(path))
-    data = json.loads(path.read_text())
-    assert data["options"] == {"normalize": "rms"} and data["auto"]["high"]["options"]["steps"] == 9
-    monkeypatch.setattr(registry, "DEFAULTS_DIR", str(tmp_path))
-    anchors = registry.tuned_anchors("diffusion")
-    assert sorted(a["load"] for a in anchors) == [-0.5, 1.0]
-    assert auto_settings([100], 1, None)["steps"] == 9  # ln 100 = 4.6: past the heavy anchor
-    assert set(auto_settings([2], 1, None)) == set(ADAPTIVE_OPTIONS)
-    assert registry.get_decomposer("diffusion").normalize == "rms"
+    write_defaults({"method": "diffusion", "anchor": "low", "load": -0.5, "factors": 3, "options": opts}, path)
+    # a new file starts from the anchors in force; the one tuned replaces its namesake
+    got = {a.name: a for a in load_anchors(path)}
+    assert set(got) == set(shipped) and got["low"].options == opts and got["low"].load == -0.5
+    assert got["high"].options == shipped["high"].options
+    # 'mid' shared the old 'low' settings in the package file: it keeps them when low is re-tuned
+    assert got["mid"].options == shipped["low"].options
+    write_defaults({"method": "diffusion", "anchor": "high", "load": 1.0, "factors": 3,
+                    "options": {**opts, "steps": 9}}, path)
+    data = json.loads(open(path).read())
+    assert sum(r["name"] == "high" for r in data["anchors"]) == 1 and "auto" not in data
+    assert json.loads(open(path[:-5] + "-high-report.json").read())["options"]["steps"] == 9
+    # the environment variable makes every later decomposer use the file
+    monkeypatch.setenv(ANCHORS_ENV, path)
+    assert registry.get_decomposer("diffusion").settings(
+        Codebooks.random({"a": 100, "b": 100, "c": 100}, 100, seed=0))["steps"] == 9  # past the heavy anchor
+    assert set(auto_settings([2, 2, 2], 1000)) == set(ADAPTIVE_OPTIONS)
+    monkeypatch.setenv(ANCHORS_ENV, str(tmp_path / "missing.json"))
+    with pytest.raises(FileNotFoundError, match=ANCHORS_ENV):
+        anchors_in_force()
+    monkeypatch.delenv(ANCHORS_ENV)
     assert main(["tune", "stochastic_resonator", "--portfolio", "low", "--trials", "1"]) == 2
 
 

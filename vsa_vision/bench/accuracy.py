@@ -16,7 +16,13 @@ from typing import Any
 
 import torch
 
-from ..decompose.registry import build_method, parse_method  # noqa: F401  (re-exported)
+from ..decompose.registry import (  # noqa: F401  (parse_method re-exported)
+    build_method,
+    capabilities,
+    decomposer_options,
+    parse_method,
+    with_options,
+)
 from ..io import atomic_write
 from .figures import new_axes, save_figure
 from .problems import Problems, brute_force_flop, make_problems
@@ -63,27 +69,22 @@ def _batches(method, problems: Problems, batch_size: int):
         yield method.decompose(s, problems.codebooks), problems.indices[b0:b0 + batch_size].to(s.device)
 
 
-def is_brute_force(spec: str) -> bool:
-    return parse_method(spec)[0] == "brute_force"
+def is_exhaustive(spec: str) -> bool:
+    """Whether the method of ``spec`` searches every combination (no budget; cost grows with it)."""
+    return capabilities(spec).exhaustive
 
 
-def _diffusion(spec: str) -> bool:
-    return parse_method(spec)[0] == "diffusion"
-
-
-def _with_options(spec: str, **options: Any) -> str:
-    """``spec`` with ``options`` added (they override the spec's own)."""
-    name, opts = parse_method(spec)
-    opts.update(options)
-    return name + (":" + ",".join(f"{k}={v!r}" for k, v in opts.items()) if opts else "")
+def _restarts(spec: str) -> bool:
+    """Whether the method of ``spec`` runs passes of steps with restarts (the steps and restarts sweeps)."""
+    return {"steps", "restart", "restarts"} <= set(decomposer_options(parse_method(spec)[0]))
 
 
 def _run_point(methods: Sequence[str], p: Problems, iterations: int, seed: int, setting: dict[str, Any],
                max_brute_flop: float, log, options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     rows = []
     for spec in methods:
-        run_spec = _with_options(spec, **options) if options else spec
-        if is_brute_force(spec):
+        run_spec = with_options(spec, **options) if options else spec
+        if is_exhaustive(spec):
             cost = brute_force_flop(p.codebooks.sizes, p.codebooks.dim, len(p))
             if cost > max_brute_flop:
                 if log:
@@ -158,11 +159,11 @@ def sweep_iterations(methods: Sequence[str], budgets: Iterable[int], n: int = 60
     which has no budget, is run once and repeated as a reference)."""
     rows = []
     p = make_problems(n, dim, problems, seed=seed, k=k)
-    brute = [m for m in methods if is_brute_force(m)]
+    brute = [m for m in methods if is_exhaustive(m)]
     ref = _run_point(brute, p, 1, seed, {"sweep": "iterations", "noise": "none"}, max_brute_flop, log)
     for budget in budgets:
         rows += [{**r, "iterations": budget} for r in ref]
-        rows += _run_point([m for m in methods if not is_brute_force(m)], p, budget, seed,
+        rows += _run_point([m for m in methods if not is_exhaustive(m)], p, budget, seed,
                            {"sweep": "iterations", "noise": "none"}, max_brute_flop, log)
     return rows
 
@@ -175,12 +176,12 @@ def sweep_steps(methods: Sequence[str], steps: Iterable[int], n: int = 50, k: in
     the same budget as references (``steps`` empty)."""
     rows = []
     p = make_problems(n, dim, problems, seed=seed, k=k)
-    rows += _run_point([m for m in methods if not _diffusion(m)], p, iterations, seed,
+    rows += _run_point([m for m in methods if not _restarts(m)], p, iterations, seed,
                        {"sweep": "steps", "noise": "none"}, max_brute_flop, log)
     for st in steps:
         if st > iterations:
             raise ValueError(f"steps: {st} steps per pass exceed the budget of {iterations} iterations")
-        rows += _run_point([m for m in methods if _diffusion(m)], p, iterations, seed,
+        rows += _run_point([m for m in methods if _restarts(m)], p, iterations, seed,
                            {"sweep": "steps", "noise": "none", "steps": st}, max_brute_flop, log,
                            options={"steps": st, "restarts": None})
     return rows
@@ -194,9 +195,9 @@ def sweep_restarts(methods: Sequence[str], rhos: Sequence[float], counts: Sequen
     is cut to what fits, as the decomposer itself does. ``steps`` per pass applies to the specs that
     do not set it (None: the adaptive default): the restart level picks a level of the pass's
     schedule, so with the default's 3 steps a pass the levels 0.2 / 0.4 and 0.6 / 0.8 coincide."""
-    diff = [m for m in methods if _diffusion(m)]
+    diff = [m for m in methods if _restarts(m)]
     if not diff:
-        raise ValueError("the restarts sweep needs at least one diffusion method")
+        raise ValueError("the restarts sweep needs at least one method with restarts (diffusion)")
     rows = []
     p = make_problems(n, dim, problems, seed=seed, k=k)
     for rho in rhos:

@@ -28,8 +28,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..decompose.registry import parse_method
-from .accuracy import is_brute_force
+from ..decompose.registry import capabilities, parse_method
+from .accuracy import is_exhaustive
 from .problems import brute_force_flop, make_problems
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "tf32": torch.float32}
@@ -90,7 +90,7 @@ def _decomposer(spec: str, iterations: int, seed: int, early_stop: bool):
     name, opts = parse_method(spec)
     opts.setdefault("iterations", iterations)
     opts.setdefault("seed", seed)
-    if not early_stop and name not in ("brute_force", "torchhd_resonator"):
+    if not early_stop and capabilities(spec).early_stop:
         opts.setdefault("stop_similarity", None)
     return get_decomposer(name, **opts)
 
@@ -155,7 +155,7 @@ def speed_benchmark(methods: Sequence[str], ns: Sequence[int] = (50,), k: int = 
                 for spec in methods:
                     empty = {"method": spec, "device": device, "dtype": dt, "batch": batch, "iterations": iterations,
                              "early_stop": early_stop}
-                    est = brute_force_flop(p.codebooks.sizes, dim, batch) if is_brute_force(spec) else 0.0
+                    est = brute_force_flop(p.codebooks.sizes, dim, batch) if is_exhaustive(spec) else 0.0
                     if est > max_brute_flop:
                         row = {**empty, "note": f"skipped: {est:.1e} FLOP > max_brute_flop"}
                     else:
@@ -168,7 +168,7 @@ def speed_benchmark(methods: Sequence[str], ns: Sequence[int] = (50,), k: int = 
                     if log:
                         log(_line(row))
                 brute_ms = next((r["ms_per_problem"] for r in point
-                                 if is_brute_force(r["method"]) and "ms_per_problem" in r), None)
+                                 if is_exhaustive(r["method"]) and "ms_per_problem" in r), None)
                 for row in point:
                     if brute_ms and "ms_per_problem" in row:
                         row["ratio_to_brute"] = row["ms_per_problem"] / brute_ms
@@ -191,7 +191,7 @@ def crossover(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, int, str], tupl
     (``None`` where the sweep did not reach it)."""
     out: dict[tuple[str, int, str], tuple[int | None, int | None]] = {}
     keys = {(r["method"], r["batch"], r["dtype"]) for r in rows
-            if r.get("ratio_to_brute") is not None and not is_brute_force(r["method"])}
+            if r.get("ratio_to_brute") is not None and not is_exhaustive(r["method"])}
     for key in sorted(keys):
         pts = sorted((r["n"], r["ratio_to_brute"]) for r in rows
                      if (r["method"], r["batch"], r["dtype"]) == key and r.get("ratio_to_brute") is not None)
@@ -232,7 +232,7 @@ def cost_rounds(methods: Sequence[str], problems, iterations: int, rounds: int =
     if not methods:
         raise ValueError("methods: expected at least one")
     for spec in methods:
-        if is_brute_force(spec):
+        if is_exhaustive(spec):
             raise ValueError(f"{spec}: cost per iteration applies to iterative methods only")
     decs = [_decomposer(spec, iterations, seed, early_stop) for spec in methods]
     cb, s = problems.codebooks.to(device), problems.s.to(device)

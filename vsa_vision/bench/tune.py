@@ -22,7 +22,15 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from ..decompose.diffusion.defaults import Anchor, write_anchor
+from ..decompose.diffusion.defaults import (
+    ADAPTIVE_OPTIONS,
+    FALLBACK_ANCHORS,
+    MISSING,
+    Anchor,
+    anchors_in_force,
+    problem_load,
+    write_anchor,
+)
 from ..decompose.registry import capabilities, get_decomposer, method_spec
 from ..io import atomic_write
 from .accuracy import evaluate
@@ -153,6 +161,70 @@ def _shape_problems(shape: dict[str, Any], count: int, seed: int):
                          flip=shape.get("flip", 0.0))
 
 
+def _search_space(method: str, only: list[str] | None) -> dict[str, tuple]:
+    if method not in SPACES:
+        raise ValueError(f"method: no search space for {method!r}; tunable: {sorted(SPACES)}")
+    space = SPACES[method]
+    if only is None:
+        return space
+    keep = {("lambda_span" if o == "lambda_max" else o) for o in only}
+    unknown = sorted(keep - set(space))
+    if unknown:
+        raise ValueError(f"only: {unknown} are not in {method}'s search space {sorted(space)}")
+    return {k: v for k, v in space.items() if k in keep}
+
+
+def _suggest(trial, space: dict[str, tuple]) -> dict[str, Any]:
+    """One point of ``space`` drawn by an Optuna trial."""
+    params = {}
+    for key, spec in space.items():
+        if spec[0] == "float":
+            params[key] = trial.suggest_float(key, spec[1], spec[2])
+        elif spec[0] == "logfloat":
+            params[key] = trial.suggest_float(key, spec[1], spec[2], log=True)
+        elif spec[0] in ("int", "logint"):
+            params[key] = trial.suggest_int(key, spec[1], spec[2], log=spec[0] == "logint")
+        else:
+            params[key] = trial.suggest_categorical(key, spec[1])
+    return params
+
+
+def _search(score: Callable[[dict[str, Any]], float], space: dict[str, tuple], first: list[dict[str, Any]],
+            trials: int, seed: int) -> str:
+    """Score ``trials`` points, ``first`` ones first: Optuna's seeded TPE where installed, else a seeded
+    random search. Returns the searcher's name."""
+    try:
+        import optuna
+    except ImportError:
+        draw = _random_sampler(space, seed)
+        for i in range(trials):
+            score(first[i] if i < len(first) else draw())
+        return "random"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    for p in first:
+        study.enqueue_trial(p)
+    study.optimize(lambda trial: score(_suggest(trial, space)), n_trials=trials)
+    return "optuna-tpe"
+
+
+def _evaluate_best(method: str, best: dict[str, Any], shapes: list[dict[str, Any]], eval_problems: int,
+                   eval_seed: int, log) -> list[dict[str, Any]]:
+    """The best setting and the current defaults on each shape's evaluation problems."""
+    per_shape = []
+    for i, sh in enumerate(shapes):
+        eval_p = _shape_problems(sh, eval_problems, eval_seed + i)
+        best_eval = evaluate(method_spec(method, **best), eval_p, sh["iterations"], eval_seed + i)
+        default_eval = evaluate(method, eval_p, sh["iterations"], eval_seed + i)
+        per_shape.append({"shape": sh, "eval_acc_all": best_eval["acc_all"],
+                          "eval_ci": [best_eval["acc_all_lo"], best_eval["acc_all_hi"]],
+                          "previous_default_eval_acc_all": default_eval["acc_all"]})
+        if log:
+            log(f"{sh.get('name', sh)}: {100 * best_eval['acc_all']:.1f}% on evaluation problems "
+                f"(previous defaults {100 * default_eval['acc_all']:.1f}%)")
+    return per_shape
+
+
 def tune(method: str, n: int = 80, k: int = 3, dim: int = 1000, iterations: int = 100, trials: int = 200,
          problems: int = 300, eval_problems: int = 500, seed: int = 0, eval_seed: int | None = None,
          portfolio: list[dict[str, Any]] | None = None, only: list[str] | None = None,
@@ -164,8 +236,7 @@ def tune(method: str, n: int = 80, k: int = 3, dim: int = 1000, iterations: int 
     tuning problems from ``seed + i`` and its evaluation problems from ``eval_seed + i``. ``only``
     restricts the search to those options (the others keep their defaults). The first trial is the
     current defaults; ``starts`` (option dicts, e.g. the other anchors' settings) are tried next."""
-    if method not in SPACES:
-        raise ValueError(f"method: no search space for {method!r}; tunable: {sorted(SPACES)}")
+    space = _search_space(method, only)
     if trials < 1:
         raise ValueError(f"trials: expected >= 1, got {trials}")
     eval_seed = seed + 10_000 if eval_seed is None else eval_seed
@@ -176,13 +247,6 @@ def tune(method: str, n: int = 80, k: int = 3, dim: int = 1000, iterations: int 
     shapes = portfolio if portfolio is not None else [
         {"name": f"K={k} n={n}, {iterations} iterations", "sizes": n, "k": k, "dim": dim,
          "iterations": iterations, "problems": problems}]
-    space = SPACES[method]
-    if only is not None:
-        keep = {("lambda_span" if o == "lambda_max" else o) for o in only}
-        unknown = sorted(keep - set(space))
-        if unknown:
-            raise ValueError(f"only: {unknown} are not in {method}'s search space {sorted(space)}")
-        space = {k: v for k, v in space.items() if k in keep}
     first = [_start_params(method, space, shapes)] + [_as_params(o, space) for o in (starts or [])]
     first = [p for p in first if p is not None]
     tune_p = [_shape_problems(sh, sh["problems"], seed + i) for i, sh in enumerate(shapes)]
@@ -202,46 +266,9 @@ def tune(method: str, n: int = 80, k: int = 3, dim: int = 1000, iterations: int 
             log(f"trial {len(results):4d}: all={100 * sum(accs) / len(accs):5.1f}% ({per}) {opts}")
         return val
 
-    try:
-        import optuna
-
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
-        for p in first:
-            study.enqueue_trial(p)
-
-        def objective(trial):
-            params = {}
-            for key, spec in space.items():
-                if spec[0] == "float":
-                    params[key] = trial.suggest_float(key, spec[1], spec[2])
-                elif spec[0] == "logfloat":
-                    params[key] = trial.suggest_float(key, spec[1], spec[2], log=True)
-                elif spec[0] in ("int", "logint"):
-                    params[key] = trial.suggest_int(key, spec[1], spec[2], log=spec[0] == "logint")
-                else:
-                    params[key] = trial.suggest_categorical(key, spec[1])
-            return score(params)
-
-        study.optimize(objective, n_trials=trials)
-        searcher = "optuna-tpe"
-    except ImportError:
-        draw = _random_sampler(space, seed)
-        for i in range(trials):
-            score(first[i] if i < len(first) else draw())
-        searcher = "random"
+    searcher = _search(score, space, first, trials, seed)
     best_val, best = max(results, key=lambda r: r[0])
-    per_shape = []
-    for i, sh in enumerate(shapes):
-        eval_p = _shape_problems(sh, eval_problems, eval_seed + i)
-        best_eval = evaluate(method_spec(method, **best), eval_p, sh["iterations"], eval_seed + i)
-        default_eval = evaluate(method, eval_p, sh["iterations"], eval_seed + i)
-        per_shape.append({"shape": sh, "eval_acc_all": best_eval["acc_all"],
-                          "eval_ci": [best_eval["acc_all_lo"], best_eval["acc_all_hi"]],
-                          "previous_default_eval_acc_all": default_eval["acc_all"]})
-        if log:
-            log(f"{sh.get('name', sh)}: {100 * best_eval['acc_all']:.1f}% on evaluation problems "
-                f"(previous defaults {100 * default_eval['acc_all']:.1f}%)")
+    per_shape = _evaluate_best(method, best, shapes, eval_problems, eval_seed, log)
     report = {
         "method": method, "searcher": searcher, "trials": trials, "seed": seed, "eval_seed": eval_seed,
         "options": best,
@@ -260,6 +287,26 @@ def tune(method: str, n: int = 80, k: int = 3, dim: int = 1000, iterations: int 
     if log:
         log(f"best on evaluation problems: {100 * report['eval_acc_all']:.1f}% "
             f"(previous defaults {100 * report['previous_default_eval_acc_all']:.1f}%) with {best}")
+    return report
+
+
+def tune_anchor(name: str, trials: int = 40, eval_problems: int = 500, seed: int = 0,
+                eval_seed: int | None = None, log=print) -> dict[str, Any]:
+    """Tune the diffusion decomposer's adaptive-default anchor ``name`` (a portfolio with a
+    ``reference`` shape): only the adaptive options are searched, starting from the current settings,
+    then the other anchors' settings and the built-in fallback. The report carries the anchor's
+    ``anchor`` name, ``load`` and ``factors``, ready for :func:`write_defaults`."""
+    folio = PORTFOLIOS.get(name)
+    if folio is None or "reference" not in folio:
+        raise ValueError(f"anchor: expected one of {[n for n, f in PORTFOLIOS.items() if 'reference' in f]}, "
+                         f"got {name!r}")
+    ref = folio["reference"]
+    load, factors = problem_load(ref["sizes"], ref["dim"]), len(ref["sizes"])
+    others = [{**MISSING, **a.options} for a in (*anchors_in_force(), *FALLBACK_ANCHORS)
+              if abs(a.load - load) > 1e-6 or a.factors not in (None, factors)]
+    report = tune("diffusion", trials=trials, eval_problems=eval_problems, seed=seed, eval_seed=eval_seed,
+                  portfolio=folio["shapes"], only=list(ADAPTIVE_OPTIONS), starts=others, log=log)
+    report.update(anchor=name, load=round(load, 4), factors=factors)
     return report
 
 
