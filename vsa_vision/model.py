@@ -38,6 +38,18 @@ def schema_codebooks(schema: Schema, dim: int, seed: int = 0) -> Codebooks:
     return Codebooks.random(schema.factors(), dim=dim, seed=seed)
 
 
+def _register_codebooks(module: nn.Module, tensors: Sequence[Tensor]) -> None:
+    """Each factor's codebook as the buffer ``codebook_{k}`` (moves with the module, saved in its state dict)."""
+    for k, t in enumerate(tensors):
+        module.register_buffer(f"codebook_{k}", t)
+
+
+def _buffered_codebooks(module: nn.Module, names: Sequence[str], labels: Any) -> Codebooks:
+    """The :class:`Codebooks` held in ``module``'s ``codebook_{k}`` buffers."""
+    ts = {n: getattr(module, f"codebook_{k}") for k, n in enumerate(names)}
+    return Codebooks.from_tensors(ts, labels=labels, check_bipolar=False)
+
+
 def to_float_images(images: Tensor) -> Tensor:
     """``uint8 [B, 3, H, W]`` (0..255) or floating images already in [0, 1] -> float32 in [0, 1]."""
     if not isinstance(images, Tensor):
@@ -63,17 +75,14 @@ class DecomposerHead(nn.Module):
         if not isinstance(codebooks, Codebooks):
             raise TypeError(f"codebooks: expected Codebooks, got {type(codebooks).__name__}")
         self.names, self.labels = codebooks.names, codebooks.labels
-        for k, t in enumerate(codebooks.tensors):
-            self.register_buffer(f"codebook_{k}", t.detach().clone())
+        _register_codebooks(self, [t.detach().clone() for t in codebooks.tensors])
         self.method_spec = method
         self.options = dict(options)
         self.decomposer = build_method(method, **options)
 
     @property
     def codebooks(self) -> Codebooks:
-        ts = [getattr(self, f"codebook_{k}") for k in range(len(self.names))]
-        return Codebooks.from_tensors(dict(zip(self.names, ts)), labels=dict(zip(self.names, self.labels)),
-                                      check_bipolar=False)
+        return _buffered_codebooks(self, self.names, dict(zip(self.names, self.labels)))
 
     def forward(self, vectors: Tensor) -> Decomposition:
         return self.decomposer.decompose(vectors, self.codebooks)
@@ -126,8 +135,7 @@ class VSAModel(pl.LightningModule):
         self.hparams["test_methods"] = list(test_methods)
         cb = schema_codebooks(self.schema, dim, codebook_seed)
         self.factor_names = cb.names
-        for k, t in enumerate(cb.tensors):
-            self.register_buffer(f"codebook_{k}", t)
+        _register_codebooks(self, cb.tensors)
         self.encoder = Encoder(dim=dim, num_factors=cb.num_factors, backbone=backbone, head=head,
                                image_size=self.schema.image_size, width=width, features=features, norm=norm,
                                silhouette=silhouette)
@@ -141,8 +149,11 @@ class VSAModel(pl.LightningModule):
 
     @property
     def codebooks(self) -> Codebooks:
-        ts = {n: getattr(self, f"codebook_{k}") for k, n in enumerate(self.factor_names)}
-        return Codebooks.from_tensors(ts, labels=self.schema.factors(), check_bipolar=False)
+        return _buffered_codebooks(self, self.factor_names, self.schema.factors())
+
+    def _codebook(self, k: int) -> Tensor:
+        """Factor ``k``'s codebook ``[n_k, D]`` (the buffer itself)."""
+        return getattr(self, f"codebook_{k}")
 
     def head(self, method: str | None = None):
         """The decomposer for ``method`` (default: the model's), built once per spec."""
@@ -186,28 +197,37 @@ class VSAModel(pl.LightningModule):
         if kind.startswith("factor_"):
             if factors is None:
                 raise ValueError(f"loss {kind!r} needs the factorised head (head='factorised')")
-            K = len(self.factor_names)
-            term = q.new_zeros(())
-            for k in range(K):  # a loop over K factors, not over problems
-                C = getattr(self, f"codebook_{k}")
-                if kind == "factor_cosine":
-                    term = term + (1 - F.cosine_similarity(factors[:, k], C[labels[:, k]], dim=-1)).mean()
-                else:
-                    fk = F.normalize(factors[:, k], dim=-1)
-                    logits = self.hparams.temperature * (fk @ C.T) / math.sqrt(C.shape[-1])
-                    term = term + F.cross_entropy(logits, labels[:, k])
-            total = total + term / K
+            total = total + self._factor_loss(factors, labels, contrastive=kind == "factor_contrastive")
         if kind in ("contrastive", "cosine+contrastive"):
-            base = q * target  # unbinding all factors: q * target * c_k is factor k's estimate
-            norm = base.norm(dim=-1, keepdim=True).clamp_min(1e-6) * math.sqrt(q.shape[-1])
-            ce = q.new_zeros(())
-            for k in range(len(self.factor_names)):  # a loop over K factors, not over problems
-                C = getattr(self, f"codebook_{k}")
-                est = base * C[labels[:, k]]
-                logits = self.hparams.temperature * (est @ C.T) / norm
-                ce = ce + F.cross_entropy(logits, labels[:, k])
-            total = total + ce / len(self.factor_names)
+            total = total + self._unbinding_contrastive_loss(q, target, labels)
         return total, cos
+
+    def _factor_loss(self, factors: Tensor, labels: Tensor, contrastive: bool) -> Tensor:
+        """Mean over factors of a term on the head's factor vectors ``[B, K, D]``: 1 - cos to the true
+        codeword, or (``contrastive``) cross-entropy against the factor's codebook."""
+        term = factors.new_zeros(())
+        for k in range(len(self.factor_names)):  # a loop over K factors, not over problems
+            C = self._codebook(k)
+            if contrastive:
+                fk = F.normalize(factors[:, k], dim=-1)
+                logits = self.hparams.temperature * (fk @ C.T) / math.sqrt(C.shape[-1])
+                term = term + F.cross_entropy(logits, labels[:, k])
+            else:
+                term = term + (1 - F.cosine_similarity(factors[:, k], C[labels[:, k]], dim=-1)).mean()
+        return term / len(self.factor_names)
+
+    def _unbinding_contrastive_loss(self, q: Tensor, target: Tensor, labels: Tensor) -> Tensor:
+        """Mean over factors of the cross-entropy of factor k's unbinding estimate ``q * target * c_k``
+        against all of its codewords."""
+        base = q * target  # unbinding all factors: q * target * c_k is factor k's estimate
+        norm = base.norm(dim=-1, keepdim=True).clamp_min(1e-6) * math.sqrt(q.shape[-1])
+        ce = q.new_zeros(())
+        for k in range(len(self.factor_names)):  # a loop over K factors, not over problems
+            C = self._codebook(k)
+            est = base * C[labels[:, k]]
+            logits = self.hparams.temperature * (est @ C.T) / norm
+            ce = ce + F.cross_entropy(logits, labels[:, k])
+        return ce / len(self.factor_names)
 
     # -- Lightning hooks -----------------------------------------------------------------------
 
@@ -222,9 +242,8 @@ class VSAModel(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("state_dict", {})
         for k, name in enumerate(self.factor_names):
-            key = f"codebook_{k}"
-            mine = getattr(self, key)
-            theirs = state.get(key)
+            mine = self._codebook(k)
+            theirs = state.get(f"codebook_{k}")
             if theirs is None or theirs.shape != mine.shape or not torch.equal(theirs.to(mine.device), mine):
                 raise ValueError(f"checkpoint: its codebook for {name!r} differs from this model's "
                                  f"(dim {self.hparams.dim}, codebook_seed {self.hparams.codebook_seed}); "

@@ -70,6 +70,19 @@ def prepare_image(img: Image.Image, side: int) -> np.ndarray:
     return np.array(img, dtype=np.uint8)
 
 
+def prepare_tensor(images: Tensor, side: int) -> Tensor:
+    """A tensor ``[B, 3, H, W]`` or ``[3, H, W]`` -> ``[B, 3, side, side]``: unchanged at that size,
+    else resized (bilinear with antialiasing) to floats in [0, 1]."""
+    x = images[None] if images.ndim == 3 else images
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"images: expected a tensor [B, 3, H, W] or [3, H, W], got {tuple(images.shape)}")
+    if x.shape[-2:] != (side, side):
+        xf = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+        x = F.interpolate(xf, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
+        x = x.clamp(0, 1)
+    return x
+
+
 @dataclass
 class Edit:
     """The result of :meth:`Pipeline.edit`: the decoded attributes of the edited vector (``labels``,
@@ -127,16 +140,7 @@ class Pipeline:
         if isinstance(images, Image.Image):
             images = [images]
         if isinstance(images, Tensor):
-            x = images
-            if x.ndim == 3:
-                x = x[None]
-            if x.ndim != 4 or x.shape[1] != 3:
-                raise ValueError(f"images: expected a tensor [B, 3, H, W] or [3, H, W], got {tuple(images.shape)}")
-            if x.shape[-2:] != (side, side):
-                xf = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
-                x = F.interpolate(xf, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
-                x = x.clamp(0, 1)
-            return x
+            return prepare_tensor(images, side)
         if isinstance(images, Sequence) and not isinstance(images, (str, bytes)):
             if not images:
                 raise ValueError("images: empty list")
@@ -178,20 +182,26 @@ class Pipeline:
         if not isinstance(factor, Mapping) and new_value is None:
             raise ValueError("swap: new_value is required when factor is a name")
         v = vector.to(self.device)
-        cb = self.codebooks
         if old_value is None:
             current = self.decode(v if v.ndim == 2 else v[None], method).indices
             current = current if v.ndim == 2 else current[0]
         else:
-            olds = dict(old_value) if isinstance(old_value, Mapping) else {next(iter(changes)): old_value}
-            now = parse_changes(cb, olds)
-            current = torch.zeros(cb.num_factors, dtype=torch.long, device=self.device)
-            missing = [n for n in changes if cb.names.index(n) not in now]
-            if missing:
-                raise ValueError(f"old_value: no current value given for {missing}")
-            for k, i in now.items():
-                current[k] = i
-        return swap(v, cb, changes, current)
+            current = self._stated_values(changes, old_value)
+        return swap(v, self.codebooks, changes, current)
+
+    def _stated_values(self, changes: Mapping[str, Any], old_value: Any) -> Tensor:
+        """Value indices ``[K]`` holding the stated current value of every changed factor (the
+        others, which a swap does not read, are 0)."""
+        cb = self.codebooks
+        olds = dict(old_value) if isinstance(old_value, Mapping) else {next(iter(changes)): old_value}
+        now = parse_changes(cb, olds)
+        current = torch.zeros(cb.num_factors, dtype=torch.long, device=self.device)
+        missing = [n for n in changes if cb.names.index(n) not in now]
+        if missing:
+            raise ValueError(f"old_value: no current value given for {missing}")
+        for k, i in now.items():
+            current[k] = i
+        return current
 
     def render(self, labels: Mapping[str, str]) -> Image.Image:
         """The scene ``labels`` describe, drawn by the schema's renderer."""

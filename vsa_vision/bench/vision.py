@@ -62,28 +62,41 @@ def vision_benchmark(pipe, methods: Sequence[str], images: int = 1000, seed: int
         intended = {s: _random_changes(truth.cpu(), schema.sizes, s, rng).to(q.device) for s in (1, 2)}
         log(f"{split}: {images} images, encoder {images / enc_s:.0f} images/s, mean cos to target {cos:.3f}")
         for method in methods:
-            t0 = time.perf_counter()
-            res = torch.cat([pipe.decode(q[i:i + batch_size], method).indices for i in range(0, len(q), batch_size)])
-            dec_s = time.perf_counter() - t0
-            rec = int((res == truth).all(-1).sum())
-            row = {"method": method, "split": split, "images": images, "recognition": rec / images,
-                   "decode_ms_per_image": 1e3 * dec_s / images, "images_per_s": images / (enc_s + dec_s),
-                   "mean_cos": cos}
-            row["recognition_lo"], row["recognition_hi"] = wilson_interval(rec, images)
-            for s in (1, 2):
-                edited = swap_indices(q, cb, res, torch.where(intended[s] != truth, intended[s], res))
-                got = torch.cat([pipe.decode(edited[i:i + batch_size], method).indices
-                                 for i in range(0, len(q), batch_size)])
-                ok = int((got == intended[s]).all(-1).sum())
-                row[f"edit{s}"] = ok / images
-                row[f"edit{s}_lo"], row[f"edit{s}_hi"] = wilson_interval(ok, images)
-            if split == "heldout":
-                row["by_pair"] = heldout_breakdown(schema, truth.cpu(), res.cpu())
+            row = _method_row(pipe, cb, method, split, q, truth, intended, enc_s, cos, batch_size)
             rows.append(row)
             log(f"  {method:28s} recognition {100 * row['recognition']:6.2f}%  edit x1 {100 * row['edit1']:6.2f}%  "
                 f"edit x2 {100 * row['edit2']:6.2f}%  decode {row['decode_ms_per_image']:.2f} ms/image  "
                 f"recognize {row['images_per_s']:.0f} images/s")
     return rows
+
+
+def _decode_indices(pipe, vectors: torch.Tensor, method: str, batch_size: int) -> torch.Tensor:
+    """The value indices ``[N, K]`` that head ``method`` decodes from ``vectors``, in batches."""
+    return torch.cat([pipe.decode(vectors[i:i + batch_size], method).indices
+                      for i in range(0, len(vectors), batch_size)])
+
+
+def _method_row(pipe, cb, method: str, split: str, q: torch.Tensor, truth: torch.Tensor,
+                intended: dict[int, torch.Tensor], enc_s: float, cos: float, batch_size: int) -> dict[str, Any]:
+    """One row of :func:`vision_benchmark`: head ``method`` decodes the encoder's vectors ``q`` (recognition),
+    then the vectors with the ``intended`` 1 and 2 swaps applied to what it decoded (edits)."""
+    images = len(truth)
+    t0 = time.perf_counter()
+    res = _decode_indices(pipe, q, method, batch_size)
+    dec_s = time.perf_counter() - t0
+    rec = int((res == truth).all(-1).sum())
+    row = {"method": method, "split": split, "images": images, "recognition": rec / images,
+           "decode_ms_per_image": 1e3 * dec_s / images, "images_per_s": images / (enc_s + dec_s),
+           "mean_cos": cos}
+    row["recognition_lo"], row["recognition_hi"] = wilson_interval(rec, images)
+    for s in (1, 2):
+        edited = swap_indices(q, cb, res, torch.where(intended[s] != truth, intended[s], res))
+        ok = int((_decode_indices(pipe, edited, method, batch_size) == intended[s]).all(-1).sum())
+        row[f"edit{s}"] = ok / images
+        row[f"edit{s}_lo"], row[f"edit{s}_hi"] = wilson_interval(ok, images)
+    if split == "heldout":
+        row["by_pair"] = heldout_breakdown(pipe.schema, truth.cpu(), res.cpu())
+    return row
 
 
 def heldout_breakdown(schema, truth: torch.Tensor, decoded: torch.Tensor) -> dict[str, tuple[int, float]]:
