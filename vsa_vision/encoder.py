@@ -56,7 +56,7 @@ def silhouette(images: Tensor, threshold: float = 0.1) -> Tensor:
 
 class SmallCNN(nn.Module):
     """``blocks`` stride-2 3x3 conv + norm + ReLU blocks, flattened (position stays in the
-    features), then a linear layer to ``features``. About 1.3 M parameters at the defaults.
+    features), then a linear layer to ``features``. About 1.24 M parameters at the defaults.
 
     ``norm="group"`` (GroupNorm, 8 groups; the default) or ``"batch"``. GroupNorm has no train/eval
     difference; with BatchNorm the running statistics can lag the fast-moving weights, and the K-fold
