@@ -2,7 +2,16 @@ import pytest
 import torch
 
 from vsa_vision import Codebooks, Decomposition, available_decomposers, get_decomposer
-from vsa_vision.decompose import Decomposer, bound_similarity
+from vsa_vision.decompose import (
+    Decomposer,
+    bound_similarity,
+    capabilities,
+    decomposer_options,
+    method_spec,
+    parse_method,
+    torchhd_available,
+    with_options,
+)
 from vsa_vision.decompose.noise import ProblemNoise, problem_keys
 from vsa_vision.decompose.resonator import symmetric_softmax
 
@@ -27,10 +36,47 @@ def test_public_api_contract():
     assert set(ALL) <= set(available_decomposers())
 
 
-@pytest.mark.parametrize("name", ALL)
-def test_is_a_decomposer_and_takes_iterations_and_seed(name):
+@pytest.mark.parametrize("name", available_decomposers())
+def test_decomposers_declare_what_they_can_do_and_do_it(name):
+    """The capabilities a decomposer declares are what the benches and the CLI act on: check each
+    against its options and its behaviour."""
+    caps = capabilities(name)
+    if caps.peer and not torchhd_available():
+        pytest.skip("torchhd is not installed")
+    opts = decomposer_options(name)
     d = get_decomposer(name, iterations=7, seed=3)
-    assert isinstance(d, Decomposer)
+    assert isinstance(d, Decomposer) and d.iterations == 7 and d.seed == 3
+    assert ("stop_similarity" in opts) == caps.early_stop
+    assert ("chains" in opts) == caps.chains
+    assert callable(getattr(d, "settings", None)) == caps.adaptive
+    p = problems(6, dim=256, count=8, seed=1)
+    res = d.decompose(p.s, p.codebooks)
+    if caps.exhaustive:  # one pass, always the exact answer
+        assert res.accuracy(p.indices)[0] == 1.0 and bool((res.iterations == 1).all())
+    else:
+        assert bool((res.iterations >= 1).all()) and bool((res.iterations <= 7).all())
+    if caps.chains:
+        two = get_decomposer(name, iterations=7, seed=3, chains=2).decompose(p.s, p.codebooks)
+        assert two.indices.shape == res.indices.shape
+    unequal = Codebooks.random({"a": 3, "b": 5}, dim=256, seed=0)
+    target = unequal.bind_indices(torch.tensor([[1, 4]]))
+    if caps.equal_sizes:
+        with pytest.raises(ValueError, match="same size"):
+            d.decompose(target, unequal)
+    else:
+        assert d.decompose(target, unequal).indices.shape == (1, 2)
+
+
+def test_capabilities_of_a_spec_are_those_of_its_method():
+    assert capabilities("diffusion:space='latent'") == capabilities("diffusion")
+    assert capabilities("brute_force").exhaustive and not capabilities("brute_force").iterative
+    assert capabilities("stochastic_resonator").stochastic and not capabilities("resonator").stochastic
+    with pytest.raises(ValueError, match="unknown decomposer"):
+        capabilities("nonsense:x=1")
+    assert method_spec("resonator", update="sync") == "resonator:update='sync'"
+    assert with_options("resonator:update='sync'", iterations=5) == "resonator:update='sync',iterations=5"
+    assert parse_method(method_spec("diffusion", steps=4, space="latent")) == (
+        "diffusion", {"steps": 4, "space": "latent"})
 
 
 def test_brute_force_recovers_every_factor_and_chunks():

@@ -310,3 +310,57 @@ def test_threshold_zeroes_weak_atoms_and_keeps_the_rest():
     w = posterior_weights(weak, 1.0, 1.0, "symmetric", threshold=0.5)
     assert torch.equal(w[0], posterior_weights(weak, 1.0, 1.0, "symmetric")[0])
     assert w[1, 0] == 0 and w[1, 1] != 0
+
+
+@pytest.mark.parametrize("energy", ["similarity", "gaussian"])
+def test_the_guidance_the_sampler_uses_is_the_tested_energy_gradient(energy):
+    """The step calls ``energy.guidance``: it must equal ``X_k (-grad_{x_k} E)`` of the energy whose
+    gradients the tests above check against autograd."""
+    from vsa_vision.decompose.diffusion import ENERGIES
+    from vsa_vision.vsa import LeaveOneOut
+
+    e = ENERGIES[energy](gamma=1.7) if energy == "gaussian" else ENERGIES[energy](lam=1.3)
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(5, 64, generator=g).sign()
+    xs = [torch.randn(4, 64, generator=g) for _ in range(3)]
+    s = torch.randn(4, 64, generator=g)
+    grads = e.grads(s, xs)
+    squares = LeaveOneOut.all([x * x for x in xs])
+    for k, u in enumerate(LeaveOneOut.all(xs, start=s)):
+        guided = e.guidance(u, xs[k], squares[k] if e.needs_squares else None, X)
+        assert torch.allclose(guided, -grads[k] @ X.T, rtol=1e-4, atol=1e-5)
+    # and the gradients are those of the energy's value
+    leaves = [x.clone().requires_grad_(True) for x in xs]
+    e.value(s, leaves).sum().backward()
+    for k in range(3):
+        assert torch.allclose(leaves[k].grad, grads[k], rtol=1e-4, atol=1e-6)
+
+
+def test_one_config_for_the_class_and_the_registry():
+    from vsa_vision.decompose import DiffusionDecomposer
+    from vsa_vision.decompose.diffusion import DiffusionConfig
+
+    assert DiffusionDecomposer().options() == get_decomposer("diffusion").options() == DiffusionConfig().as_dict()
+    d = get_decomposer("diffusion", space="latent", steps=4)
+    assert d.space == "latent" and d.config.steps == 4 and d.normalize == DiffusionConfig().normalize
+    with pytest.raises(Exception, match="cannot assign"):
+        d.config.steps = 5  # frozen
+    again = DiffusionDecomposer(d.config, chains=1)
+    assert again.steps == 4 and again.chains == 1 and d.chains == 2
+    with pytest.raises(ValueError, match="energy: expected one of"):
+        DiffusionConfig(energy="cosine")
+    with pytest.raises(TypeError, match="unknown option.*'stepz'.*valid options"):
+        get_decomposer("diffusion", stepz=3)
+    with pytest.raises(AttributeError):
+        d.nonsense  # noqa: B018
+
+
+def test_schedule_energy_and_space_can_be_passed_as_objects():
+    from vsa_vision.decompose.diffusion import GaussianEnergy, LatentSpace, log_snr_schedule
+
+    p = problems(8, dim=500, count=10, seed=2)
+    by_name = get_decomposer("diffusion", iterations=30, seed=1, energy="gaussian", gamma=2.0, space="latent",
+                             schedule="log_snr").decompose(p.s, p.codebooks)
+    by_object = get_decomposer("diffusion", iterations=30, seed=1, energy=GaussianEnergy(gamma=2.0),
+                               space=LatentSpace, schedule=log_snr_schedule).decompose(p.s, p.codebooks)
+    assert torch.equal(by_name.indices, by_object.indices) and torch.equal(by_name.iterations, by_object.iterations)

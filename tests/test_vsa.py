@@ -162,3 +162,29 @@ def test_check_problem_errors_name_the_argument():
         check_problem([[1.0] * 10], cb)
     s, _, single = check_problem(torch.ones(10, dtype=torch.float64), cb)
     assert single and s.shape == (1, 10) and s.dtype == torch.float32
+
+
+def test_leave_one_out_gives_the_product_of_the_other_factors():
+    from vsa_vision.vsa import LeaveOneOut
+
+    g = torch.Generator().manual_seed(0)
+    xs = [torch.randn(3, 8, generator=g) for _ in range(4)]
+    s = torch.randn(3, 8, generator=g)
+    # parallel sweep: every factor sees the others' values at the start
+    for k, u in enumerate(LeaveOneOut.all(xs, start=s)):
+        expect = s.clone()
+        for j in range(4):
+            if j != k:
+                expect = expect * xs[j]
+        assert torch.allclose(u, expect, rtol=1e-5, atol=1e-6)
+    # sequential sweep: the factors before k are seen at their new values
+    new = [x + 1 for x in xs]
+    loo = LeaveOneOut(xs, start=s)
+    for k in range(4):
+        expect = s * torch.stack([new[j] if j < k else xs[j] for j in range(4) if j != k]).prod(0)
+        assert torch.allclose(loo.others(k), expect, rtol=1e-5, atol=1e-6)
+        loo.advance(new[k])
+    # one factor and no start: nothing to multiply; asking out of turn is an error
+    assert LeaveOneOut.all([xs[0]]) == [None]
+    with pytest.raises(ValueError, match="at factor 0, asked for 2"):
+        LeaveOneOut(xs).others(2)

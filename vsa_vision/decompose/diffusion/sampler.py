@@ -11,6 +11,7 @@ the restart level and the pass runs again, within the budget (:func:`plan_levels
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass, replace
 from typing import Any
@@ -25,7 +26,7 @@ from .config import DiffusionConfig
 from .defaults import ADAPTIVE_OPTIONS, anchors_in_force, auto_settings
 from .denoisers import SPACES, CodebookSpace, posterior_weights
 from .energies import ENERGIES, normalize_guidance
-from .schedules import Schedule, make_schedule
+from .schedules import SCHEDULES, Schedule, make_schedule
 
 __all__ = ["ddim_step", "Plan", "plan_levels", "DiffusionState", "DiffusionDecomposer"]
 
@@ -159,10 +160,12 @@ class DiffusionDecomposer(IterativeDecomposer):
         """The per-pass schedule: the ``steps`` levels at which the denoiser is evaluated, noisiest
         first; the last step of a pass goes on to the clean end (alpha = 1, sigma = 0)."""
         cfg = self.settings(codebooks) if settings is None else settings
-        kw = {}
-        if self.config.schedule == "log_snr":
-            kw = {"lambda_min": cfg["lambda_min"], "lambda_max": cfg["lambda_max"], "spacing": self.config.spacing}
-        return make_schedule(self.config.schedule, cfg["steps"], **kw)
+        fn = self.config.schedule
+        fn = SCHEDULES[fn] if isinstance(fn, str) else fn
+        # the schedule gets the options it takes (log-SNR: its range, adapted, and its spacing)
+        offered = {"lambda_min": cfg["lambda_min"], "lambda_max": cfg["lambda_max"], "spacing": self.config.spacing}
+        params = inspect.signature(fn).parameters
+        return make_schedule(fn, cfg["steps"], **{k: v for k, v in offered.items() if k in params})
 
     def plan(self, codebooks: Codebooks | None = None, settings: dict[str, Any] | None = None) -> Plan:
         """The level of each of the ``iterations`` guided steps, restarts included."""
