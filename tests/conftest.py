@@ -3,19 +3,6 @@ import pickle
 import pytest
 import torch
 
-# Tests in files this conftest does not own that compare timings; they belong behind the ``perf``
-# marker (run apart, with a retry, by .ci/run). Marked here until their files carry the marker.
-PERF_ELSEWHERE = {
-    "tests/test_cli.py::test_cost_rounds_ratio_follows_the_work",  # rows[1]["ratio"] > 1.5
-}
-
-
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if item.nodeid in PERF_ELSEWHERE:
-            item.add_marker(pytest.mark.perf)
-
-
 @pytest.fixture(autouse=True)
 def _threads():
     torch.set_num_threads(2)

@@ -10,11 +10,13 @@ from vsa_vision.decompose import registry
 
 
 def test_demo_prints_every_method(capsys):
-    assert main(["decompose-demo", "--n", "8", "--problems", "20", "--iterations", "20"]) == 0
-    out = capsys.readouterr().out
-    for name in ["brute_force", "resonator", "attention_resonator", "stochastic_resonator", "diffusion"]:
-        assert name in out
-    assert "100.0%" in out  # brute force on noiseless problems
+    methods = ["brute_force", "resonator", "attention_resonator", "stochastic_resonator", "diffusion"]
+    assert main(["decompose-demo", "--n", "8", "--problems", "20", "--iterations", "20",
+                 "--methods", ",".join(methods)]) == 0
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()
+            if line.split() and line.split()[0] in methods}
+    assert sorted(rows) == sorted(methods)  # one row per method
+    assert rows["brute_force"][1] == "100.0%"  # exhaustive search on noiseless problems
 
 
 def test_bench_accuracy_quick_writes_csv_and_png(tmp_path, capsys):
@@ -72,11 +74,16 @@ def test_bench_speed_reports_flops_memory_and_the_ratio_to_brute_force(tmp_path,
     assert "problems/s" in out and "crossover" in out
     rows = list(csv.DictReader(open(tmp_path / "speed-cpu-K3.csv")))
     assert len(rows) == 2 * 2 * 2 * 2  # n x batch x dtype x method
+    brute = {(r["n"], r["batch"], r["dtype"]): float(r["ms_per_problem"]) for r in rows if r["method"] == "brute_force"}
     for r in rows:
-        assert float(r["ms_per_problem"]) > 0 and float(r["peak_mem_mb"]) > 0
+        n, d, batch = int(r["n"]), int(r["D"]), int(r["batch"])
+        # the batch's targets alone take batch * D floats (2 bytes in bf16, 4 in fp32)
+        assert float(r["peak_mem_mb"]) * 2**20 >= batch * d * (2 if r["dtype"] == "bf16" else 4)
+        # the ratio is the method's time over exhaustive search's, at the same n, batch and dtype
+        ratio = float(r["ms_per_problem"]) / brute[(r["n"], r["batch"], r["dtype"])]
+        assert float(r["ratio_to_brute"]) == pytest.approx(ratio, rel=0.02)
         if r["method"] == "brute_force":
             # scoring every combination is 2 * n^3 * D FLOPs per problem, plus the per-factor read-out
-            n, d = int(r["n"]), int(r["D"])
             assert float(r["gflop_per_problem"]) * 1e9 >= 2 * n ** 3 * d
             assert float(r["ratio_to_brute"]) == 1.0
             assert float(r["acc_all"]) == 1.0  # exact in bf16 too: bipolar codebooks are exact there
@@ -94,19 +101,29 @@ def test_bench_cost_times_methods_in_turn_and_reports_ratios_to_the_first(capsys
     assert "iterative methods only" in capsys.readouterr().err
 
 
+def test_cost_rounds_report_medians_within_their_ranges():
+    from vsa_vision.bench.problems import make_problems
+    from vsa_vision.bench.speed import cost_rounds
+
+    p = make_problems(20, 1000, 64, seed=0, k=3)
+    rows = cost_rounds(["diffusion:chains=1", "diffusion:chains=2"], p, 10, rounds=3)
+    assert [r["method"] for r in rows] == ["diffusion:chains=1", "diffusion:chains=2"]
+    assert rows[0]["ratio"] == rows[0]["ratio_min"] == rows[0]["ratio_max"] == 1.0 and rows[0]["rounds"] == 3
+    for r in rows:
+        assert r["us_min"] <= r["us_per_problem_iteration"] <= r["us_max"]
+        assert r["ratio_min"] <= r["ratio"] <= r["ratio_max"]
+    with pytest.raises(ValueError, match="rounds: expected an int >= 1"):
+        cost_rounds(["diffusion"], p, 10, rounds=0)
+
+
+@pytest.mark.perf
 def test_cost_rounds_ratio_follows_the_work():
     from vsa_vision.bench.problems import make_problems
     from vsa_vision.bench.speed import cost_rounds
 
     p = make_problems(20, 1000, 64, seed=0, k=3)
     rows = cost_rounds(["diffusion:chains=1", "diffusion:chains=8"], p, 10, rounds=3)
-    assert rows[0]["ratio"] == 1.0 and rows[0]["rounds"] == 3
-    for r in rows:
-        assert r["us_min"] <= r["us_per_problem_iteration"] <= r["us_max"]
-        assert r["ratio_min"] <= r["ratio"] <= r["ratio_max"]
     assert rows[1]["ratio"] > 1.5  # eight chains do eight times the work of one (a loose bound: shared CPUs)
-    with pytest.raises(ValueError, match="rounds: expected an int >= 1"):
-        cost_rounds(["diffusion"], p, 10, rounds=0)
 
 
 def test_bench_chains_reports_each_run_and_the_best_of_the_runs(capsys):

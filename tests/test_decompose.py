@@ -23,7 +23,10 @@ ALL = ["brute_force"] + BASELINES
 
 def test_public_api_contract():
     A, B, C = (Codebooks.random({"x": 50}, dim=1000, seed=i)["x"] for i in range(3))
-    cb = Codebooks.from_tensors({"a": A, "b": B, "c": C})
+    own = Codebooks.from_tensors({"a": A, "b": B, "c": C})
+    assert own.names == ("a", "b", "c") and own.sizes == (50, 50, 50) and torch.equal(own["b"], B)
+    mine = get_decomposer("resonator", iterations=100).decompose(own.bind_indices(torch.tensor([[1, 2, 3]])), own)
+    assert mine.indices.tolist() == [[1, 2, 3]]
     cb = Codebooks.random({"shape": 50, "colour": 50, "size": 50}, dim=1000, seed=0)
     idx = torch.tensor([[3, 14, 15]])
     s = cb.bind_indices(idx)
@@ -152,8 +155,15 @@ def test_classic_resonator_stops_at_fixed_points_and_cycles():
                               keep_best=False, detect_cycles=False)
     again = nodetect.decompose(p.s[stalled], p.codebooks)
     assert not bool(again.converged.any()) and bool((again.iterations == 300).all())
-    # and a converged problem is a fixed point: restarting from its answer changes nothing
-    assert bool((res.iterations[res.converged] < 300).all())
+    # and a converged problem is a fixed point: its last sweep decoded what the one before did
+    conv = res.converged.nonzero().flatten()
+    assert conv.numel() > 0 and bool((res.iterations[conv] < 300).all())
+    traced = get_decomposer("resonator", update="sync", iterations=300, stop_similarity=None, keep_best=False,
+                            record_trajectory=True).decompose(p.s[conv], p.codebooks)
+    assert torch.equal(traced.iterations, res.iterations[conv])
+    for j, t in enumerate(traced.iterations.tolist()):
+        if t >= 2:
+            assert torch.equal(traced.trajectory[t - 1, j], traced.trajectory[t - 2, j])
 
 
 def test_keep_best_returns_best_seen_answer():

@@ -290,6 +290,9 @@ def test_decomposer_adapts_to_the_problem_shape_and_explicit_options_win(monkeyp
 
 
 def test_adaptive_settings_change_the_answer_path_not_the_api():
+    light, heavy = problems(10, dim=1000, count=2, seed=9), problems(150, dim=1000, count=2, seed=9)
+    d = get_decomposer("diffusion")
+    assert d.settings(light.codebooks) != d.settings(heavy.codebooks)  # the shape picks the settings
     p = problems(10, dim=1000, count=30, seed=9)
     a = get_decomposer("diffusion", iterations=50, seed=1).decompose(p.s, p.codebooks)
     d = get_decomposer("diffusion", iterations=50, seed=1)

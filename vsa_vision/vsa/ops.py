@@ -140,9 +140,8 @@ class LeaveOneOut:
     The order of the products is fixed, so the result does not depend on how it is used.
 
     >>> x = [torch.tensor([2.0]), torch.tensor([3.0]), torch.tensor([5.0])]
-    >>> loo = LeaveOneOut(x, start=torch.tensor([1.0]))
-    >>> [float(loo.others(k)) for k in range(3) if loo.advance(x[k]) is None]
-    [15.0, 10.0, 6.0]
+    >>> LeaveOneOut.all(x, start=torch.tensor([1.0]))
+    [tensor([15.]), tensor([10.]), tensor([6.])]
     """
 
     def __init__(self, xs: Sequence[Tensor], start: Tensor | None = None) -> None:
