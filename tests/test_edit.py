@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -84,7 +85,10 @@ def test_cli_recognize_reports_a_corrupt_file_and_goes_on(tiny_ckpt, tmp_path, c
     assert data["errors"][0]["path"].endswith("broken.png") and "broken.png" in captured.err
     assert all(set(r["labels"]) == set(schema.names) for r in data["images"])
     assert main(["recognize", str(folder / "s0.png"), "--checkpoint", tiny_ckpt]) == 0
-    assert "shape" in capsys.readouterr().out
+    table = capsys.readouterr().out.splitlines()
+    expect = Pipeline.from_checkpoint(tiny_ckpt).recognize([Image.open(folder / "s0.png")])[0].labels
+    assert table[0].split()[1:-1] == list(schema.names)  # header: image, the attributes, similarity
+    assert table[1].split()[1:-1] == [expect[n] for n in schema.names]  # the pipeline's reading
 
 
 def test_cli_edit_writes_the_edit_and_grid_and_refuses_bad_input(tiny_ckpt, tmp_path, capsys):
@@ -112,8 +116,13 @@ def test_cli_edit_writes_the_edit_and_grid_and_refuses_bad_input(tiny_ckpt, tmp_
 def test_cli_demo_writes_a_picture(tiny_ckpt, tmp_path, capsys):
     out = tmp_path / "demo.png"
     assert main(["demo", "--count", "2", "--checkpoint", tiny_ckpt, "--out", str(out)]) == 0
-    assert np.asarray(Image.open(out)).shape[2] == 3
-    assert "recognised" in capsys.readouterr().out
+    one = tmp_path / "one.png"
+    assert main(["demo", "--count", "1", "--checkpoint", tiny_ckpt, "--out", str(one)]) == 0
+    two, single = np.asarray(Image.open(out)), np.asarray(Image.open(one))
+    assert two.shape[2] == 3 and two.shape[0] > 1.8 * single.shape[0]  # a row a scene
+    text = capsys.readouterr().out
+    assert sum(line.startswith("recognised ") for line in text.splitlines()) == 3  # one line a scene
+    assert re.search(r"\b[0-2]/2 recognised right", text) and re.search(r"\b[01]/1 recognised right", text)
 
 
 def test_bench_vision_with_an_oracle_encoder_scores_every_edit(tiny_ckpt, monkeypatch):

@@ -265,12 +265,18 @@ def test_cli_data_generate(tmp_path, capsys):
     assert "different dataset" in capsys.readouterr().err
 
 
-def test_data_benchmark_reports_every_rate():
-    from vsa_vision.bench.data import data_benchmark
+def test_data_benchmark_reports_every_rate(monkeypatch):
+    import itertools
 
-    out = data_benchmark(images=256, workers=0, batch_size=64, log=lambda m: None)
-    for key in ("render_one_core", "loader_on_the_fly", "loader_disk", "loader_cached", "cache_build"):
-        assert out[key] > 0
+    import vsa_vision.bench.data as bench_data
+
+    # a clock that advances one second a reading: every rate is then images over the readings it spans
+    clock = itertools.count()
+    monkeypatch.setattr(bench_data.time, "perf_counter", lambda: float(next(clock)))
+    out = bench_data.data_benchmark(images=256, workers=0, batch_size=64, log=lambda m: None)
+    rates = ("render_one_core", "loader_on_the_fly", "loader_disk", "cache_build", "loader_cached")
+    assert set(out) == {"images", "workers", "batch_size", *rates}
+    assert all(out[key] == 256.0 for key in rates)  # 256 images, one second each (start and stop readings)
 
 
 def test_stroke_range_varies_outlines_only_and_is_checked():
