@@ -75,3 +75,55 @@ def make_problems(
     if device is not None:
         cb, idx, s = cb.to(device), idx.to(device), s.to(device)
     return Problems(cb, idx, s)
+
+
+@dataclass
+class SetProblems:
+    codebooks: Codebooks
+    objects: list[Tensor]  # per scene, the true objects [m, K]
+    s: Tensor              # [B, D] the scene vectors (sums of the objects' bound vectors, possibly corrupted)
+
+    def __len__(self) -> int:
+        return len(self.objects)
+
+    @property
+    def counts(self) -> Tensor:
+        return torch.tensor([len(o) for o in self.objects], dtype=torch.long)
+
+
+def make_set_problems(
+    sizes: int | Sequence[int] | Mapping[str, int],
+    dim: int,
+    count: int,
+    objects: int | tuple[int, int],
+    seed: int = 0,
+    k: int | None = None,
+    distinct: Sequence[int] = (),
+    snr_db: float | None = None,
+    codebook_seed: int | None = None,
+) -> SetProblems:
+    """``count`` scenes of ``objects`` objects each (an int, or ``(lo, hi)``: drawn uniformly per
+    scene), their vectors the sums of the objects' bound vectors. ``distinct``: factors whose joint
+    value no two objects of a scene share (e.g. the two position factors: objects never overlap).
+    ``snr_db``: additive Gaussian noise relative to the power of one object."""
+    from ..decompose.sets import bundle_objects
+
+    cb = Codebooks.random(factor_sizes(sizes, k), dim=dim, seed=seed if codebook_seed is None else codebook_seed)
+    lo, hi = (objects, objects) if isinstance(objects, int) else objects
+    places = math.prod(cb.sizes[f] for f in distinct) if distinct else 0
+    if lo < 0 or hi < lo or (distinct and hi > places):
+        raise ValueError(f"objects: expected 0 <= lo <= hi (<= {places} distinct places), got {objects}")
+    gen = torch.Generator().manual_seed(seed + 2_000_003)
+    m = torch.randint(lo, hi + 1, (count,), generator=gen)
+    idx = torch.stack([torch.randint(0, n, (count, hi), generator=gen) for n in cb.sizes], -1)  # [B, hi, K]
+    if distinct:
+        # distinct places: the first hi of a random permutation of all joint values, per scene
+        perm = torch.rand(count, places, generator=gen).argsort(dim=1)[:, :hi]
+        for f in reversed(distinct):
+            idx[..., f] = perm % cb.sizes[f]
+            perm = perm // cb.sizes[f]
+    sets = [idx[i, : int(m[i])] for i in range(count)]
+    s = bundle_objects(cb, sets)
+    if snr_db is not None:
+        s = s + math.sqrt(10 ** (-snr_db / 10)) * torch.randn(count, dim, generator=gen)
+    return SetProblems(cb, sets, s)

@@ -16,6 +16,7 @@ from .registry import (
     with_options,
 )
 from .resonator import AttentionResonator, Resonator, StochasticResonator
+from .sets import SetDecomposition, bundle_objects, decompose_set
 
 register("brute_force", BruteForce)
 register("resonator", Resonator)
@@ -25,6 +26,9 @@ register("diffusion", DiffusionDecomposer)
 register("torchhd_resonator", TorchhdResonator)  # a peer: needs the optional torchhd package
 
 __all__ = [
+    "decompose_set",
+    "SetDecomposition",
+    "bundle_objects",
     "Capabilities",
     "capabilities",
     "method_spec",

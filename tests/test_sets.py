@@ -1,0 +1,62 @@
+"""Sets of objects: scene vectors that are sums of bound objects, decoded by explaining away."""
+
+import pytest
+import torch
+
+from vsa_vision.decompose import available_decomposers, capabilities, torchhd_available
+
+
+@pytest.mark.parametrize("method", ["brute_force", "diffusion"])
+def test_decompose_set_finds_every_object_and_the_count(method):
+    from vsa_vision.bench.problems import make_set_problems
+    from vsa_vision.decompose import decompose_set
+
+    p = make_set_problems([4, 5, 3, 6], 512, 24, objects=(0, 3), seed=2, distinct=(2, 3))
+    res = decompose_set(p.s, p.codebooks, method=method, **({} if method == "brute_force" else {"iterations": 200}))
+    assert torch.equal(res.counts, p.counts)  # 0 to 3 objects, count unknown
+    assert res.accuracy(p.objects) == (1.0, 1.0)
+    for found, conf, amp in zip(res.objects, res.confidence, res.amplitude):
+        assert found.shape[1] == 4 and conf.shape == amp.shape == (len(found),)
+    # exact bundles decoded right: each object explains what the others leave, nothing is left over
+    assert all(bool((c > 0.999).all()) for c in res.confidence)
+    assert all(bool(((a - 1).abs() < 0.3).all()) for a in res.amplitude)
+    assert bool((res.residual < 1e-5).all())
+    empty = int((p.counts == 0).nonzero()[0])
+    assert res.labels[empty] == [] and len(res.labels[int((p.counts == 3).nonzero()[0])]) == 3
+
+
+def test_decompose_set_with_a_given_count_and_its_errors():
+    from vsa_vision.bench.problems import make_set_problems
+    from vsa_vision.decompose import bundle_objects, decompose_set
+
+    p = make_set_problems([6, 6, 6], 1024, 10, objects=2, seed=3)
+    s = p.s + 0.3 * torch.randn(p.s.shape, generator=torch.Generator().manual_seed(0))
+    res = decompose_set(s, p.codebooks, method="brute_force", count=2)
+    assert res.counts.tolist() == [2] * 10 and res.accuracy(p.objects)[0] == 1.0
+    # bundle_objects is the inverse: the objects found rebuild the exact scene vectors
+    assert torch.allclose(bundle_objects(p.codebooks, res.objects), p.s)
+    one = decompose_set(p.s[0], p.codebooks, method="brute_force")
+    assert len(one) == 1 and _rows(one.objects[0]) == _rows(p.objects[0])
+    with pytest.raises(ValueError, match="more than max_objects"):
+        decompose_set(p.s, p.codebooks, method="brute_force", count=3, max_objects=2)
+    with pytest.raises(ValueError, match="count: expected an integer tensor"):
+        decompose_set(p.s, p.codebooks, method="brute_force", count=torch.ones(3))
+    with pytest.raises(ValueError, match="unknown decomposer"):
+        decompose_set(p.s, p.codebooks, method="nope")
+
+
+def _rows(t):
+    return sorted(map(tuple, t.tolist()))
+
+
+@pytest.mark.parametrize("name", available_decomposers())
+def test_every_decomposer_works_inside_explaining_away(name):
+    from vsa_vision.bench.problems import make_set_problems
+    from vsa_vision.decompose import decompose_set
+
+    if capabilities(name).peer and not torchhd_available():
+        pytest.skip("torchhd is not installed")
+    p = make_set_problems(5, 1024, 12, objects=2, seed=4, k=3)
+    res = decompose_set(p.s, p.codebooks, method=name, count=2, iterations=50)
+    assert res.counts.tolist() == [2] * 12 and res.method == name
+    assert res.accuracy(p.objects)[0] >= 0.5  # chance is about 1e-4 for two objects of 125 combinations

@@ -1,0 +1,189 @@
+"""Sets of objects: a scene vector is the *sum* of its objects' bound vectors,
+``s = sum_i prod_k c_{k, i_k}``; recover the set of objects (and how many there are) from ``s``.
+
+Explaining away (:func:`decompose_set`): decode one object from the residual with any registered
+decomposer, subtract its bound vector (times the scene's ``scale``, 1 for an exact bundle), repeat.
+Each decoded object's *amplitude* in the residual, ``a = <r, b> / |b|^2``, says whether it is there:
+a present object has amplitude about 1 (its own share, plus the crosstalk of the others, of standard
+deviation ``sqrt((m - 1) / D)``), a spurious decode of what is left about 0. An object is accepted
+while ``a > threshold * scale`` (default threshold 0.5: subtracting it then lowers the residual's
+energy); the first rejected decode ends the set, unless the number of objects is given (``count``).
+
+Each object's confidence is the cosine between its bound vector and what the *other* accepted
+objects leave of ``s``: 1 for an exact bundle decoded right, lower where an object explains its part
+of ``s`` badly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..checks import check_float, check_int
+from ..vsa import Codebooks, check_problem
+from .registry import capabilities, get_decomposer, parse_method
+
+__all__ = ["SetDecomposition", "decompose_set", "bundle_objects", "DEFAULT_MAX_OBJECTS"]
+
+#: the cap on the number of objects when neither ``max_objects`` nor ``count`` is given
+DEFAULT_MAX_OBJECTS = 8
+
+
+@dataclass
+class SetDecomposition:
+    """The objects found in each of B scene vectors.
+
+    - ``objects``: one ``LongTensor [m, K]`` per problem, the objects in the order they were found;
+    - ``counts`` ``[B]`` long: ``m`` per problem;
+    - ``confidence``: one ``[m]`` tensor per problem, the cosine between each object's bound vector
+      and what the other objects leave of ``s``;
+    - ``amplitude``: one ``[m]`` tensor per problem, each object's amplitude in the residual it was
+      decoded from (about 1 in an exact bundle);
+    - ``residual`` ``[B]``: the norm of what no object explains, relative to ``|s|``."""
+
+    objects: list[Tensor]
+    counts: Tensor
+    confidence: list[Tensor]
+    amplitude: list[Tensor]
+    residual: Tensor
+    codebooks: Codebooks = field(repr=False)
+    method: str = ""
+
+    def __len__(self) -> int:
+        return len(self.objects)
+
+    @property
+    def labels(self) -> list[list[dict[str, str]]]:
+        """Per problem, the list of objects as ``{factor: value label}``."""
+        return [self.codebooks.labels_of(o) if len(o) else [] for o in self.objects]
+
+    def accuracy(self, truth: Sequence[Tensor]) -> tuple[float, float]:
+        """(fraction of problems whose set of objects is exactly right, fraction with the right
+        count); ``truth`` holds one ``[m, K]`` tensor of true objects per problem, in any order."""
+        if len(truth) != len(self.objects):
+            raise ValueError(f"truth: expected {len(self.objects)} object sets, got {len(truth)}")
+        sets = counts = 0
+        for found, true in zip(self.objects, truth):
+            true = self.codebooks.check_indices(torch.as_tensor(true).reshape(-1, self.codebooks.num_factors))
+            counts += len(found) == len(true)
+            sets += _as_set(found) == _as_set(true) and len(found) == len(true)
+        n = max(1, len(self.objects))
+        return sets / n, counts / n
+
+
+def _as_set(objects: Tensor) -> set[tuple[int, ...]]:
+    return {tuple(row) for row in objects.tolist()}
+
+
+def bundle_objects(codebooks: Codebooks, objects: Sequence[Tensor], scale: float = 1.0) -> Tensor:
+    """The scene vectors ``[B, D]`` of B object sets (each ``[m, K]``, m may differ and be 0): the sum
+    of the objects' bound vectors, times ``scale``."""
+    out = torch.zeros(len(objects), codebooks.dim, dtype=codebooks.dtype, device=codebooks.device)
+    sizes = [len(o) for o in objects]
+    if sum(sizes):
+        flat = torch.cat([torch.as_tensor(o).reshape(-1, codebooks.num_factors) for o in objects])
+        owner = torch.repeat_interleave(torch.arange(len(objects), device=codebooks.device),
+                                        torch.tensor(sizes, device=codebooks.device))
+        out.index_add_(0, owner, codebooks.bind_indices(flat.to(codebooks.device)))
+    return out * scale
+
+
+def _counts(count: Any, B: int, device: torch.device) -> Tensor | None:
+    if count is None:
+        return None
+    if isinstance(count, Tensor):
+        if count.dim() != 1 or count.shape[0] != B or count.is_floating_point():
+            raise ValueError(f"count: expected an integer tensor [B] with B = {B}, got {count.dtype} "
+                             f"{tuple(count.shape)}")
+        if bool((count < 0).any()):
+            raise ValueError("count: expected non-negative object counts")
+        return count.to(device=device, dtype=torch.long)
+    return torch.full((B,), check_int("count", count, 0), dtype=torch.long, device=device)
+
+
+def _inner(method: str, max_objects: int, options: dict[str, Any]):
+    """The decomposer that reads one object at a time. Its default early stop is a similarity that a
+    present object reaches even among ``max_objects - 1`` others (cosine about ``1 / sqrt(m)``) and a
+    spurious decode does not."""
+    name, spec_opts = parse_method(method)
+    opts = {**spec_opts, **options}
+    if capabilities(name).early_stop and "stop_similarity" not in opts:
+        opts["stop_similarity"] = min(0.5, 0.7 / math.sqrt(max_objects))
+    return get_decomposer(name, **opts)
+
+
+@torch.no_grad()
+def decompose_set(s: Tensor, codebooks: Codebooks, method: str = "diffusion", max_objects: int | None = None,
+                  count: int | Tensor | None = None, threshold: float = 0.5, scale: float = 1.0,
+                  **options: Any) -> SetDecomposition:
+    """The objects of each scene vector ``s`` ``[B, D]`` (or one ``[D]``), found by explaining away
+    with the decomposer ``method`` (a name or a spec, built with ``options``; every registered
+    decomposer works, ``"brute_force"`` is the oracle).
+
+    ``max_objects`` caps the objects per scene (default: the largest ``count``, else
+    :data:`DEFAULT_MAX_OBJECTS`); ``count`` (an int or a ``[B]`` tensor) gives the number of objects
+    instead of estimating it; ``threshold``: the amplitude, relative to ``scale``, a decoded object
+    needs to be accepted; ``scale``: the amplitude of one object in ``s`` (1 for a plain sum)."""
+    s, cb, single = check_problem(s, codebooks)
+    B, K = s.shape[0], cb.num_factors
+    counts_given = _counts(count, B, s.device)
+    cap = max_objects
+    if cap is None:
+        cap = int(counts_given.max()) if counts_given is not None and B else DEFAULT_MAX_OBJECTS
+    cap = check_int("max_objects", cap, 0)
+    if counts_given is not None and B and int(counts_given.max()) > cap:
+        raise ValueError(f"count: up to {int(counts_given.max())} objects, more than max_objects = {cap}")
+    threshold = check_float("threshold", threshold, 0.0)
+    scale = check_float("scale", scale, 1e-12)
+    decoder = _inner(method, max(1, cap), options)
+
+    found = torch.zeros(B, cap, K, dtype=torch.long, device=s.device)
+    amp = torch.zeros(B, cap, dtype=s.dtype, device=s.device)
+    n = torch.zeros(B, dtype=torch.long, device=s.device)
+    residual = s.clone()
+    active = torch.ones(B, dtype=torch.bool, device=s.device) if counts_given is None else counts_given > 0
+    for j in range(cap):
+        rows = active.nonzero().flatten()
+        if rows.numel() == 0:
+            break
+        res = decoder.decompose(residual[rows], cb)
+        b = cb.bind_indices(res.indices).to(s.dtype)
+        a = (residual[rows] * b).sum(-1) / (b * b).sum(-1)
+        present = a > threshold * scale if counts_given is None else torch.ones_like(a, dtype=torch.bool)
+        hit = rows[present]
+        found[hit, j] = res.indices[present]
+        amp[hit, j] = a[present]
+        n[hit] += 1
+        residual[hit] -= scale * b[present]
+        active[rows[~present]] = False
+        if counts_given is not None:
+            active &= n < counts_given
+    return _result(s, cb, found, amp, n, residual, scale, method)
+
+
+def _result(s: Tensor, cb: Codebooks, found: Tensor, amp: Tensor, n: Tensor, residual: Tensor, scale: float,
+            method: str) -> SetDecomposition:
+    B, cap, K = found.shape
+    slot = torch.arange(cap, device=s.device)
+    real = slot[None, :] < n[:, None]                                              # [B, cap]
+    bound = cb.bind_indices(found.reshape(-1, K)).reshape(B, cap, -1).to(s.dtype)  # [B, cap, D]
+    others_left = residual[:, None, :] + scale * bound        # s minus every other accepted object
+    num = (others_left * bound).sum(-1)
+    den = others_left.norm(dim=-1) * bound.norm(dim=-1)
+    conf = torch.where(real, num / den.clamp_min(torch.finfo(s.dtype).tiny), torch.zeros_like(num))
+    rel = residual.norm(dim=-1) / s.norm(dim=-1).clamp_min(torch.finfo(s.dtype).tiny)
+    counts = n.tolist()
+    return SetDecomposition(
+        objects=[found[i, :m] for i, m in enumerate(counts)],
+        counts=n,
+        confidence=[conf[i, :m] for i, m in enumerate(counts)],
+        amplitude=[amp[i, :m] for i, m in enumerate(counts)],
+        residual=rel,
+        codebooks=cb,
+        method=method,
+    )
