@@ -8,24 +8,31 @@
 Input policy: any image Pillow reads is converted to RGB (transparent pixels are composited onto
 the black background the scenes are drawn on); an image of another size is padded with black to a
 square, centred, then resized to the model's input size (box filter when shrinking, bilinear when
-enlarging), so shapes keep their aspect ratio. Tensors: ``uint8`` 0..255 or floats in [0, 1],
-``[B, 3, H, W]`` or one ``[3, H, W]``; other sizes are resized with antialiasing.
+enlarging), so shapes keep their aspect ratio. Tensors: ``uint8`` 0..255 or floats in [0, 1]
+(anything else is refused: a float tensor of 0..255 values would be read wrongly), ``[B, 3, H, W]``
+or one ``[3, H, W]``; at another size they are padded and resized exactly like the PIL image of the
+same pixels (uint8 bit for bit, floats within rounding to 1/255).
+
+Memory: ``recognize`` takes an iterator (a generator of PIL images, say) as well as a list, and
+shrinks it a batch at a time; :meth:`Pipeline.recognize_files` opens each file just before its
+batch, so at most ``batch_size`` full-size images are decoded at once.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from .checkpoint import load_model
+from .checks import check_int
 from .decompose import Decomposition
 from .edit import parse_changes, swap
 from .model import VSAModel
@@ -53,34 +60,88 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return Image.alpha_composite(black, rgba).convert("RGB")
 
 
-def prepare_image(img: Image.Image, side: int) -> np.ndarray:
-    """One PIL image -> ``uint8 [side, side, 3]`` by the module's input policy."""
-    if not isinstance(img, Image.Image):
-        raise TypeError(f"expected a PIL image, got {type(img).__name__}")
-    img = _to_rgb(img)
+def _pad_and_resize(img: Image.Image, side: int) -> Image.Image:
+    """Pad ``img`` with black to a centred square and resize it to ``side`` (box filter when
+    shrinking, bilinear when enlarging); any mode Pillow resizes (``RGB``, ``F``)."""
     w, h = img.size
     if w != h:
         sq = max(w, h)
-        canvas = Image.new("RGB", (sq, sq), (0, 0, 0))
+        canvas = Image.new(img.mode, (sq, sq), 0)
         canvas.paste(img, ((sq - w) // 2, (sq - h) // 2))
         img = canvas
     if img.size != (side, side):
         resample = Image.Resampling.BOX if img.width > side else Image.Resampling.BILINEAR
         img = img.resize((side, side), resample)
-    return np.array(img, dtype=np.uint8)
+    return img
 
 
-def prepare_tensor(images: Tensor, side: int) -> Tensor:
-    """A tensor ``[B, 3, H, W]`` or ``[3, H, W]`` -> ``[B, 3, side, side]``: unchanged at that size,
-    else resized (bilinear with antialiasing) to floats in [0, 1]."""
+def prepare_image(img: Image.Image, side: int) -> np.ndarray:
+    """One PIL image -> ``uint8 [side, side, 3]`` by the module's input policy."""
+    if not isinstance(img, Image.Image):
+        raise TypeError(f"expected a PIL image, got {type(img).__name__}")
+    return np.array(_pad_and_resize(_to_rgb(img), side), dtype=np.uint8)
+
+
+def check_image_tensor(images: Tensor) -> Tensor:
+    """``images`` as ``[B, 3, H, W]``, if it is ``uint8`` or floating point with every value in [0, 1]."""
     x = images[None] if images.ndim == 3 else images
     if x.ndim != 4 or x.shape[1] != 3:
         raise ValueError(f"images: expected a tensor [B, 3, H, W] or [3, H, W], got {tuple(images.shape)}")
-    if x.shape[-2:] != (side, side):
-        xf = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
-        x = F.interpolate(xf, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
-        x = x.clamp(0, 1)
+    if x.dtype == torch.uint8:
+        return x
+    if not x.is_floating_point():
+        raise TypeError(f"images: expected a uint8 or floating point tensor, got {x.dtype}")
+    if x.numel() and not bool(torch.isfinite(x).all()):
+        raise ValueError("images: a float tensor must hold values in [0, 1]; found values that are not finite "
+                         "(NaN or inf); pass floats in [0, 1] or uint8 0..255")
+    lo, hi = (float(v) for v in torch.aminmax(x)) if x.numel() else (0.0, 0.0)
+    if lo < 0.0 or hi > 1.0:
+        raise ValueError(f"images: a float tensor must hold values in [0, 1]; found values in [{lo:g}, {hi:g}]; "
+                         "pass floats in [0, 1] (e.g. divide a 0..255 image by 255) or a uint8 tensor 0..255")
     return x
+
+
+def prepare_tensor(images: Tensor, side: int) -> Tensor:
+    """A tensor ``[B, 3, H, W]`` or ``[3, H, W]`` (``uint8`` 0..255 or floats in [0, 1]) ->
+    ``[B, 3, side, side]`` of the same dtype: unchanged at that size, else padded to a square and
+    resized exactly like the PIL image of the same pixels (uint8 through Pillow itself, floats through
+    Pillow's float mode, one channel at a time, so that nothing is rounded)."""
+    x = check_image_tensor(images)
+    if x.shape[-2:] == (side, side):
+        return x
+    arr = x.detach().cpu().numpy()
+    if x.dtype == torch.uint8:
+        out = np.stack([prepare_image(Image.fromarray(np.ascontiguousarray(a.transpose(1, 2, 0))), side)
+                        for a in arr]).transpose(0, 3, 1, 2)
+        return torch.from_numpy(np.ascontiguousarray(out))
+    planes = [[np.asarray(_pad_and_resize(Image.fromarray(c.astype(np.float32)), side)) for c in a]
+              for a in arr]
+    return torch.from_numpy(np.array(planes, dtype=np.float32)).clamp_(0, 1)
+
+
+def _stack(arrays: Sequence[np.ndarray]) -> Tensor:
+    """``uint8 [side, side, 3]`` arrays -> ``uint8 [B, 3, side, side]``."""
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+
+
+def _batched(arrays: Iterable[np.ndarray], batch_size: int) -> Iterator[Tensor]:
+    """Stacked batches of at most ``batch_size`` prepared images, drawn from ``arrays`` as needed."""
+    it = iter(arrays)
+    while chunk := list(islice(it, batch_size)):
+        yield _stack(chunk)
+
+
+def open_image(path: str | os.PathLike) -> Image.Image:
+    """The image in file ``path``, decoded (``FileNotFoundError`` or ``ValueError`` with the path)."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.copy()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise ValueError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
 
 
 @dataclass
@@ -135,25 +196,41 @@ class Pipeline:
         return self
 
     def preprocess(self, images: Any) -> Tensor:
-        """Images by the module's input policy -> ``uint8 [B, 3, S, S]`` (or float for float tensors)."""
+        """Images by the module's input policy -> ``uint8 [B, 3, S, S]`` (or float for float tensors):
+        a tensor, one PIL image, or a list (any iterable) of PIL images."""
         side = self.image_size
-        if isinstance(images, Image.Image):
-            images = [images]
         if isinstance(images, Tensor):
             return prepare_tensor(images, side)
-        if isinstance(images, Sequence) and not isinstance(images, (str, bytes)):
-            if not images:
-                raise ValueError("images: empty list")
-            arr = np.stack([prepare_image(im, side) for im in images])
-            return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
-        raise TypeError(f"images: expected PIL images or a tensor, got {type(images).__name__}")
+        if isinstance(images, Image.Image):
+            images = [images]
+        if isinstance(images, (str, bytes, os.PathLike)) or not isinstance(images, Iterable):
+            raise TypeError(f"images: expected PIL images or a tensor, got {type(images).__name__}")
+        arrays = [prepare_image(im, side) for im in images]
+        if not arrays:
+            raise ValueError("images: empty list")
+        return _stack(arrays)
+
+    def batches(self, images: Any, batch_size: int = 256) -> Iterator[Tensor]:
+        """``images`` preprocessed, ``batch_size`` at a time. A tensor is sliced; PIL images (a list,
+        or any iterable such as a generator that opens them) are shrunk as they come, so a lazy
+        source never has more than one batch of full-size images decoded. An empty list is an error,
+        an empty iterator gives no batch."""
+        batch_size = check_int("batch_size", batch_size, 1)
+        if isinstance(images, Image.Image):
+            images = [images]
+        if isinstance(images, Tensor) or (isinstance(images, Sequence) and not images):
+            x = self.preprocess(images)
+            return (x[i:i + batch_size] for i in range(0, len(x), batch_size))
+        if isinstance(images, (str, bytes, os.PathLike)) or not isinstance(images, Iterable):
+            raise TypeError(f"images: expected PIL images or a tensor, got {type(images).__name__}")
+        side = self.image_size
+        return _batched((prepare_image(im, side) for im in images), batch_size)
 
     @torch.inference_mode()
     def encode(self, images: Any, batch_size: int = 256) -> Tensor:
         """The encoder's vectors ``[B, D]``, computed in batches on the pipeline's device."""
-        x = self.preprocess(images)
-        out = [self.model(x[i:i + batch_size].to(self.device)) for i in range(0, len(x), batch_size)]
-        return torch.cat(out)
+        out = [self.model(x.to(self.device)) for x in self.batches(images, batch_size)]
+        return torch.cat(out) if out else torch.empty(0, self.model.hparams.dim, device=self.device)
 
     @torch.inference_mode()
     def decode(self, vectors: Tensor, method: str | None = None) -> Decomposition:
@@ -161,13 +238,39 @@ class Pipeline:
         return self.model.decode(vectors.to(self.device), method or self.method)
 
     def recognize(self, images: Any, method: str | None = None, batch_size: int = 256) -> list[Recognition]:
-        """Attribute labels with per-factor confidence for every image, batched."""
+        """Attribute labels with per-factor confidence for every image, ``batch_size`` images at a
+        time: a tensor, PIL images, or an iterator of PIL images (shrunk one batch at a time)."""
         recs: list[Recognition] = []
-        x = self.preprocess(images)
-        for i in range(0, len(x), batch_size):
-            res = self.decode(self.encode(x[i:i + batch_size], batch_size=batch_size), method)
-            recs.extend(self._records(res))
+        for x in self.batches(images, batch_size):
+            recs.extend(self._records(self.decode(self.encode(x, batch_size=batch_size), method)))
         return recs
+
+    def recognize_files(self, paths: Iterable[str | os.PathLike], method: str | None = None,
+                        batch_size: int = 256) -> tuple[list[tuple[str, Recognition]], list[tuple[str, str]]]:
+        """Recognise image files, opening and shrinking each just before its batch (at most one
+        full-size image is decoded at a time; memory is bounded by ``batch_size`` small images).
+
+        Returns ``(recognitions, errors)``: ``(path, Recognition)`` for every readable file, in the
+        order given, and ``(path, message)`` for every file that is missing or not a readable image."""
+        batch_size = check_int("batch_size", batch_size, 1)
+        good: list[str] = []
+        errors: list[tuple[str, str]] = []
+        side = self.image_size
+
+        def shrunk() -> Iterator[np.ndarray]:
+            for p in map(os.fspath, paths):
+                try:
+                    arr = prepare_image(open_image(p), side)
+                except (FileNotFoundError, ValueError, OSError) as e:
+                    errors.append((p, str(e) if str(e).startswith(p) else f"{p}: not a readable image ({e})"))
+                    continue
+                good.append(p)
+                yield arr
+
+        recs = []
+        for x in _batched(shrunk(), batch_size):
+            recs.extend(self._records(self.decode(self.encode(x, batch_size=batch_size), method)))
+        return list(zip(good, recs)), errors
 
     # -- editing ------------------------------------------------------------------------------------
 
