@@ -7,7 +7,7 @@ import torch
 
 from vsa_vision import DecomposerHead, Pipeline
 from vsa_vision.checkpoint import CheckpointError, export_model, load_model
-from vsa_vision.model import VSAModel, schema_codebooks
+from vsa_vision.model import VSAModel, check_codebook_record, codebook_record, schema_codebooks
 from vsa_vision.scenes import SceneDataModule, default_schema, render_scene, sample_scenes
 from vsa_vision.training import cli_main
 
@@ -284,3 +284,51 @@ def test_silhouette_is_fill_invariant_and_travels_with_the_checkpoint(tmp_path):
     assert model.encoder.backbone.conv[0].in_channels == 5
     loaded = load_model(export_model(model, tmp_path / "s.safetensors"))
     assert loaded.encoder.silhouette and torch.equal(loaded(images[:4]), model(images[:4]))
+
+
+def _reorder(schema_dict, how):
+    """A schema dict with two same-sized attributes swapped, or one attribute's values reversed:
+    codebooks of the same sizes and seed, labels that no longer match the trained weights."""
+    d = json.loads(json.dumps(schema_dict))
+    attrs = d["attributes"]
+    if how == "swap x and y":
+        i, j = [k for k, a in enumerate(attrs) if a["name"] in ("x", "y")]
+        attrs[i], attrs[j] = attrs[j], attrs[i]
+    else:
+        colour = next(a for a in attrs if a["name"] == "colour")
+        colour["values"].reverse()
+        colour["params"].reverse()
+    return d
+
+
+@pytest.mark.parametrize("how", ["swap x and y", "reverse colour"])
+def test_a_checkpoint_whose_labels_were_reordered_is_refused(tmp_path, how):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    model = tiny_model()
+    good = export_model(model, tmp_path / "m.safetensors")
+    assert load_model(good).codebooks == model.codebooks
+    with safe_open(good, framework="pt") as f:
+        meta, state = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    hparams = json.loads(meta["hparams"])
+    hparams["schema"] = _reorder(hparams["schema"], how)
+    save_file(state, tmp_path / "bad.safetensors", metadata={**meta, "hparams": json.dumps(hparams)})
+    with pytest.raises(CheckpointError, match="labels .* differ from those its weights were trained with"):
+        load_model(tmp_path / "bad.safetensors")
+    # a Lightning checkpoint the same: through load_model and through Lightning's own loader
+    trainer = quiet_trainer(tmp_path, max_steps=1, num_sanity_val_steps=0, limit_val_batches=0)
+    trainer.fit(model, tiny_data())
+    trainer.save_checkpoint(tmp_path / "m.ckpt")
+    ckpt = torch.load(tmp_path / "m.ckpt", weights_only=True)
+    ckpt["hyper_parameters"]["schema"] = _reorder(ckpt["hyper_parameters"]["schema"], how)
+    torch.save(ckpt, tmp_path / "bad.ckpt")
+    assert load_model(tmp_path / "m.ckpt").codebooks == model.codebooks
+    with pytest.raises(CheckpointError, match="labels .* differ"):
+        load_model(tmp_path / "bad.ckpt")
+    with pytest.raises(ValueError, match="labels .* differ"):
+        VSAModel.load_from_checkpoint(tmp_path / "bad.ckpt", weights_only=True)
+    # the record also holds the codewords: the same names and labels drawn from another seed differ
+    other = codebook_record(schema_codebooks(default_schema(), dim=256, seed=1))
+    with pytest.raises(ValueError, match="contents differ"):
+        check_codebook_record(other, model.codebooks)

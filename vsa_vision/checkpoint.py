@@ -39,22 +39,29 @@ def export_model(model, path: str | os.PathLike) -> str:
     """Write ``model`` (a :class:`vsa_vision.model.VSAModel`) as safetensors + JSON hyperparameters, atomically."""
     from safetensors.torch import save_file
 
+    from .model import codebook_record
+
     path = os.fspath(path)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    meta = {"format": FORMAT, "version": str(FORMAT_VERSION), "hparams": json.dumps(dict(model.hparams))}
+    meta = {"format": FORMAT, "version": str(FORMAT_VERSION), "hparams": json.dumps(dict(model.hparams)),
+            "codebooks": json.dumps(codebook_record(model.codebooks))}
     with atomic_path(path, suffix=".safetensors") as tmp:
         save_file(state, tmp, metadata=meta)
     return path
 
 
-def _read(path: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """(hyperparameters, state dict) of a checkpoint file, by its extension."""
+Read = tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, Any] | None]
+
+
+def _read(path: str) -> Read:
+    """(hyperparameters, state dict, record of the trained codebooks or None) of a checkpoint file,
+    by its extension."""
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint {path}: no such file")
     return _read_safetensors(path) if path.endswith(".safetensors") else _read_lightning(path)
 
 
-def _read_safetensors(path: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+def _read_safetensors(path: str) -> Read:
     from safetensors import safe_open
 
     try:
@@ -70,12 +77,15 @@ def _read_safetensors(path: str) -> tuple[dict[str, Any], dict[str, torch.Tensor
                               f"vsa_vision reads ({FORMAT_VERSION})")
     try:
         hparams = json.loads(meta["hparams"])
+        record = json.loads(meta["codebooks"]) if "codebooks" in meta else None
     except (KeyError, json.JSONDecodeError):
         raise CheckpointError(f"checkpoint {path}: its hyperparameters are missing or unreadable") from None
-    return hparams, state
+    return hparams, state, record
 
 
-def _read_lightning(path: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+def _read_lightning(path: str) -> Read:
+    from .model import CODEBOOKS_KEY
+
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, pickle with foreign objects, not a torch file at all
@@ -84,25 +94,26 @@ def _read_lightning(path: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
         raise CheckpointError(f"checkpoint {path}: not a Lightning checkpoint of a vsa_vision model "
                               "(no state_dict / hyper_parameters)")
-    return dict(ckpt["hyper_parameters"]), ckpt["state_dict"]
+    return dict(ckpt["hyper_parameters"]), ckpt["state_dict"], ckpt.get(CODEBOOKS_KEY)
 
 
 def load_model(path: str | os.PathLike | None = None, map_location: str | torch.device = "cpu"):
     """A :class:`vsa_vision.model.VSAModel` in eval mode from a ``.ckpt`` or ``.safetensors`` file
     (default: the shipped checkpoint). Refuses, with :class:`CheckpointError`, a file that is missing,
     corrupt or truncated, of another format, or whose weights or codebooks do not fit its own
-    hyperparameters."""
-    from .model import VSAModel
+    hyperparameters, or whose schema's names or labels differ from those recorded with its codebooks
+    at training (a reordered or relabelled schema would mislabel every image)."""
+    from .model import CODEBOOKS_KEY, VSAModel
 
     path = default_checkpoint() if path is None else os.fspath(path)
-    hparams, state = _read(path)
+    hparams, state, record = _read(path)
     hparams = {k: v for k, v in hparams.items() if not k.startswith("_")}
     try:
         model = VSAModel(**hparams)
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"checkpoint {path}: its hyperparameters do not build a model ({e})") from None
     try:
-        model.on_load_checkpoint({"state_dict": state})
+        model.on_load_checkpoint({"state_dict": state, CODEBOOKS_KEY: record})
         missing, unexpected = model.load_state_dict(state, strict=False)
     except (RuntimeError, ValueError) as e:
         raise CheckpointError(f"checkpoint {path}: {str(e).splitlines()[0]}") from None

@@ -9,6 +9,7 @@ head's own error and the gap between brute force and 100% is the encoder's.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -31,11 +32,42 @@ from .vsa import Codebooks
 LOSSES = ("cosine", "contrastive", "cosine+contrastive", "factor_cosine", "factor_contrastive")
 SCHEDULES = ("onecycle", "cosine", "constant")
 DEFAULT_TEST_METHODS = ("diffusion", "resonator", "attention_resonator", "stochastic_resonator", "brute_force")
+CODEBOOKS_KEY = "vsa_vision_codebooks"  # a Lightning checkpoint's record of its codebooks (codebook_record)
 
 
 def schema_codebooks(schema: Schema, dim: int, seed: int = 0) -> Codebooks:
     """The random bipolar codebooks of a schema's attributes, value labels included (drawn on CPU)."""
     return Codebooks.random(schema.factors(), dim=dim, seed=seed)
+
+
+def codebook_record(codebooks: Codebooks) -> dict[str, Any]:
+    """What a checkpoint stores of the codebooks its weights were trained with: the attribute names,
+    each attribute's value labels in order, and a SHA-256 of the codewords (float32, in order)."""
+    digest = hashlib.sha256()
+    for t in codebooks.tensors:
+        digest.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return {"names": list(codebooks.names), "labels": [list(v) for v in codebooks.labels],
+            "sha256": digest.hexdigest()}
+
+
+def check_codebook_record(record: Mapping[str, Any], codebooks: Codebooks) -> None:
+    """Refuse (``ValueError``) codebooks whose names, labels or codewords differ from ``record``: a
+    checkpoint whose schema was reordered or relabelled after training (same sizes and seed, so the
+    same codewords under other labels) would otherwise load and mislabel every image."""
+    mine = codebook_record(codebooks)
+    names, labels = list(record.get("names", [])), [list(v) for v in record.get("labels", [])]
+    if names != mine["names"]:
+        raise ValueError(f"checkpoint: the names and labels of its schema's attributes ({mine['names']}) differ from "
+                         f"those its weights were trained with ({names}); the schema was reordered or edited after "
+                         "training, so every image would be mislabelled")
+    for name, theirs, ours in zip(names, labels, mine["labels"]):
+        if theirs != ours:
+            raise ValueError(f"checkpoint: the names and labels of its schema's attribute {name!r} ({ours}) differ "
+                             f"from those its weights were trained with ({theirs}); the schema was reordered or "
+                             "edited after training, so every image would be mislabelled")
+    if record.get("sha256") != mine["sha256"]:
+        raise ValueError("checkpoint: its codebooks' contents differ from those its weights were trained with "
+                         "(another dim or codebook_seed, or edited codebooks)")
 
 
 def _register_codebooks(module: nn.Module, tensors: Sequence[Tensor]) -> None:
@@ -248,6 +280,11 @@ class VSAModel(pl.LightningModule):
                 raise ValueError(f"checkpoint: its codebook for {name!r} differs from this model's "
                                  f"(dim {self.hparams.dim}, codebook_seed {self.hparams.codebook_seed}); "
                                  "it was trained with other codebooks or another schema")
+        if checkpoint.get(CODEBOOKS_KEY) is not None:  # checkpoints written before the record have none
+            check_codebook_record(checkpoint[CODEBOOKS_KEY], self.codebooks)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CODEBOOKS_KEY] = codebook_record(self.codebooks)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         images, labels = batch
