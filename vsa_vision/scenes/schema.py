@@ -24,12 +24,14 @@ from typing import Any
 import numpy as np
 
 from ..checks import check_int
+from .sampling import SPLITS, sample_indices, sample_scenes
 from .shapes import FILLS, SHAPES
+
+__all__ = ["ROLES", "SPLITS", "Attribute", "Schema", "load_schema", "default_schema", "sample_indices",
+           "sample_scenes"]
 
 ROLES = ("shape", "colour", "size", "x", "y", "fill")
 _ROLE_ALIASES = {"color": "colour"}
-SPLITS = ("train", "val", "test", "heldout")
-_SPLIT_STREAM = {"all": 0, "train": 1, "val": 2, "test": 3, "heldout": 4}
 _SCHEMA_DIR = os.path.join(os.path.dirname(__file__), "schemas")
 
 
@@ -133,12 +135,16 @@ class Attribute:
 
 @dataclass(frozen=True)
 class Schema:
-    """An ordered set of attributes, the rendered image size and the held-out combinations."""
+    """An ordered set of attributes, the rendered image size and the held-out combinations.
+
+    ``max_objects``: how many objects one scene may hold (1, the only kind the renderer draws today;
+    written to a schema file only when it is not 1)."""
 
     attributes: tuple[Attribute, ...]
     name: str = "custom"
     image_size: int = 64
     holdout: tuple[Mapping[str, str], ...] = field(default=())
+    max_objects: int = 1
 
     def __post_init__(self) -> None:
         attrs = tuple(a if isinstance(a, Attribute) else Attribute(**a) for a in self.attributes)
@@ -154,6 +160,7 @@ class Schema:
             raise ValueError(f"schema: role(s) {dup} used by more than one attribute")
         object.__setattr__(self, "attributes", attrs)
         object.__setattr__(self, "image_size", check_int("schema: image_size", self.image_size, 16, 1024))
+        object.__setattr__(self, "max_objects", check_int("schema: max_objects", self.max_objects, 1))
         hold = []
         for i, combo in enumerate(self.holdout):
             if not isinstance(combo, Mapping) or not combo:
@@ -203,7 +210,7 @@ class Schema:
         for i, scene in enumerate(rows):
             if not isinstance(scene, Mapping):
                 raise TypeError(f"scene {i}: expected a mapping attribute -> value, got {type(scene).__name__}")
-            unknown = sorted(set(scene) - set(self.names))
+            unknown = sorted(set(scene) - set(self.names), key=repr)
             if unknown:
                 raise ValueError(f"scene {i}: unknown attribute(s) {unknown}; attributes: {list(self.names)}")
             missing = [n for n in self.names if n not in scene]
@@ -256,17 +263,20 @@ class Schema:
     # -- files ---------------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "image_size": self.image_size,
-                "attributes": [a.to_dict() for a in self.attributes],
-                "holdout": [dict(c) for c in self.holdout]}
+        d = {"name": self.name, "image_size": self.image_size, "attributes": [a.to_dict() for a in self.attributes],
+             "holdout": [dict(c) for c in self.holdout]}
+        if self.max_objects != 1:
+            d["max_objects"] = self.max_objects
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Schema:
         if not isinstance(d, Mapping):
             raise ValueError(f"schema: expected a JSON object, got {type(d).__name__}")
-        unknown = sorted(set(d) - {"name", "image_size", "attributes", "holdout"})
+        unknown = sorted(set(d) - {"name", "image_size", "attributes", "holdout", "max_objects"})
         if unknown:
-            raise ValueError(f"schema: unknown key(s) {unknown}; keys are name, image_size, attributes, holdout")
+            raise ValueError(f"schema: unknown key(s) {unknown}; keys are name, image_size, attributes, holdout, "
+                             "max_objects")
         if "attributes" not in d:
             raise ValueError("schema: missing 'attributes'")
         attrs = []
@@ -279,7 +289,8 @@ class Schema:
                                  f"'params'); got keys {sorted(a)}")
             attrs.append(Attribute(name=a["name"], values=a["values"], role=a.get("role"), params=a.get("params")))
         return cls(attributes=tuple(attrs), name=str(d.get("name", "custom")),
-                   image_size=d.get("image_size", 64), holdout=tuple(d.get("holdout", ())))
+                   image_size=d.get("image_size", 64), holdout=tuple(d.get("holdout", ())),
+                   max_objects=d.get("max_objects", 1))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -308,36 +319,3 @@ def load_schema(spec: str | os.PathLike | Mapping[str, Any] | Schema = "default"
 def default_schema() -> Schema:
     """The default schema: 10 shapes x 10 colours x 4 sizes x 12 x x 12 y x 2 fills (115,200 scenes)."""
     return load_schema("default")
-
-
-def sample_indices(schema: Schema, n: int, seed: int = 0, split: str | None = None) -> np.ndarray:
-    """``n`` scenes as value indices ``[n, K]``, uniform over the split's part of the product space.
-
-    ``split``: ``None`` (the whole space), ``"train"`` / ``"val"`` / ``"test"`` (every scene except
-    the held-out combinations; independent draws per split), or ``"heldout"`` (only the held-out
-    combinations). The draw is prefix-stable: the first ``m`` of ``n`` scenes are the ``m`` scenes
-    of a call with ``n = m``."""
-    n = check_int("n", n, 0)
-    seed = check_int("seed", seed, 0)
-    key = "all" if split is None else split
-    if key not in _SPLIT_STREAM:
-        raise ValueError(f"split: expected one of {list(SPLITS)} or None, got {split!r}")
-    if key == "heldout" and not schema.holdout:
-        raise ValueError(f"schema {schema.name!r} has no held-out combinations, so there is no 'heldout' split")
-    rng = np.random.default_rng([int(seed), _SPLIT_STREAM[key]])
-    sizes = np.asarray(schema.sizes)
-    chunk, parts, have = 4096, [], 0
-    while have < n:
-        idx = (rng.random((chunk, len(sizes))) * sizes).astype(np.int64)
-        if key != "all" and schema.holdout:
-            held = schema.is_held_out(idx)
-            idx = idx[held] if key == "heldout" else idx[~held]
-        parts.append(idx)
-        have += len(idx)
-    out = np.concatenate(parts)[:n] if parts else np.zeros((0, len(sizes)), dtype=np.int64)
-    return np.ascontiguousarray(out)
-
-
-def sample_scenes(schema: Schema, n: int, seed: int = 0, split: str | None = None) -> list[dict[str, str]]:
-    """``n`` random scenes, each ``{attribute name: value label}``; see :func:`sample_indices`."""
-    return schema.decode(sample_indices(schema, n, seed=seed, split=split)) if n else []
