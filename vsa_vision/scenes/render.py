@@ -47,6 +47,9 @@ class Renderer:
                  supersample: int = 4, jitter: float = 0.0, noise: float = 0.0,
                  stroke: float | Sequence[float] = STROKE) -> None:
         self.schema = load_schema(schema)
+        if self.schema.max_objects != 1:
+            raise ValueError(f"schema {self.schema.name!r}: max_objects {self.schema.max_objects}; this renderer "
+                             "draws one object per image")
         self.size = self.schema.image_size if size is None else check_int("size (image side in pixels)", size, 16, 1024)
         self.supersample = check_int("supersample", supersample, 1, 8)
         self.jitter = check_float("jitter", jitter, lo=0.0)
@@ -108,7 +111,10 @@ class Renderer:
         return arr
 
     def render(self, scene: Mapping[str, Any], seed: int | None = None) -> Image.Image:
-        """A PIL RGB image of ``scene`` (``{attribute: value label}``; every attribute required)."""
+        """A PIL RGB image of ``scene`` (``{attribute: value label}``; every attribute required).
+
+        A list of scenes is refused: one image holds at most ``schema.max_objects`` objects (1)."""
+        check_scene_count(self.schema, scene)
         row = self.schema.encode(scene)[0]
         return Image.fromarray(self.render_indices(row, seed=seed), mode="RGB")
 
@@ -121,6 +127,21 @@ class Renderer:
         for i, row in enumerate(idx):
             out[i] = self.render_indices(row, seed=None if seeds is None else seeds[i])
         return out
+
+
+def check_scene_count(schema: Schema, scene: Any) -> None:
+    """Refuse what is not one scene: a sequence of scenes when the schema draws one object per image,
+    or more scenes than ``schema.max_objects``."""
+    if isinstance(scene, Mapping):
+        return
+    if isinstance(scene, (str, bytes)) or not isinstance(scene, Sequence):
+        raise TypeError(f"scene: expected a mapping attribute -> value, got {type(scene).__name__} {scene!r}")
+    if schema.max_objects == 1:
+        raise ValueError(f"scene: got a list of {len(scene)} scenes, but schema {schema.name!r} draws one object "
+                         "per image (max_objects 1); render each scene (a mapping attribute -> value) on its own")
+    if len(scene) > schema.max_objects:
+        raise ValueError(f"scene: got {len(scene)} objects, schema {schema.name!r} holds at most "
+                         f"{schema.max_objects} per image")
 
 
 def render_scene(schema: Schema | str, scene: Mapping[str, Any], size: int | None = None, seed: int | None = None,
