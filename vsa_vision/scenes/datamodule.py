@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..checks import check_int
 from .dataset import RenderedScenes, SceneShards
 from .render import STROKE, stroke_range
+from .sampling import seed63
 from .schema import Schema, load_schema
 
 
@@ -27,7 +28,10 @@ class SceneDataModule(pl.LightningDataModule):
     outline of outlined shapes in the training split only, an augmentation that keeps the
     evaluation splits at the standard rendering. ``val_heldout_size > 0`` adds a second validation
     loader of held-out combinations (drawn with ``seed + 1``), to follow compositional
-    generalisation during training; model selection should keep to the first (the ``val`` split)."""
+    generalisation during training; model selection should keep to the first (the ``val`` split).
+
+    ``seed``: any int >= 0; the scenes use it whole, the shuffle generator of the train loader takes
+    it as it is below 2**63 and reduced to 63 bits by SHA-256 above (``sampling.seed63``)."""
 
     def __init__(self, schema: str | dict[str, Any] | Schema = "default", data_dir: str | None = None,
                  train_size: int = 50000, val_size: int = 2000, test_size: int = 2000, heldout_size: int = 2000,
@@ -41,7 +45,8 @@ class SceneDataModule(pl.LightningDataModule):
                                     "(generate it with 'vsa-vision data generate')")
         batch_size, train_size = check_int("batch_size", batch_size, 1), check_int("train_size", train_size, 1)
         num_workers = check_int("num_workers", num_workers, 0)
-        self.data_dir, self.seed, self.batch_size, self.num_workers = data_dir, int(seed), batch_size, num_workers
+        seed = check_int("seed", seed, 0)
+        self.data_dir, self.seed, self.batch_size, self.num_workers = data_dir, seed, batch_size, num_workers
         val_heldout_size = check_int("val_heldout_size", val_heldout_size, 0)
         if train_stroke is not None and data_dir is not None:
             raise ValueError("train_stroke: applies to scenes rendered on the fly, not to a data_dir dataset")
@@ -80,7 +85,7 @@ class SceneDataModule(pl.LightningDataModule):
                         "heldout": "test"}[split])
         if split not in self.datasets:
             raise ValueError(f"the {split!r} split is empty")
-        gen = torch.Generator().manual_seed(self.seed) if shuffle else None
+        gen = torch.Generator().manual_seed(seed63(self.seed)) if shuffle else None  # torch takes 64 bits
         return DataLoader(self.datasets[split], batch_size=self.batch_size, shuffle=shuffle, generator=gen,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
                           drop_last=False)

@@ -12,14 +12,21 @@ On disk (``generate_dataset``, ``vsa-vision data generate``)::
                          marks a complete dataset
     preview.png          optional contact sheet
 
-Everything is a function of the config, so an interrupted run resumes by skipping the shards that
-exist, and gives the same bytes as an uninterrupted one.
+Everything is a function of the config, so an interrupted run resumes by keeping the shards that
+are there and whole (checked: size, header, and the manifest's sha256 or, before the manifest
+exists, their first and last images against a fresh render), rendering the rest, and gives the same
+bytes as an uninterrupted one; a finished dataset with a shard deleted or damaged is repaired the
+same way. A shard damaged only in its middle images, before any manifest recorded its checksum,
+goes unnoticed: ``SceneShards(..., verify=True)`` checks every byte against the manifest.
+
+Memory: generation holds one shard at a time. ``RenderedScenes`` holds its scenes' labels
+(``n x K`` int64) and, with ``cache=True``, every image; it refuses more than
+``sampling.MAX_IN_MEMORY_BYTES`` for either (8 GiB).
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 import re
@@ -33,7 +40,17 @@ from torch.utils.data import Dataset
 from ..checks import check_choice, check_int
 from ..io import atomic_path, atomic_write
 from .render import STROKE, Renderer, contact_sheet
+from .sampling import IndexStream, check_in_memory
 from .schema import SPLITS, Schema, load_schema, sample_indices
+from .storage import (
+    Shard,
+    check_disk_space,
+    inside,
+    plan_shards,
+    sha256_file,
+    shard_is_whole,
+    valid_shard_digest,
+)
 
 FORMAT = "vsa_vision.scenes"
 FORMAT_VERSION = 1
@@ -62,8 +79,11 @@ class RenderedScenes(Dataset):
                  stroke: float | Sequence[float] = STROKE) -> None:
         self.schema = load_schema(schema)
         check_choice("split", split, SPLITS)
-        self.n, self.seed, self.split = check_int("n", n, 0), int(seed), split
+        self.n, self.seed, self.split = check_int("n", n, 0), check_int("seed", seed, 0), split
         self.renderer = Renderer(self.schema, size=size, jitter=jitter, noise=noise, stroke=stroke)
+        if cache:
+            side = self.renderer.size
+            check_in_memory(f"RenderedScenes(cache=True): {self.n} images of {side}x{side}x3", self.n * side * side * 3)
         self.indices = torch.from_numpy(sample_indices(self.schema, self.n, seed=self.seed, split=split))
         self._images: torch.Tensor | None = None
         if cache:
@@ -88,29 +108,11 @@ class RenderedScenes(Dataset):
 # -- generation to disk -----------------------------------------------------------------------
 
 
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def dataset_config(schema: Schema, counts: Mapping[str, int], seed: int, shard_size: int, size: int,
                    jitter: float, noise: float) -> dict[str, Any]:
     return {"format": FORMAT, "version": FORMAT_VERSION, "schema": schema.to_dict(), "seed": int(seed),
             "counts": {s: int(counts.get(s, 0)) for s in SPLITS}, "shard_size": int(shard_size), "size": int(size),
             "jitter": float(jitter), "noise": float(noise)}
-
-
-def _shards(config: Mapping[str, Any]) -> list[tuple[str, int, int, str]]:
-    """(split, start, count, file name) of every shard."""
-    out = []
-    for split in SPLITS:
-        n, s = config["counts"][split], config["shard_size"]
-        for j, start in enumerate(range(0, n, s)):
-            out.append((split, start, min(s, n - start), f"{split}-{j:05d}.npy"))
-    return out
 
 
 def _write_shard(path: str, images: np.ndarray) -> None:
@@ -124,40 +126,80 @@ def generate_dataset(out: str | os.PathLike, schema: Schema | str = "default", n
                      shard_size: int = 5000, size: int | None = None, jitter: float = 0.0, noise: float = 0.0,
                      overwrite: bool = False, preview: bool = False, progress: bool = True,
                      log: Callable[[str], None] | None = print) -> dict[str, Any]:
-    """Render a dataset to ``out``; resume an interrupted run; return the manifest.
+    """Render a dataset to ``out``; resume an interrupted run or repair a damaged one; return the manifest.
 
     ``n`` train images; ``val``/``test``/``heldout`` default to ``max(1000, n // 10)`` each (heldout 0
     when the schema holds nothing out). Refuses a folder holding a different dataset (or other files)
-    unless ``overwrite``, which removes only the files a dataset consists of."""
+    unless ``overwrite``, which removes only the files a dataset consists of. Refuses up front a
+    split the schema leaves empty, a split of more than ``MAX_SHARDS`` shards, and a dataset the free
+    space of the target filesystem cannot hold (``OSError`` with the estimate and the free space).
+    Every shard already on disk is checked (size, header, and the manifest's sha256, or without a
+    manifest its first and last images against a fresh render); what is missing or damaged is
+    rendered again, so the result is the same bytes as an uninterrupted run. Memory stays bounded
+    by one shard: scenes are drawn and labels written shard by shard."""
     schema = load_schema(schema)
     counts = _split_counts(schema, n, val, test, heldout)
     shard_size = check_int("shard_size", shard_size, 1)
     seed = check_int("seed", seed, 0)
     renderer = Renderer(schema, size=size, jitter=jitter, noise=noise)
     config = dataset_config(schema, counts, seed, shard_size, renderer.size, jitter, noise)
+    shards = plan_shards(config)
+    streams = {s: IndexStream(schema, seed, s) for s in SPLITS if counts[s]}  # refuses a split with no scenes
     out = os.fspath(out)
     say = log or (lambda _m: None)
+    check_disk_space(out, config, shards, preview, overwrite)
     _prepare_folder(out, config, overwrite)
 
     manifest_path = os.path.join(out, "manifest.json")
-    if os.path.exists(manifest_path):
-        manifest = _read_json(manifest_path)
+    known = _known_checksums(manifest_path, config, shards)
+    if known is not None and _intact(out, shards, known, renderer.size):
         say(f"{out}: already complete ({sum(counts.values())} images), nothing to do")
         if preview and not os.path.exists(os.path.join(out, "preview.png")):
             write_preview(out, schema, renderer, seed)
-        return manifest
+        return _read_json(manifest_path)
+    if os.path.exists(manifest_path):  # an incomplete or damaged dataset is no longer marked complete
+        say(f"{out}: shards or labels are missing or damaged; rendering them again")
+        os.unlink(manifest_path)
 
-    shards = _shards(config)
-    indices = {s: sample_indices(schema, counts[s], seed=seed, split=s) for s in SPLITS if counts[s]}
-    _render_missing_shards(out, shards, renderer, indices, seed, progress, say)
-    _write_labels(os.path.join(out, "labels.csv"), schema, indices)
-    manifest = _manifest(out, config, shards)
+    manifest = dict(config)
+    manifest["shards"] = _render_shards_and_labels(out, schema, shards, streams, renderer, seed,
+                                                   (known or {}).get("shards", {}), progress, say)
+    manifest["labels_sha256"] = sha256_file(os.path.join(out, "labels.csv"))
     if preview:
         write_preview(out, schema, renderer, seed)
     atomic_write(manifest_path, lambda f: f.write(json.dumps(manifest, indent=2) + "\n"))
     say(f"{out}: {sum(counts.values())} images in {len(shards)} shards "
         + ", ".join(f"{s} {counts[s]}" for s in SPLITS))
     return manifest
+
+
+def _known_checksums(manifest_path: str, config: Mapping[str, Any], shards: Sequence[Shard]) -> dict[str, Any] | None:
+    """``{"shards": {file: sha256}, "labels": sha256}`` from a manifest of this very dataset, else
+    ``None`` (no manifest, an unreadable one, or one of other shards)."""
+    try:
+        manifest = _read_json(manifest_path)
+        listed = [(s["split"], s["start"], s["count"], s["file"]) for s in manifest["shards"]]
+        sums = {s["file"]: str(s["sha256"]) for s in manifest["shards"]}
+        labels = str(manifest["labels_sha256"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    rest = {k: v for k, v in manifest.items() if k not in ("shards", "labels_sha256")}
+    if rest != dict(config) or listed != list(shards):
+        return None
+    return {"shards": sums, "labels": labels}
+
+
+def _intact(out: str, shards: Sequence[Shard], known: Mapping[str, Any], side: int) -> bool:
+    """Whether every shard and labels.csv are whole and have the sha256 the manifest gives."""
+    labels = os.path.join(out, "labels.csv")
+    if not os.path.isfile(labels) or sha256_file(labels) != known["labels"]:
+        return False
+    return all(valid_shard_digest(os.path.join(out, f), c, side, known["shards"][f], _no_render) is not None
+               for _s, _st, c, f in shards)
+
+
+def _no_render(_j: int) -> np.ndarray:
+    raise AssertionError("a shard with a known checksum is not compared with a render")
 
 
 def _split_counts(schema: Schema, n: Any, val: Any, test: Any, heldout: Any) -> dict[str, int]:
@@ -234,51 +276,42 @@ def _refuse_other_contents(out: str, present: set[str], existing: Any, config: M
         raise ValueError(f"out: {out} holds dataset files but no config.json; pass overwrite=True to replace them")
 
 
-def _render_missing_shards(out: str, shards: Sequence[tuple[str, int, int, str]], renderer: Renderer,
-                           indices: Mapping[str, np.ndarray], seed: int, progress: bool,
-                           say: Callable[[str], None]) -> None:
-    """Render and write every shard whose file is not in ``out`` yet (all of them on a fresh run)."""
-    todo = [sh for sh in shards if not os.path.exists(os.path.join(out, sh[3]))]
-    if len(todo) < len(shards):
-        say(f"{out}: resuming, {len(shards) - len(todo)} of {len(shards)} shards already written")
+def _render_shards_and_labels(out: str, schema: Schema, shards: Sequence[Shard], streams: Mapping[str, IndexStream],
+                              renderer: Renderer, seed: int, known: Mapping[str, str], progress: bool,
+                              say: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Keep every shard on disk that can be trusted, render the others, write labels.csv (atomically,
+    row by row as the scenes are drawn); return the manifest's shard entries."""
+    whole = sum(shard_is_whole(os.path.join(out, f), c, renderer.size) for *_, c, f in shards)
+    if whole:
+        say(f"{out}: resuming, {whole} of {len(shards)} shards already written (checking them)")
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=sum(c for *_, c, _f in todo), unit="img", desc="rendering")
+        bar = tqdm(total=sum(c for *_, c, _f in shards), unit="img", desc="rendering")
+    entries = []
     try:
-        for split, start, count, fname in todo:
-            seeds = [_nuisance_seed(seed, split, i) for i in range(start, start + count)]
-            images = renderer.render_batch(indices[split][start:start + count], seeds=seeds)
-            _write_shard(os.path.join(out, fname), images)
-            if bar is not None:
-                bar.update(count)
+        with atomic_path(os.path.join(out, "labels.csv"), suffix=".csv") as tmp, \
+                open(tmp, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["split", "index", *schema.names])
+            for split, start, count, fname in shards:
+                idx = streams[split].take(count)
+                seeds = [_nuisance_seed(seed, split, i) for i in range(start, start + count)]
+                path = os.path.join(out, fname)
+                digest = valid_shard_digest(path, count, renderer.size, known.get(fname),
+                                            lambda j, x=idx, s=seeds: renderer.render_indices(x[j], seed=s[j]))
+                if digest is None:
+                    _write_shard(path, renderer.render_batch(idx, seeds=seeds))
+                    digest = sha256_file(path)
+                entries.append({"file": fname, "split": split, "start": start, "count": count, "sha256": digest})
+                w.writerows([split, start + i, *scene.values()] for i, scene in enumerate(schema.decode(idx)))
+                if bar is not None:
+                    bar.update(count)
     finally:
         if bar is not None:
             bar.close()
-
-
-def _write_labels(path: str, schema: Schema, indices: Mapping[str, np.ndarray]) -> None:
-    """labels.csv: split, index, then each attribute's value label, for every non-empty split in order."""
-
-    def write(f) -> None:
-        w = csv.writer(f)
-        w.writerow(["split", "index", *schema.names])
-        for split in SPLITS:
-            if split in indices:
-                for i, scene in enumerate(schema.decode(indices[split])):
-                    w.writerow([split, i, *scene.values()])
-
-    atomic_write(path, write)
-
-
-def _manifest(out: str, config: Mapping[str, Any], shards: Sequence[tuple[str, int, int, str]]) -> dict[str, Any]:
-    """The config plus every shard's count and sha256 and the labels' sha256."""
-    manifest = dict(config)
-    manifest["shards"] = [{"file": f, "split": s, "start": st, "count": c, "sha256": _sha256(os.path.join(out, f))}
-                          for s, st, c, f in shards]
-    manifest["labels_sha256"] = _sha256(os.path.join(out, "labels.csv"))
-    return manifest
+    return entries
 
 
 def write_preview(out: str, schema: Schema, renderer: Renderer, seed: int, count: int = 60) -> str:
@@ -315,13 +348,14 @@ class SceneShards(Dataset):
             raise ValueError(f"{path}: the dataset's schema {self.schema.name!r} differs from the schema asked for "
                              f"{load_schema(schema).name!r}")
         self.split, self.path = split, path
+        files = {s["file"]: inside(path, s["file"]) for s in manifest["shards"]}  # refuses paths leaving the folder
         shards = [s for s in manifest["shards"] if s["split"] == split]
         if verify:
             for s in manifest["shards"]:
-                got = _sha256(os.path.join(path, s["file"]))
+                got = sha256_file(files[s["file"]])
                 if got != s["sha256"]:
                     raise ValueError(f"{path}/{s['file']}: checksum mismatch (file changed or corrupt)")
-        self._arrays = [np.load(os.path.join(path, s["file"]), mmap_mode="r") for s in shards]
+        self._arrays = [np.load(files[s["file"]], mmap_mode="r") for s in shards]
         self._starts = np.cumsum([0] + [len(a) for a in self._arrays])
         self.n = int(self._starts[-1])
         if self.n != manifest["counts"][split]:
@@ -352,6 +386,8 @@ def _read_labels(path: str, schema: Schema, split: str, n: int) -> np.ndarray:
                 continue
             try:
                 i = int(row[1])
+                if not 0 <= i < n:
+                    raise IndexError(i)
                 out[i] = [lookup[k][v] for k, v in enumerate(row[2:])]
             except (ValueError, KeyError, IndexError):
                 raise ValueError(f"{path}:{line}: bad label row {row}") from None
