@@ -311,3 +311,245 @@ def test_datamodule_train_stroke_and_heldout_validation():
     assert schema.is_held_out(y.numpy()).all()
     with pytest.raises(ValueError, match="val_heldout_size"):
         SceneDataModule(val_heldout_size=-1)
+
+
+# -- reliability: empty and rare splits, huge sizes, resume, manifest paths, scene lists, seeds ----
+
+
+def _within(seconds, fn):
+    """``fn()``'s result, or a test failure when it runs past ``seconds`` (a loop that never ends)."""
+    import threading
+
+    box = {}
+
+    def run():
+        try:
+            box["value"] = fn()
+        except BaseException as e:  # noqa: BLE001  (re-raised in the test's thread)
+            box["error"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(seconds)
+    if t.is_alive():
+        pytest.fail(f"still running after {seconds} s")
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+#: sha256 of sample_indices(default_schema(), 5000, seed, split) as drawn before sampling was made robust
+_DRAWS = {
+    (0, None): "740f41379c7390280d7fed4e30099c7a3b6e3f574b9cebddfa726136c22d57f6",
+    (0, "train"): "2d80343090b249310b50cd5e9723c20409b69cd67c48994e5849c5b0953ea01f",
+    (0, "heldout"): "fcace69cdf4d92660f5a9667bc7c9108195ba047c9293dcdb62c5ba875d9b012",
+    (3, "val"): "682d43611d0d6366f6fc57bad4b7a3c8e1ad17215e069b53ae74500d1843ce2a",
+    (3, "test"): "e53a59e6c53db46090c286a4018122d71ad193e7ba02c5404221c566573c85bc",
+    (2 ** 63 - 1, "heldout"): "d92abe24ce9348a42c61588c3dfaffa943cf0c38fa15387c56ce218edb510825",
+}
+
+
+@pytest.mark.parametrize("seed, split", list(_DRAWS))
+def test_the_draws_of_the_default_schema_are_unchanged(seed, split):
+    import hashlib
+
+    got = sample_indices(default_schema(), 5000, seed=seed, split=split)
+    assert hashlib.sha256(got.tobytes()).hexdigest() == _DRAWS[seed, split]
+
+
+def _covering_schema():
+    """Every combination held out: the train / val / test splits are empty."""
+    return Schema((Attribute("shape", ("circle", "square")), Attribute("colour", ("red", "blue"))), name="cover",
+                  holdout=({"shape": "circle"}, {"shape": "square", "colour": "red"}, {"colour": "blue"}))
+
+
+@pytest.mark.parametrize("split", ["train", "val", "test"])
+def test_a_split_the_holdout_leaves_empty_is_refused_not_looped(split, tmp_path):
+    with pytest.raises(ValueError, match=f"schema 'cover': the '{split}' split is empty"):
+        _within(20, lambda: sample_indices(_covering_schema(), 5, seed=0, split=split))
+    assert len(sample_indices(_covering_schema(), 5, split="heldout")) == 5
+    with pytest.raises(ValueError, match="schema 'cover': the 'train' split is empty"):
+        _within(20, lambda: generate_dataset(tmp_path / "ds", _covering_schema(), n=4, val=0, test=0, heldout=2,
+                                             progress=False, log=None))
+    assert not (tmp_path / "ds").exists()  # refused before anything was written
+
+
+def _rare_schema():
+    """Train admits one shape, colour, size and y: 23 of 28800 scenes, a share under 1/1024."""
+    shapes, colours = ("circle", "square", "triangle", "star", "plus"), ("red", "blue", "green", "white", "cyan")
+    sizes = ("s", "m", "l", "xl")
+    hold = ([{"shape": s} for s in shapes[1:]] + [{"colour": c} for c in colours[1:]]
+            + [{"size": z} for z in sizes[1:]] + [{"y": str(y)} for y in range(1, 12)]
+            + [{"x": "0", "fill": "outline"}])
+    return Schema((Attribute("shape", shapes), Attribute("colour", colours), Attribute("size", sizes),
+                   Attribute("x", tuple(str(i) for i in range(12))), Attribute("y", tuple(str(i) for i in range(12))),
+                   Attribute("fill", ("solid", "outline"))), name="rare", holdout=tuple(hold))
+
+
+def test_rare_admissible_scenes_are_drawn_directly_and_uniformly():
+    s = _rare_schema()
+    got = _within(10, lambda: sample_indices(s, 200_000, seed=1, split="train"))
+    assert got.shape == (200_000, 6) and not s.is_held_out(got).any()
+    assert (got[:, [0, 1, 2, 4]] == 0).all()
+    assert np.array_equal(sample_indices(s, 500, seed=1, split="train"), got[:500])  # prefix-stable
+    # uniform over the admissible scenes: every x, and fills in the ratio the rule {x: 0, fill: outline} leaves
+    assert set(got[:, 3].tolist()) == set(range(12))
+    outline = (got[:, 5] == 1).mean()
+    assert abs(outline - 11 / 23) < 0.02
+    assert not ((got[:, 3] == 0) & (got[:, 5] == 1)).any()
+
+
+def test_huge_sizes_are_refused_before_memory_grows(tmp_path):
+    import subprocess
+    import sys
+
+    code = f"""
+import resource
+resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))
+from vsa_vision.scenes import RenderedScenes, default_schema, generate_dataset, sample_indices
+def msg(f):
+    try:
+        f()
+    except (ValueError, OSError) as e:
+        return type(e).__name__ + ': ' + str(e)
+    return 'accepted'
+print(msg(lambda: sample_indices(default_schema(), 10 ** 10)))
+print(msg(lambda: RenderedScenes('default', 10 ** 10)))
+print(msg(lambda: RenderedScenes('default', 10 ** 6, cache=True)))
+print(msg(lambda: generate_dataset({str(tmp_path / 'a')!r}, n=10 ** 10, progress=False, log=None)))
+print(msg(lambda: generate_dataset({str(tmp_path / 'b')!r}, n=10 ** 10, shard_size=500_000, progress=False, log=None)))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    lines = out.stdout.splitlines()
+    assert out.returncode == 0 and len(lines) == 5, out.stdout + out.stderr
+    assert lines[0].startswith("ValueError: n: 10000000000 scenes") and "memory" in lines[0]
+    assert lines[1].startswith("ValueError: n: 10000000000 scenes") and "generate_dataset" in lines[1]
+    assert lines[2].startswith("ValueError: RenderedScenes(cache=True): 1000000 images") and "GiB" in lines[2]
+    assert lines[3].startswith("ValueError: n: 10000000000 train images in shards of 5000 make 2000000 shards")
+    assert lines[4].startswith("OSError: out: the dataset needs about") and "free" in lines[4]
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_generation_refuses_a_filesystem_too_small(tmp_path, monkeypatch):
+    from collections import namedtuple
+
+    from vsa_vision.scenes import storage
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(storage.shutil, "disk_usage", lambda p: usage(10 ** 6, 10 ** 6 - 50_000, 50_000))
+    with pytest.raises(OSError, match=r"needs about 7\d\d\.\d KiB .* has 48\.8 KiB \(50000 bytes\) free"):
+        _small(tmp_path)  # 64 images of 12 KiB
+    assert not (tmp_path / "ds").exists()
+    monkeypatch.setattr(storage.shutil, "disk_usage", lambda p: usage(10 ** 9, 0, 10 ** 9))
+    _small(tmp_path)
+    # the estimate bounds what was written
+    written = sum(f.stat().st_size for f in (tmp_path / "ds").iterdir())
+    need = storage.estimate_bytes(json.loads((tmp_path / "ds" / "config.json").read_text()),
+                                  storage.plan_shards(json.loads((tmp_path / "ds" / "config.json").read_text())),
+                                  preview=False)
+    assert written <= need < 1.1 * written
+
+
+def _same_files(a, b):
+    names = sorted(os.listdir(a))
+    assert names == sorted(os.listdir(b))
+    for name in names:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+def _count_shard_writes(monkeypatch):
+    real, written = dataset_module._write_shard, []
+
+    def write(path, images):
+        written.append(os.path.basename(path))
+        real(path, images)
+
+    monkeypatch.setattr(dataset_module, "_write_shard", write)
+    return written
+
+
+def test_resume_repairs_a_damaged_finished_dataset_to_the_clean_bytes(tmp_path, monkeypatch):
+    clean, _ = _small(tmp_path, "clean", preview=True)
+    out, _ = _small(tmp_path, "run", preview=True)
+    data = (out / "train-00001.npy").read_bytes()
+    (out / "train-00001.npy").write_bytes(data[: len(data) // 2])  # truncated
+    (out / "test-00000.npy").unlink()  # deleted
+    written = _count_shard_writes(monkeypatch)
+    _small(tmp_path, "run", preview=True)
+    assert sorted(written) == ["test-00000.npy", "train-00001.npy"]
+    _same_files(out, clean)
+    # a damaged labels.csv is written again; an intact dataset is left alone
+    (out / "labels.csv").write_text("split,index\n")
+    _small(tmp_path, "run", preview=True)
+    _same_files(out, clean)
+    written.clear()
+    _small(tmp_path, "run", preview=True)
+    assert written == []
+
+
+def test_resume_without_a_manifest_checks_the_shards_it_keeps(tmp_path, monkeypatch):
+    clean, _ = _small(tmp_path, "clean")
+    out, _ = _small(tmp_path, "run")
+    (out / "manifest.json").unlink()  # as an interrupted run leaves it: no checksums known
+    data = (out / "train-00000.npy").read_bytes()
+    (out / "train-00000.npy").write_bytes(data[:-100])  # truncated
+    data = (out / "val-00000.npy").read_bytes()
+    (out / "val-00000.npy").write_bytes(data[:128] + bytes(len(data) - 128))  # whole, but black images
+    (out / "heldout-00000.npy").write_bytes(b"not an npy file")
+    written = _count_shard_writes(monkeypatch)
+    _small(tmp_path, "run")
+    assert sorted(written) == ["heldout-00000.npy", "train-00000.npy", "val-00000.npy"]
+    _same_files(out, clean)
+
+
+@pytest.mark.parametrize("bad", ["../outside/train-00000.npy", "ABSOLUTE", "../../../../../../etc/passwd"])
+def test_shards_refuse_manifest_paths_outside_the_dataset(tmp_path, bad):
+    out, _ = _small(tmp_path)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    np.save(outside / "train-00000.npy", np.zeros((16, 64, 64, 3), np.uint8))  # a loadable file elsewhere
+    bad = str(outside / "train-00000.npy") if bad == "ABSOLUTE" else bad
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["shards"][0]["file"] = bad
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="outside the dataset folder|not a path inside"):
+        SceneShards(out, "train")
+
+
+def test_a_list_of_scenes_is_refused_by_a_single_object_schema():
+    s = default_schema()
+    a, b = sample_scenes(s, 2, seed=0)
+    with pytest.raises(ValueError, match="list of 2 scenes.*one object per image"):
+        render_scene(s, [a, b])
+    with pytest.raises(ValueError, match="list of 1 scenes"):
+        Renderer(s).render([a])
+    assert s.max_objects == 1 and "max_objects" not in s.to_dict()
+    multi = Schema.from_dict({**s.to_dict(), "max_objects": 3})
+    assert multi.max_objects == 3 and multi.to_dict()["max_objects"] == 3
+    assert Schema.from_dict(multi.to_dict()) == multi
+    with pytest.raises(ValueError, match="max_objects 3; this renderer draws one object"):
+        Renderer(multi)
+    with pytest.raises(ValueError, match="max_objects"):
+        Schema(s.attributes, max_objects=0)
+
+
+def test_seeds_of_any_size_work_and_small_ones_are_unchanged(tmp_path):
+    from vsa_vision.scenes.sampling import seed63
+
+    big = 2 ** 64 + 5
+    assert seed63(0) == 0 and seed63(2 ** 63 - 1) == 2 ** 63 - 1
+    assert 0 <= seed63(big) < 2 ** 63 and seed63(big) == seed63(big) != seed63(big + 1)
+    s = default_schema()
+    assert np.array_equal(sample_indices(s, 50, seed=big, split="heldout"), sample_indices(s, 50, seed=big,
+                                                                                          split="heldout"))
+    ds = RenderedScenes(s, 4, seed=big, jitter=1.0, noise=2.0)
+    assert torch.equal(ds[3][0], RenderedScenes(s, 4, seed=big, jitter=1.0, noise=2.0)[3][0])
+    generate_dataset(tmp_path / "big", n=4, val=1, test=1, heldout=1, seed=big, progress=False, log=None)
+    dm = SceneDataModule(train_size=8, val_size=2, test_size=2, heldout_size=2, seed=big, batch_size=4)
+    first = next(iter(dm.train_dataloader()))[1]
+    assert torch.equal(first, next(iter(dm.train_dataloader()))[1])
+    for bad in (-1, 1.5, "3"):
+        with pytest.raises(ValueError, match="seed"):
+            RenderedScenes(s, 4, seed=bad)
+        with pytest.raises(ValueError, match="seed"):
+            SceneDataModule(seed=bad)
