@@ -10,7 +10,7 @@ import struct
 import numpy as np
 import torch
 
-from vsa_vision.checkpoint import default_checkpoint
+from vsa_vision.checkpoint import default_checkpoint, shipped_checkpoints
 from vsa_vision.scenes import default_schema, render_scene, sample_indices
 
 
@@ -21,11 +21,15 @@ def _scenes(n, seed, split):
 
 def test_shipped_checkpoint_is_small_and_loads(shipped):
     path = default_checkpoint()
-    assert path.endswith("checkpoints/default.safetensors")
+    assert path.endswith(os.path.join("vsa_vision", "checkpoints", "default.safetensors"))  # package data
+    assert default_checkpoint("default") == path and "default" in shipped_checkpoints()
     assert os.path.getsize(path) < 20 * 2 ** 20
     with open(path, "rb") as f:  # safetensors: an 8-byte length, a JSON header, raw tensors (no pickle)
         header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
     assert "hparams" in header["__metadata__"]
+    record = json.loads(header["__metadata__"]["codebooks"])  # the names and labels it was trained with
+    assert record["names"] == list(default_schema().names)
+    assert record["labels"] == [list(a.values) for a in default_schema().attributes]
     assert [k for k in header if k.startswith("codebook_")] == [f"codebook_{i}" for i in range(6)]
     # the fixture loaded it with torch.load and pickle disabled
     assert shipped.schema.to_dict() == default_schema().to_dict()
@@ -73,3 +77,15 @@ def test_swap_then_swap_back_restores_the_encoder_vector(shipped):
     back = shipped.swap(there, "colour", s["colour"], old_value="red")
     assert torch.equal(back, q)
     assert torch.equal(shipped.swap(q, "shape", s["shape"], old_value=s["shape"]), q)
+
+
+def test_a_shipped_checkpoint_is_named_by_its_file_name():
+    import pytest
+
+    from vsa_vision.checkpoint import CheckpointError, load_model, resolve_checkpoint
+
+    assert resolve_checkpoint("default") == resolve_checkpoint(None) == default_checkpoint()
+    with pytest.raises(CheckpointError, match=r"no shipped checkpoint named 'no_such_model'.*shipped: \[.*'default'"):
+        load_model("no_such_model")
+    with pytest.raises(CheckpointError, match="no such file"):
+        load_model("no_such_dir/model.safetensors")

@@ -5,7 +5,11 @@ Two formats are read:
 - a Lightning ``.ckpt`` (as ``train.py`` writes under ``checkpoints/``), loaded with
   ``torch.load(weights_only=True)``;
 - a weights file ``.safetensors`` whose metadata holds the model's hyperparameters as JSON
-  (:func:`export_model` writes it; the shipped ``checkpoints/default.safetensors`` is one).
+  (:func:`export_model` writes it).
+
+Shipped checkpoints are package data in ``vsa_vision/checkpoints/`` (so a wheel carries them) and
+are named by their file name without the extension: ``load_model("default")`` (or no argument) is
+``vsa_vision/checkpoints/default.safetensors``; :func:`shipped_checkpoints` lists the names.
 """
 
 from __future__ import annotations
@@ -20,19 +24,41 @@ from .io import atomic_path
 
 FORMAT = "vsa_vision.model"
 FORMAT_VERSION = 1
-PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHIPPED = os.path.join(PACKAGE_ROOT, "checkpoints", "default.safetensors")
+SHIPPED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "checkpoints")
+DEFAULT_NAME = "default"
 
 
 class CheckpointError(ValueError):
     """A checkpoint that is missing, corrupt, truncated, of another format, or does not fit."""
 
 
-def default_checkpoint() -> str:
-    """Path of the shipped checkpoint (``checkpoints/`` beside the package, in the source tree)."""
-    if os.path.isfile(SHIPPED):
-        return SHIPPED
-    raise CheckpointError(f"the shipped checkpoint is missing (looked for {SHIPPED}); pass a checkpoint path")
+def shipped_checkpoints() -> list[str]:
+    """The names of the checkpoints shipped in the package (``vsa_vision/checkpoints/<name>.safetensors``)."""
+    if not os.path.isdir(SHIPPED_DIR):
+        return []
+    return sorted(f[: -len(".safetensors")] for f in os.listdir(SHIPPED_DIR) if f.endswith(".safetensors"))
+
+
+def default_checkpoint(name: str = DEFAULT_NAME) -> str:
+    """Path of the shipped checkpoint ``name`` (package data, in a source tree or an installed wheel)."""
+    path = os.path.join(SHIPPED_DIR, f"{name}.safetensors")
+    if os.path.isfile(path):
+        return path
+    raise CheckpointError(f"no shipped checkpoint named {name!r} (looked for {path}; shipped: "
+                          f"{shipped_checkpoints()}); pass a checkpoint path")
+
+
+def resolve_checkpoint(path: str | os.PathLike | None = None) -> str:
+    """The file a checkpoint argument means: None is the shipped default; an existing file is itself; a
+    bare name (no folder, no extension) is a shipped checkpoint, e.g. ``"default"``."""
+    if path is None:
+        return default_checkpoint()
+    path = os.fspath(path)
+    if os.path.isfile(path):
+        return path
+    if path and os.path.basename(path) == path and "." not in path:
+        return default_checkpoint(path)
+    return path
 
 
 def export_model(model, path: str | os.PathLike) -> str:
@@ -98,14 +124,14 @@ def _read_lightning(path: str) -> Read:
 
 
 def load_model(path: str | os.PathLike | None = None, map_location: str | torch.device = "cpu"):
-    """A :class:`vsa_vision.model.VSAModel` in eval mode from a ``.ckpt`` or ``.safetensors`` file
-    (default: the shipped checkpoint). Refuses, with :class:`CheckpointError`, a file that is missing,
-    corrupt or truncated, of another format, or whose weights or codebooks do not fit its own
-    hyperparameters, or whose schema's names or labels differ from those recorded with its codebooks
-    at training (a reordered or relabelled schema would mislabel every image)."""
+    """A :class:`vsa_vision.model.VSAModel` in eval mode from a ``.ckpt`` or ``.safetensors`` file or
+    the name of a shipped checkpoint (default: the shipped ``"default"``). Refuses, with
+    :class:`CheckpointError`, a file that is missing, corrupt or truncated, of another format, whose
+    weights or codebooks do not fit its own hyperparameters, or whose schema's names or labels differ
+    from those recorded with its codebooks at training (a reordered schema would mislabel every image)."""
     from .model import CODEBOOKS_KEY, VSAModel
 
-    path = default_checkpoint() if path is None else os.fspath(path)
+    path = resolve_checkpoint(path)
     hparams, state, record = _read(path)
     hparams = {k: v for k, v in hparams.items() if not k.startswith("_")}
     try:

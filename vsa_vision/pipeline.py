@@ -1,7 +1,7 @@
 """The public entry point for a trained model: images in, attribute labels out.
 
     >>> from vsa_vision import Pipeline
-    >>> pipe = Pipeline.from_checkpoint()          # the shipped checkpoint; or a path
+    >>> pipe = Pipeline.from_checkpoint()          # the shipped checkpoint; or a path, or a shipped name
     >>> recs = pipe.recognize(images)              # PIL images, or a [B, 3, H, W] tensor
     >>> recs[0].labels, recs[0].confidence         # {attribute: value}, {attribute: float}
 
@@ -172,7 +172,8 @@ class Pipeline:
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike | None = None, device: str | torch.device = "cpu",
                         method: str | None = None) -> Pipeline:
-        """Load a ``.ckpt`` or ``.safetensors`` checkpoint (default: the shipped one)."""
+        """Load a ``.ckpt`` or ``.safetensors`` checkpoint, or a shipped one by name (``"default"``;
+        :func:`vsa_vision.checkpoint.shipped_checkpoints` lists them). Default: the shipped ``"default"``."""
         return cls(load_model(path, map_location=device), method=method)
 
     @property
