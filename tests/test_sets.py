@@ -60,3 +60,22 @@ def test_every_decomposer_works_inside_explaining_away(name):
     res = decompose_set(p.s, p.codebooks, method=name, count=2, iterations=50)
     assert res.counts.tolist() == [2] * 12 and res.method == name
     assert res.accuracy(p.objects)[0] >= 0.5  # chance is about 1e-4 for two objects of 125 combinations
+
+
+def test_joint_strategy_infers_the_objects_at_once():
+    from vsa_vision.bench.problems import make_set_problems
+    from vsa_vision.decompose import decompose_set
+
+    p = make_set_problems([4, 5, 3, 6], 1024, 16, objects=2, seed=5, distinct=(2, 3))
+    known = decompose_set(p.s, p.codebooks, method="diffusion", strategy="joint", count=2, iterations=200)
+    assert known.counts.tolist() == [2] * 16 and known.accuracy(p.objects)[0] >= 0.75
+    # without the count it runs max_objects slots and keeps the objects whose amplitude passes the
+    # threshold (measured worse than peeling, docs/BENCHMARKS.md): at most that many, each fitted
+    free = decompose_set(p.s, p.codebooks, method="diffusion", strategy="joint", max_objects=3, iterations=50)
+    assert bool((free.counts <= 3).all())
+    for found, conf, amp in zip(free.objects, free.confidence, free.amplitude):
+        assert conf.shape == amp.shape == (len(found),) and bool((amp > 0.5).all())
+    with pytest.raises(ValueError, match="method must be 'diffusion'"):
+        decompose_set(p.s, p.codebooks, method="resonator", strategy="joint", count=2)
+    with pytest.raises(ValueError, match="strategy: expected one of"):
+        decompose_set(p.s, p.codebooks, strategy="greedy")

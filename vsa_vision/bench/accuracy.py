@@ -245,7 +245,7 @@ def markdown_table(rows: Sequence[dict[str, Any]], column: str = "sizes") -> str
 
 
 def plot_sweep(rows: Sequence[dict[str, Any]], path: str, x: str, xlabel: str, title: str,
-               logx: bool = False) -> None:
+               logx: bool = False, ylabel: str = "all factors right (%)") -> None:
     """Accuracy (all factors right) with its 95% interval against ``x``, one line per method; a
     method with no value of ``x`` (a reference run once) is drawn as a dashed horizontal line."""
     fig, ax = new_axes((6.4, 4.2))
@@ -265,7 +265,7 @@ def plot_sweep(rows: Sequence[dict[str, Any]], path: str, x: str, xlabel: str, t
     if logx:
         ax.set_xscale("log")
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("all factors right (%)")
+    ax.set_ylabel(ylabel)
     ax.set_ylim(-2, 102)
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..checks import check_float, check_int
+from ..checks import check_choice, check_float, check_int
 from ..vsa import Codebooks, check_problem
 from .registry import capabilities, get_decomposer, parse_method
 
@@ -32,6 +32,9 @@ __all__ = ["SetDecomposition", "decompose_set", "bundle_objects", "DEFAULT_MAX_O
 
 #: the cap on the number of objects when neither ``max_objects`` nor ``count`` is given
 DEFAULT_MAX_OBJECTS = 8
+
+#: how the objects are found: explaining away, or all at once (diffusion only)
+STRATEGIES = ("peel", "joint")
 
 
 @dataclass
@@ -120,7 +123,7 @@ def _inner(method: str, max_objects: int, options: dict[str, Any]):
 @torch.no_grad()
 def decompose_set(s: Tensor, codebooks: Codebooks, method: str = "diffusion", max_objects: int | None = None,
                   count: int | Tensor | None = None, threshold: float = 0.5, scale: float = 1.0,
-                  **options: Any) -> SetDecomposition:
+                  strategy: str = "peel", **options: Any) -> SetDecomposition:
     """The objects of each scene vector ``s`` ``[B, D]`` (or one ``[D]``), found by explaining away
     with the decomposer ``method`` (a name or a spec, built with ``options``; every registered
     decomposer works, ``"brute_force"`` is the oracle).
@@ -128,7 +131,13 @@ def decompose_set(s: Tensor, codebooks: Codebooks, method: str = "diffusion", ma
     ``max_objects`` caps the objects per scene (default: the largest ``count``, else
     :data:`DEFAULT_MAX_OBJECTS`); ``count`` (an int or a ``[B]`` tensor) gives the number of objects
     instead of estimating it; ``threshold``: the amplitude, relative to ``scale``, a decoded object
-    needs to be accepted; ``scale``: the amplitude of one object in ``s`` (1 for a plain sum)."""
+    needs to be accepted; ``scale``: the amplitude of one object in ``s`` (1 for a plain sum).
+
+    ``strategy``: ``"peel"`` (explaining away, the default) or ``"joint"`` (every object inferred at
+    once by coupled diffusion slots, :mod:`.joint`; ``method`` must be a diffusion spec, and it runs
+    ``count`` slots, or ``max_objects`` and keeps those whose amplitude passes ``threshold``).
+    Peeling is the default because it is more accurate and faster on every measured shape
+    (``docs/BENCHMARKS.md``, sets of objects)."""
     s, cb, single = check_problem(s, codebooks)
     B, K = s.shape[0], cb.num_factors
     counts_given = _counts(count, B, s.device)
@@ -140,6 +149,9 @@ def decompose_set(s: Tensor, codebooks: Codebooks, method: str = "diffusion", ma
         raise ValueError(f"count: up to {int(counts_given.max())} objects, more than max_objects = {cap}")
     threshold = check_float("threshold", threshold, 0.0)
     scale = check_float("scale", scale, 1e-12)
+    check_choice("strategy", strategy, STRATEGIES)
+    if strategy == "joint":
+        return _joint(s, cb, method, cap, counts_given, threshold, scale, options)
     decoder = _inner(method, max(1, cap), options)
 
     found = torch.zeros(B, cap, K, dtype=torch.long, device=s.device)
@@ -163,6 +175,35 @@ def decompose_set(s: Tensor, codebooks: Codebooks, method: str = "diffusion", ma
         active[rows[~present]] = False
         if counts_given is not None:
             active &= n < counts_given
+    return _result(s, cb, found, amp, n, residual, scale, method)
+
+
+def _joint(s: Tensor, cb: Codebooks, method: str, cap: int, counts_given: Tensor | None, threshold: float,
+           scale: float, options: dict[str, Any]) -> SetDecomposition:
+    from .joint import joint_slots
+
+    name, spec_opts = parse_method(method)
+    if name != "diffusion":
+        raise ValueError(f"strategy='joint': infers the objects with coupled diffusion slots; method must be "
+                         f"'diffusion', got {method!r}")
+    if counts_given is not None and bool((counts_given != counts_given[0]).any()):
+        raise ValueError("strategy='joint': one count for the whole batch (run the batch by count)")
+    slots = int(counts_given[0]) if counts_given is not None and len(counts_given) else cap
+    if slots == 0:
+        empty = torch.zeros(s.shape[0], 0, cb.num_factors, dtype=torch.long, device=s.device)
+        zero = torch.zeros(s.shape[0], dtype=torch.long, device=s.device)
+        return _result(s, cb, empty, torch.zeros(s.shape[0], 0, dtype=s.dtype, device=s.device), zero, s.clone(),
+                       scale, method)
+    opts = {**spec_opts, **options}
+    opts.pop("chains", None)  # the slots of a problem play the part of its chains
+    idx, keep, amp, _ = joint_slots(s, cb, slots, scale=scale, accept=threshold, **opts)
+    if counts_given is not None:  # the count is known: every slot is an object
+        keep = torch.ones_like(keep)
+    order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)  # accepted slots first
+    found = idx.gather(1, order[:, :, None].expand_as(idx))
+    amp = amp.gather(1, order)
+    n = keep.sum(1)
+    residual = s - scale * bundle_objects(cb, [found[i, :m] for i, m in enumerate(n.tolist())])
     return _result(s, cb, found, amp, n, residual, scale, method)
 
 
