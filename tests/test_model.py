@@ -332,3 +332,52 @@ def test_a_checkpoint_whose_labels_were_reordered_is_refused(tmp_path, how):
     other = codebook_record(schema_codebooks(default_schema(), dim=256, seed=1))
     with pytest.raises(ValueError, match="contents differ"):
         check_codebook_record(other, model.codebooks)
+
+
+def test_validation_decodes_by_exhaustive_search_until_the_encoder_is_good(tmp_path):
+    """The sanity check and the validations of a poor encoder never run the head's full budget."""
+    model = tiny_model(channels_last=False)  # head: diffusion; val_head_cos 0.9
+    used = []
+    evaluate = model._evaluate
+
+    def spy(q, labels, method):
+        used.append((model.trainer.sanity_checking, method or model.hparams.method))
+        return evaluate(q, labels, method)
+
+    model._evaluate = spy
+    trainer = quiet_trainer(tmp_path, max_epochs=1, limit_train_batches=1, limit_val_batches=1, num_sanity_val_steps=1)
+    trainer.fit(model, tiny_data())
+    assert used == [(True, "brute_force"), (False, "brute_force")]  # sanity check, then a poor encoder
+    assert model.last_val_cos is not None and model.last_val_cos < 0.9
+    out = trainer.validate(model, tiny_data(), verbose=False)[0]
+    assert out["val/decoded_by_head"] == 0.0 and abs(out["val/cos"] - model.last_val_cos) < 1e-6
+    model.last_val_cos = 0.95  # as if the previous validation had found a good encoder
+    used.clear()
+    out = trainer.validate(model, tiny_data(), verbose=False)[0]
+    assert out["val/decoded_by_head"] == 1.0 and used == [(False, "diffusion")]
+    always = tiny_model(channels_last=False, val_head_cos=None)  # the head at every validation
+    assert trainer.validate(always, tiny_data(), verbose=False)[0]["val/decoded_by_head"] == 1.0
+    with pytest.raises(ValueError, match="val_head_cos"):
+        tiny_model(val_head_cos=2.0)
+
+
+def test_training_data_caches_each_scene_when_first_drawn():
+    """train.py's data: nothing is rendered before the first step, and the items, their order and
+    the batches are those of rendering every split in full first."""
+    from vsa_vision.training import FillingCache, TrainingData
+
+    args = dict(train_size=64, val_size=16, test_size=16, heldout_size=16, batch_size=16, val_heldout_size=16)
+    lazy, full = TrainingData(cache=True, **args), SceneDataModule(cache=True, **args)
+    lazy.setup("fit")
+    full.setup("fit")
+    assert lazy.cache and set(lazy.datasets) == {"train", "val", "val_heldout"}
+    assert all(isinstance(ds, FillingCache) and not ds.filled.any() for ds in lazy.datasets.values())
+    for a, b in zip(lazy.train_dataloader(), full.train_dataloader()):
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert lazy.datasets["train"].filled.all()
+    assert all(torch.equal(x, y) for x, y in zip(lazy.datasets["val"][-1], full.datasets["val"][-1]))
+    with pytest.raises(IndexError):
+        lazy.datasets["train"][64]
+    with_workers = TrainingData(train_size=32, val_size=8, test_size=8, heldout_size=8, num_workers=1)
+    with_workers.setup("fit")  # each worker would fill its own copy: rendered up front as before
+    assert not isinstance(with_workers.datasets["train"], FillingCache)

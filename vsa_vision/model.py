@@ -2,9 +2,16 @@
 
 The encoder maps an image to one vector ``q [D]`` meant to equal the bound vector of the image's
 attribute codewords. The head (any registered decomposer, chosen by name) decodes only that
-vector. Validation decodes every image with the head; test decodes with every head in
-``test_methods`` on the same encoder outputs, so the gap between a head and brute force is the
-head's own error and the gap between brute force and 100% is the encoder's.
+vector. Test decodes with every head in ``test_methods`` on the same encoder outputs, so the gap
+between a head and brute force is the head's own error and the gap between brute force and 100% is
+the encoder's.
+
+Validation cost follows the encoder: an iterative head spends its whole budget on vectors it cannot
+explain, so while the encoder is poor (the previous validation's mean cosine to the target below
+``val_head_cos``, and in Lightning's sanity check) validation decodes by exhaustive search
+(``early_val_method``, a few ms an image at any encoder quality), and with the head from then on.
+``val/acc_*`` is the accuracy of the decoder used, ``val/decoded_by_head`` says which (1 the head,
+0 exhaustive search: the encoder's own accuracy, the most any head could reach).
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .checks import check_choice
+from .checks import check_choice, check_float
 from .decompose import Decomposition, build_method, parse_method
 from .decompose.registry import available_decomposers
 from .encoder import Encoder
@@ -33,6 +40,7 @@ LOSSES = ("cosine", "contrastive", "cosine+contrastive", "factor_cosine", "facto
 SCHEDULES = ("onecycle", "cosine", "constant")
 DEFAULT_TEST_METHODS = ("diffusion", "resonator", "attention_resonator", "stochastic_resonator", "brute_force")
 CODEBOOKS_KEY = "vsa_vision_codebooks"  # a Lightning checkpoint's record of its codebooks (codebook_record)
+VAL_COS_KEY = "vsa_vision_last_val_cos"  # the last validation's mean cosine, which picks the validation decoder
 
 
 def schema_codebooks(schema: Schema, dim: int, seed: int = 0) -> Codebooks:
@@ -138,6 +146,9 @@ class VSAModel(pl.LightningModule):
         lr, weight_decay, schedule: AdamW and ``onecycle`` / ``cosine`` / ``constant``.
         method, iterations, method_options: the decomposer head for validation and ``predict``.
         test_methods: the heads compared in ``test`` on the same encoder outputs.
+        val_head_cos, early_val_method: validation decodes with ``early_val_method`` (exhaustive
+            search) in the sanity check and while the previous validation's mean cosine to the target
+            is below ``val_head_cos``, then with the head (None: always the head, but for the sanity check).
         heldout_method: the decoder of the optional held-out validation loader (default exhaustive
             search: it follows the encoder's compositional generalisation at a small fixed cost).
         channels_last: NHWC memory format (faster convolutions on CPU).
@@ -153,12 +164,14 @@ class VSAModel(pl.LightningModule):
                  schedule: str = "onecycle", method: str = "diffusion", iterations: int = 1000,
                  method_options: dict[str, Any] | None = None,
                  test_methods: Sequence[str] = DEFAULT_TEST_METHODS, channels_last: bool = True,
-                 heldout_method: str = "brute_force", silhouette: bool = False) -> None:
+                 heldout_method: str = "brute_force", silhouette: bool = False,
+                 val_head_cos: float | None = 0.9, early_val_method: str = "brute_force") -> None:
         super().__init__()
         self.schema = load_schema(schema)
         check_choice("loss", loss, LOSSES)
         check_choice("schedule", schedule, SCHEDULES)
-        for spec in [method, heldout_method, *test_methods]:
+        check_float("val_head_cos", val_head_cos, -1.0, 1.0, allow_none=True)
+        for spec in [method, heldout_method, early_val_method, *test_methods]:
             name, _ = parse_method(spec)
             if name not in available_decomposers():
                 raise ValueError(f"method {spec!r}: unknown decomposer; available: {available_decomposers()}")
@@ -176,6 +189,9 @@ class VSAModel(pl.LightningModule):
         self._heads: dict[str, Any] = {}
         self._test: dict[tuple[int, str], dict[str, Any]] = {}
         self.test_report: dict[str, Any] | None = None
+        self.last_val_cos: float | None = None  # the previous validation's mean cosine to the target
+        self._val_cos = torch.zeros(2, dtype=torch.float64)  # this validation's sum of cosines, count
+        self._val_by_head = False
 
     # -- codebooks and heads -------------------------------------------------------------------
 
@@ -283,8 +299,12 @@ class VSAModel(pl.LightningModule):
         if checkpoint.get(CODEBOOKS_KEY) is not None:  # checkpoints written before the record have none
             check_codebook_record(checkpoint[CODEBOOKS_KEY], self.codebooks)
 
+        if checkpoint.get(VAL_COS_KEY) is not None:
+            self.last_val_cos = float(checkpoint[VAL_COS_KEY])
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CODEBOOKS_KEY] = codebook_record(self.codebooks)
+        checkpoint[VAL_COS_KEY] = self.last_val_cos  # a resumed run picks the same validation decoder
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         images, labels = batch
@@ -305,25 +325,50 @@ class VSAModel(pl.LightningModule):
         hit = res.indices.to(labels.device) == labels
         return {"hit": hit, "seconds": dt}
 
+    def val_uses_head(self) -> bool:
+        """Whether this validation decodes with the head: not in the sanity check, and once the
+        previous validation's mean cosine reached ``val_head_cos`` (the same on every rank)."""
+        if self._trainer is not None and self.trainer.sanity_checking:
+            return False
+        threshold = self.hparams.val_head_cos
+        return threshold is None or (self.last_val_cos is not None and self.last_val_cos >= threshold)
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_by_head = self.val_uses_head()
+        self._val_cos = torch.zeros(2, dtype=torch.float64, device=self.device)
+
+    def on_validation_epoch_end(self) -> None:
+        if self._trainer is not None and self.trainer.sanity_checking:
+            return
+        total = self.all_gather(self._val_cos)
+        total = total.reshape(-1, 2).sum(0)
+        if total[1] > 0:
+            self.last_val_cos = float(total[0] / total[1])
+
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
-        """The ``val`` split logs under ``val/``; a second loader (held-out combinations, when the
-        DataModule has one) logs its accuracy and cosine under ``val_heldout/``."""
+        """The ``val`` split logs under ``val/`` (decoded with the head or, while the encoder is poor,
+        by exhaustive search: :meth:`val_uses_head`); a second loader (held-out combinations, when
+        the DataModule has one) logs its accuracy and cosine under ``val_heldout/``."""
         images, labels = batch
         q, factors = self.encode(images)
-        r = self._evaluate(q, labels, self.hparams.heldout_method if dataloader_idx > 0 else None)
         n = len(labels)
         log = partial(self.log, batch_size=n, sync_dist=True, add_dataloader_idx=False)
         if dataloader_idx > 0:
+            r = self._evaluate(q, labels, self.hparams.heldout_method)
             log("val_heldout/cos", F.cosine_similarity(q, self.targets(labels), dim=-1).mean())
             log("val_heldout/acc_all", r["hit"].all(-1).float().mean())
             return
+        by_head = self._val_by_head
+        r = self._evaluate(q, labels, None if by_head else self.hparams.early_val_method)
         loss, cos = self.loss(q, labels, factors)
+        self._val_cos = self._val_cos.to(cos.device) + torch.stack([cos.double().sum(), cos.new_tensor(n).double()])
         log("val/loss", loss)
         log("val/cos", cos.mean())
         log("val/acc_all", r["hit"].all(-1).float().mean(), prog_bar=True)
         for k, name in enumerate(self.factor_names):
             log(f"val/acc_{name}", r["hit"][:, k].float().mean())
         log("val/decode_ms_per_image", 1e3 * r["seconds"] / n)
+        log("val/decoded_by_head", float(by_head))
 
     def on_test_epoch_start(self) -> None:
         self._test = {}

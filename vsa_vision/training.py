@@ -12,12 +12,65 @@ import time
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.cli import LightningCLI
+from torch.utils.data import Dataset
 
 from .checkpoint import export_model
 from .io import atomic_write
 from .model import VSAModel, format_report, report_json
 from .scenes.datamodule import SceneDataModule
+
+
+class FillingCache(Dataset):
+    """``dataset``'s items kept in memory as they are first drawn: the first epoch renders each scene
+    when it first trains on it (so the first step comes at once), later epochs read memory. The items
+    and their order are those of rendering the split in full first; so is the memory at the end."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+        self.n = len(dataset)  # type: ignore[arg-type]
+        self.filled = torch.zeros(self.n, dtype=torch.bool)
+        self.images: torch.Tensor | None = None
+        self.labels: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        i = int(i)
+        if not -self.n <= i < self.n:
+            raise IndexError(f"index {i} out of range for {self.n} items")
+        i %= self.n
+        if not self.filled[i]:
+            image, label = self.dataset[i]
+            if self.images is None or self.labels is None:
+                self.images = torch.empty((self.n, *image.shape), dtype=image.dtype)
+                self.labels = torch.empty((self.n, *label.shape), dtype=label.dtype)
+            self.images[i], self.labels[i] = image, label
+            self.filled[i] = True
+        return self.images[i], self.labels[i]
+
+
+class TrainingData(SceneDataModule):
+    """The :class:`SceneDataModule` of ``train.py``: with ``cache: true``, no ``data_dir`` and no
+    workers, each split is cached as its items are first drawn (:class:`FillingCache`) instead of
+    being rendered in full before the first training step (about a minute for 100,000 scenes on 2
+    cores). Same items, same order, same memory."""
+
+    def setup(self, stage: str | None = None) -> None:
+        lazy = bool(self.cache) and self.data_dir is None and self.num_workers == 0
+        if not lazy:
+            super().setup(stage)
+            return
+        self.cache = False
+        try:
+            super().setup(stage)
+        finally:
+            self.cache = True
+        for split, ds in self.datasets.items():
+            if not isinstance(ds, FillingCache):
+                self.datasets[split] = FillingCache(ds)
 
 
 class WallClock(pl.Callback):
@@ -76,4 +129,4 @@ class VSACLI(LightningCLI):
 
 
 def cli_main(args: Any = None) -> VSACLI:
-    return VSACLI(VSAModel, SceneDataModule, args=args, save_config_kwargs={"overwrite": True})
+    return VSACLI(VSAModel, TrainingData, args=args, save_config_kwargs={"overwrite": True})
