@@ -278,3 +278,130 @@ def test_every_bench_module_registers_a_subcommand_and_python_m_runs_the_cli():
     assert list(bench.choices) == [b.replace("_", "-") for b in BENCHES]
     out = subprocess.run([sys.executable, "-m", "vsa_vision.cli", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("vsa_vision ")
+
+
+# ---------------------------------------------------------------------------------------------
+# errors: one line, distinct exit codes, checked before any work
+# ---------------------------------------------------------------------------------------------
+
+
+def _one_error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("vsa-vision: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+def _device_commands(tmp_path):
+    """Every command with a --device option, with arguments it needs to get that far."""
+    from vsa_vision.cli import build_parser
+
+    img = tmp_path / "in.png"
+    img.write_bytes(b"")
+    needs = {("recognize",): [str(img)], ("edit",): [str(img), "--set", "colour=red", "--out", str(tmp_path / "o.png")],
+             ("bench", "cost"): ["--methods", "resonator"]}
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    found = []
+    for name, p in sub.choices.items():
+        inner = [a for a in p._actions if a.dest == "bench"]
+        leaves = inner[0].choices.items() if inner else [(None, p)]
+        for leaf, lp in leaves:
+            if any("--device" in a.option_strings for a in lp._actions):
+                cmd = (name,) if leaf is None else (name, leaf)
+                found.append([*cmd, *needs.get(cmd, [])])
+    assert len(found) >= 6  # demo, recognize, edit, bench vision, speed, cost
+    return found
+
+
+def test_a_bad_or_missing_device_is_one_line_on_every_command(tmp_path, capsys):
+    import torch
+
+    for words in _device_commands(tmp_path):
+        assert main([*words, "--device", "bogus"]) == 2, words
+        assert "--device 'bogus': not a device" in _one_error_line(capsys.readouterr().err)
+        if not torch.cuda.is_available():
+            assert main([*words, "--device", "cuda"]) == 2, words
+            assert "CUDA is not available" in _one_error_line(capsys.readouterr().err)
+
+
+def test_a_real_process_prints_no_traceback():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "vsa_vision.cli", "demo", "--device", "bogus"], capture_output=True,
+                         text=True)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.startswith("vsa-vision: error: --device 'bogus'") and out.stderr.count("\n") == 1
+
+
+def test_interrupt_exits_130_and_an_unexpected_error_is_one_line_unless_debug(monkeypatch, capsys):
+    from vsa_vision.cli import decompose_demo
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(decompose_demo, "run", interrupted)
+    assert main(["decompose-demo"]) == 130
+    assert capsys.readouterr().err == "vsa-vision: interrupted\n"
+
+    def broken(args):
+        raise ZeroDivisionError("boom\nsecond line")
+
+    monkeypatch.setattr(decompose_demo, "run", broken)
+    assert main(["decompose-demo"]) == 3
+    line = _one_error_line(capsys.readouterr().err)
+    assert line.startswith("vsa-vision: error: ZeroDivisionError: boom; second line") and "--debug" in line
+    for words in (["--debug", "decompose-demo"], ["decompose-demo", "--debug"]):
+        assert main(words) == 3
+        err = capsys.readouterr().err
+        assert "Traceback" in err and "ZeroDivisionError: boom" in err
+
+
+def test_seeds_beyond_what_the_generators_take_are_refused(capsys):
+    for words in (["decompose-demo", "--seed", str(2**63)], ["bench", "chains", "--seeds", f"0,{2**64}"],
+                  ["tune", "diffusion", "--eval-seed", "-1"], ["demo", "--seed", str(2**62)]):
+        with pytest.raises(SystemExit) as e:
+            main(words)
+        assert e.value.code == 2
+        assert "a seed is an integer from 0 to 2**62 - 1" in capsys.readouterr().err
+
+
+def test_outputs_are_checked_before_any_work(tmp_path, monkeypatch, capsys):
+    """An output that cannot be written is refused first: here the work would fail otherwise."""
+    import vsa_vision.bench.accuracy as accuracy
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    bad = str(blocker / "sub" / "out.png")  # below a plain file: cannot be created
+    missing = str(tmp_path / "missing.safetensors")
+    monkeypatch.setattr(accuracy, "run_sweep", lambda *a, **k: pytest.fail("the sweep ran"))
+    cases = [["demo", "--checkpoint", missing, "--out", bad],
+             ["edit", str(tmp_path / "none.png"), "--set", "colour=red", "--out", bad],
+             ["bench", "vision", "--checkpoint", missing, "--out", bad],
+             ["bench", "accuracy", "--methods", "resonator", "--out", bad],
+             ["bench", "speed", "--methods", "resonator", "--device", "cpu", "--n", "4", "--batches", "1",
+              "--iterations", "1", "--repeats", "1", "--out", bad],
+             ["bench", "training-curve", str(tmp_path / "none.csv"), "--out", bad],
+             ["data", "generate", "--schema", str(tmp_path / "none.json"), "--out", bad],
+             ["tune", "attention_resonator", "--trials", "1", "--out", bad]]
+    for words in cases:
+        assert main(words) == 2, words
+        line = _one_error_line(capsys.readouterr().err)
+        assert "--out" in line and "file" in line, (words, line)
+
+
+def test_the_training_curve_is_refused_under_a_name_that_is_not_png(tmp_path, capsys):
+    assert main(["bench", "training-curve", str(tmp_path / "none.csv"), "--out", str(tmp_path / "c.pdf")]) == 2
+    assert "written as PNG" in _one_error_line(capsys.readouterr().err)
+
+
+def test_cli_messages_do_not_name_internals(tmp_path, capsys):
+    """What the user sees names options and files, not variables or temporary files."""
+    import re
+    from pathlib import Path
+
+    import vsa_vision.cli as cli
+
+    for path in Path(cli.__file__).parent.rglob("*.py"):
+        for msg in re.findall(r'(?:Error|print)\(\s*f?"([^"]*)"', path.read_text()):
+            msg = re.sub(r"\{[^}]*\}", "", msg)  # the text, not what is interpolated
+            assert "args." not in msg and "tmp" not in msg and not re.search(r"\b_[a-z]", msg), (path, msg)

@@ -168,3 +168,72 @@ def test_random_changes_change_exactly_the_asked_number_of_attributes():
         new = _random_changes(truth, default_schema().sizes, swaps, np.random.default_rng(0))
         assert ((new != truth).sum(-1) == swaps).all()
         assert (new < torch.tensor(default_schema().sizes)).all()
+
+
+def _one_error_line(err):
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("vsa-vision: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_cli_refuses_malformed_checkpoints_in_one_line(tiny_ckpt, tmp_path, capsys):
+    """hparams or state_dict of the wrong type, in both formats: one line naming the file, exit 2."""
+    from safetensors.torch import save_file
+
+    model = VSAModel(dim=256, width=8, features=32, iterations=20, method="brute_force")
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    hp = dict(model.hparams)
+    bad = {}
+    for name, hparams in (("list", "[1, 2]"), ("number", "3"), ("string", '"abc"')):
+        path = tmp_path / f"hparams-{name}.safetensors"
+        save_file(state, str(path), metadata={"format": "vsa_vision.model", "version": "1", "hparams": hparams})
+        bad[path.name] = path
+    for name, ckpt in (("hparams-list", {"state_dict": state, "hyper_parameters": [1, 2]}),
+                       ("hparams-pairs", {"state_dict": state, "hyper_parameters": [["dim", "x"]]}),
+                       ("state-list", {"state_dict": list(state.values()), "hyper_parameters": hp}),
+                       ("state-none", {"state_dict": None, "hyper_parameters": hp})):
+        torch.save(ckpt, tmp_path / f"{name}.ckpt")
+        bad[f"{name}.ckpt"] = tmp_path / f"{name}.ckpt"
+    img = tmp_path / "scene.png"
+    render_scene(default_schema(), default_schema().decode(sample_indices(default_schema(), 1, seed=0))[0]).save(img)
+    for name, path in bad.items():
+        for words in (["recognize", str(img)], ["demo", "--count", "1", "--out", str(tmp_path / "d.png")]):
+            assert main([*words, "--checkpoint", str(path)]) == 2, (name, words)
+            assert name in _one_error_line(capsys.readouterr().err), name
+
+
+def test_cli_edit_refuses_grid_on_out_and_repeated_sets(tiny_ckpt, tmp_path, capsys):
+    src = tmp_path / "in.png"
+    render_scene(default_schema(), default_schema().decode(sample_indices(default_schema(), 1, seed=2))[0]).save(src)
+    out = tmp_path / "out.png"
+    (tmp_path / "link.png").symlink_to(out)
+    base = ["edit", str(src), "--set", "colour=red", "--checkpoint", tiny_ckpt, "--out", str(out)]
+    for grid in (str(out), str(tmp_path / "." / "sub" / ".." / "out.png"), str(tmp_path / "link.png")):
+        assert main([*base, "--grid", grid]) == 2
+        assert "the grid would overwrite the edit" in _one_error_line(capsys.readouterr().err)
+    assert not out.exists()
+    assert main([*base, "--set", "colour=blue"]) == 2
+    assert "colour is set twice" in _one_error_line(capsys.readouterr().err)
+    assert main([*base, "--set", " colour = red"]) == 2  # the same attribute, spelt with spaces
+    capsys.readouterr()
+
+
+def test_cli_writes_the_picture_format_its_name_says(tiny_ckpt, tmp_path, capsys):
+    src = tmp_path / "in.png"
+    render_scene(default_schema(), default_schema().decode(sample_indices(default_schema(), 1, seed=2))[0]).save(src)
+    assert main(["demo", "--count", "1", "--checkpoint", tiny_ckpt, "--out", str(tmp_path / "demo.jpg")]) == 0
+    assert Image.open(tmp_path / "demo.jpg").format == "JPEG"
+    assert main(["edit", str(src), "--set", "colour=red", "--checkpoint", tiny_ckpt, "--out", str(tmp_path / "e.webp"),
+                 "--grid", str(tmp_path / "g.bmp")]) == 0
+    assert Image.open(tmp_path / "e.webp").format == "WEBP" and Image.open(tmp_path / "g.bmp").format == "BMP"
+    capsys.readouterr()
+    for words in (["demo", "--count", "1", "--out", str(tmp_path / "demo.xyz")],
+                  ["edit", str(src), "--set", "colour=red", "--out", str(tmp_path / "e.txt")]):
+        assert main([*words, "--checkpoint", tiny_ckpt]) == 2
+        assert "cannot write ." in _one_error_line(capsys.readouterr().err)
+    assert not list(tmp_path.glob("*.xyz")) and not list(tmp_path.glob("*.txt"))
+
+
+def test_cli_recognize_refuses_a_path_that_does_not_exist(tiny_ckpt, tmp_path, capsys):
+    assert main(["recognize", str(tmp_path / "typo.png"), "--checkpoint", tiny_ckpt]) == 2
+    assert "typo.png" in _one_error_line(capsys.readouterr().err)

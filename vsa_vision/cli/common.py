@@ -28,25 +28,34 @@ BENCH_OUT = "bench-results"
 # ---------------------------------------------------------------------------------------------
 
 
-def int_list(text: str) -> list[int]:
+#: the largest count an option takes (sizes, dimensions, budgets, images): beyond it nothing fits in memory
+MAX_COUNT = 2**31 - 1
+#: seeds are 0 <= seed < SEED_LIMIT: torch and numpy take up to 2**63 - 1, and the benches add offsets to a seed
+SEED_LIMIT = 2**62
+
+
+def _count(text: str, minimum: int, what: str) -> int:
     try:
-        out = [int(v) for v in text.split(",") if v.strip()]
+        v = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not out or any(v < 1 for v in out):
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return out
+        raise argparse.ArgumentTypeError(f"expected a {what} integer, got {text!r}") from None
+    if v < minimum:
+        raise argparse.ArgumentTypeError(f"expected a {what} integer, got {v}")
+    if v > MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"{v} is too large (at most {MAX_COUNT})")
+    return v
+
+
+def int_list(text: str) -> list[int]:
+    out = [v.strip() for v in text.split(",") if v.strip()]
+    if not out:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}")
+    return [_count(v, 1, "positive") for v in out]
 
 
 def int_at_least(minimum: int, what: str):
     def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {what} integer, got {text!r}") from None
-        if v < minimum:
-            raise argparse.ArgumentTypeError(f"expected a {what} integer, got {v}")
-        return v
+        return _count(text, minimum, what)
 
     return parse
 
@@ -55,14 +64,66 @@ positive = int_at_least(1, "positive")
 nonneg = int_at_least(0, "non-negative")
 
 
-def float_list(text: str) -> list[float]:
+def seed(text: str) -> int:
+    """A seed: an integer 0 <= seed < 2**62."""
     try:
-        out = [float(v) for v in text.split(",") if v.strip()]
+        v = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
+    if not 0 <= v < SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"a seed is an integer from 0 to 2**62 - 1, got {v}")
+    return v
+
+
+def seed_list(text: str) -> list[int]:
+    out = [seed(v.strip()) for v in text.split(",") if v.strip()]
     if not out:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected comma-separated seeds, got {text!r}")
     return out
+
+
+def _number(text: str) -> float:
+    import math
+
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return v
+
+
+def number_in(low: float | None = None, high: float | None = None, what: str = "number"):
+    """A finite float within ``[low, high]`` (either end open when None)."""
+    def parse(text: str) -> float:
+        v = _number(text)
+        if (low is not None and v < low) or (high is not None and v > high):
+            span = f"from {low:g} to {high:g}" if low is not None and high is not None else \
+                f"at least {low:g}" if low is not None else f"at most {high:g}"
+            raise argparse.ArgumentTypeError(f"expected a {what} {span}, got {text!r}")
+        return v
+
+    return parse
+
+
+def number_list(low: float | None = None, high: float | None = None, what: str = "number"):
+    one = number_in(low, high, what)
+
+    def parse(text: str) -> list[float]:
+        out = [one(v.strip()) for v in text.split(",") if v.strip()]
+        if not out:
+            raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}")
+        return out
+
+    return parse
+
+
+float_list = number_list()
+fraction = number_in(0.0, 1.0, "fraction")
+nonneg_float = number_in(0.0, None, "number")
+fraction_list = number_list(0.0, 1.0, "fraction")
+any_number = number_in()
 
 
 def nonneg_list(text: str) -> list[int]:
@@ -70,16 +131,6 @@ def nonneg_list(text: str) -> list[int]:
     if not out:
         raise argparse.ArgumentTypeError(f"expected comma-separated non-negative integers, got {text!r}")
     return out
-
-
-def nonneg_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not v >= 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
-    return v
 
 
 def choice_list(choices: tuple[str, ...]):
@@ -95,15 +146,27 @@ def choice_list(choices: tuple[str, ...]):
 
 def method_list(text: str) -> list[str]:
     """Method specs, comma-separated, or ';'-separated when the specs carry options."""
-    from ..decompose import available_decomposers, parse_method
 
     out = [m.strip() for m in text.split(";") if m.strip()] if ";" in text or ":" in text else \
         [m.strip() for m in text.split(",") if m.strip()]
+    if not out:
+        raise argparse.ArgumentTypeError(f"expected method specs, e.g. resonator;diffusion, got {text!r}")
     for m in out:
-        name, _ = parse_method(m)
-        if name not in available_decomposers():
-            raise argparse.ArgumentTypeError(f"unknown method {name!r}; available: {available_decomposers()}")
+        method_spec(m)
     return out
+
+
+def method_spec(text: str) -> str:
+    """One method spec ``name:option=value,...`` whose name is a registered decomposer."""
+    from ..decompose import available_decomposers, parse_method
+
+    try:
+        name, _ = parse_method(text)
+    except (ValueError, TypeError) as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    if name not in available_decomposers():
+        raise argparse.ArgumentTypeError(f"unknown method {name!r}; available: {available_decomposers()}")
+    return text
 
 
 # ---------------------------------------------------------------------------------------------
@@ -112,15 +175,16 @@ def method_list(text: str) -> list[str]:
 
 
 def add_threads(p: argparse.ArgumentParser, help: str | None = None) -> None:
-    p.add_argument("--threads", type=int, default=0, help=help)
+    p.add_argument("--threads", type=nonneg, default=0, help=help or "torch CPU threads (0: torch's default)")
 
 
 def add_device(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="cpu")
+    """``--device``: checked by :func:`check_device` before any command that has it runs."""
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default cpu)")
 
 
-def add_seed(p: argparse.ArgumentParser, default: int = 0, type=int, help: str | None = None) -> None:
-    p.add_argument("--seed", type=type, default=default, help=help)
+def add_seed(p: argparse.ArgumentParser, default: int = 0, help: str | None = None) -> None:
+    p.add_argument("--seed", type=seed, default=default, help=help or "an integer from 0 to 2**62 - 1")
 
 
 def add_out(p: argparse.ArgumentParser, default: str | None = BENCH_OUT, help: str | None = None,
@@ -151,12 +215,24 @@ def apply_threads(args: argparse.Namespace) -> None:
 
 
 def check_device(args: argparse.Namespace) -> None:
-    """Refuse ``--device cuda...`` where CUDA is not available (a ValueError: ``main`` reports it)."""
-    if args.device.startswith("cuda"):
-        import torch
+    """Refuse a ``--device`` torch does not know, or one this machine does not have (a ValueError)."""
+    import torch
 
+    name = args.device
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        raise ValueError(f"--device {name!r}: not a device (cpu, cuda, cuda:N or mps)") from None
+    if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"--device {args.device}: CUDA is not available on this machine")
+            raise ValueError(f"--device {name}: CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"--device {name}: MPS is not available on this machine")
+    elif dev.type != "cpu":
+        raise ValueError(f"--device {name}: only cpu, cuda and mps devices are supported")
 
 
 def default_methods(peers: bool = True) -> list[str]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from .common import add_out, add_seed, nonneg, nonneg_float, positive
+from .common import add_out, add_seed, nonneg, nonneg_float, number_in, positive
+from .outputs import check_folder
 
 
 def register(sub) -> None:
@@ -18,11 +19,12 @@ def register(sub) -> None:
     g.add_argument("--test", type=nonneg, default=None, help="test images (default max(1000, n/10))")
     g.add_argument("--heldout", type=nonneg, default=None,
                    help="images of the held-out combinations (default max(1000, n/10); 0 if the schema has none)")
-    add_seed(g, type=nonneg)
+    add_seed(g)
     g.add_argument("--shard-size", dest="shard_size", type=positive, default=5000)
     g.add_argument("--size", type=positive, default=None, help="image side in pixels (default: the schema's)")
     g.add_argument("--jitter", type=nonneg_float, default=0.0, help="position jitter, output pixels")
-    g.add_argument("--noise", type=nonneg_float, default=0.0, help="Gaussian pixel noise std (0..255)")
+    g.add_argument("--noise", type=number_in(0.0, 255.0, "pixel noise std"), default=0.0,
+                   help="Gaussian pixel noise std (0..255)")
     add_out(g, default=None, help="output folder (default datasets/shapes-<schema name>)")
     g.add_argument("--overwrite", action="store_true", help="replace a different dataset in --out")
     g.add_argument("--preview", action="store_true", help="also write a contact sheet preview.png")
@@ -33,8 +35,11 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..scenes import generate_dataset, load_schema
 
+    if args.out is not None:
+        check_folder(args.out, "--out")  # before reading the schema: nothing is done for an unwritable --out
     schema = load_schema(args.schema)
-    out = args.out or os.path.join("datasets", f"shapes-{schema.name}")
+    out = os.path.join("datasets", f"shapes-{schema.name}") if args.out is None else args.out
+    check_folder(out, "--out")
     generate_dataset(out, schema=schema, n=args.n, val=args.val, test=args.test, heldout=args.heldout,
                      seed=args.seed, shard_size=args.shard_size, size=args.size, jitter=args.jitter,
                      noise=args.noise, overwrite=args.overwrite, preview=args.preview,

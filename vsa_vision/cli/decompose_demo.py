@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from .common import add_methods, add_seed, add_threads, apply_threads, positive
+from .common import add_methods, add_seed, add_threads, apply_threads, nonneg, positive
 
 #: the demo skips exhaustive search above this many combinations
 MAX_EXHAUSTIVE = 2_000_000
@@ -19,8 +19,8 @@ def register(sub) -> None:
     d.add_argument("--problems", type=positive, default=200, help="number of problems (default 200)")
     d.add_argument("--iterations", type=positive, default=100, help="iteration budget (default 100)")
     add_seed(d)
-    d.add_argument("--show", type=int, default=2, help="answers to print per method")
-    add_threads(d, help="torch CPU threads (0: torch's default)")
+    d.add_argument("--show", type=nonneg, default=2, help="answers to print per method")
+    add_threads(d)
     add_methods(d, help="comma-separated method specs, or ';'-separated when specs carry options")
     d.set_defaults(func=run)
 

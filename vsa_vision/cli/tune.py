@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from .common import add_out, add_seed, add_threads, apply_threads, positive
+from .common import add_out, add_seed, add_threads, apply_threads, positive, seed
+from .outputs import check_file
 
 #: the names of ``vsa_vision.bench.tune.PORTFOLIOS`` (spelt out: the parser must not import torch)
 PORTFOLIO_NAMES = ["mixed", "light", "small", "low", "mid", "high"]
@@ -26,7 +27,7 @@ def register(sub) -> None:
                         "that anchor of the diffusion decomposer's adaptive defaults")
     t.add_argument("--eval-problems", dest="eval_problems", type=positive, default=500)
     add_seed(t, help="seed of the search and of the tuning problems")
-    t.add_argument("--eval-seed", dest="eval_seed", type=int, default=None,
+    t.add_argument("--eval-seed", dest="eval_seed", type=seed, default=None,
                    help="seed of the evaluation problems (default: seed + 10000)")
     add_out(t, default=None, help="the file to write (default tuned/<method>.json; an anchor is merged into it); "
                                   "the full report goes beside it")
@@ -45,10 +46,10 @@ def _output(args: argparse.Namespace, anchor: bool) -> str:
         if not anchor:
             raise ValueError("tune --into-package: only the diffusion anchors (--portfolio light|small|low|mid|high) "
                              "live in the package; fixed options go to --out")
-        if args.out:
+        if args.out is not None:
             raise ValueError("tune: give --out or --into-package, not both")
         return PACKAGE_ANCHORS
-    return args.out or os.path.join("tuned", f"{args.method}.json")
+    return os.path.join("tuned", f"{args.method}.json") if args.out is None else args.out
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
@@ -62,6 +63,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if anchor and args.method != "diffusion":
         raise ValueError(f"tune --portfolio {args.portfolio}: anchors exist only for the diffusion decomposer")
     path = _output(args, anchor)
+    check_file(path, "--out")  # even on a dry run: the run it rehearses would write there
     if folio:
         given = sorted(f"--{k}" for k, v in shape.items() if v is not None)
         if given:

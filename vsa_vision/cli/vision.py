@@ -6,7 +6,8 @@ import argparse
 import os
 import sys
 
-from .common import add_device, add_out, add_seed, nonneg, positive
+from .common import add_device, add_out, add_seed, method_spec, positive
+from .outputs import check_picture, same_path, save_picture
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
@@ -16,14 +17,23 @@ def add_checkpoint(p: argparse.ArgumentParser) -> None:
 
 
 def add_head(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--method", default=None, help="decomposer head (default: the model's, diffusion)")
+    p.add_argument("--method", type=method_spec, default=None, help="decomposer head (default: the model's, diffusion)")
 
 
 def load_pipeline(args: argparse.Namespace):
-    """The pipeline of ``--checkpoint`` on ``--device`` with the head ``--method``."""
+    """The pipeline of ``--checkpoint`` on ``--device`` with the head ``--method``. Whatever a malformed
+    checkpoint makes the loader raise becomes a ValueError that names the file."""
+    from ..checkpoint import CheckpointError, load_model
     from ..pipeline import Pipeline
 
-    return Pipeline.from_checkpoint(args.checkpoint, device=args.device, method=args.method)
+    try:
+        model = load_model(args.checkpoint, map_location=args.device)
+    except CheckpointError:
+        raise
+    except (AttributeError, TypeError, KeyError, IndexError, ValueError, RuntimeError) as e:
+        what = f"checkpoint {args.checkpoint}" if args.checkpoint else "the shipped checkpoint"
+        raise ValueError(f"{what}: not a usable vsa_vision model ({type(e).__name__}: {e})") from None
+    return Pipeline(model, method=args.method)
 
 
 def register(sub) -> None:
@@ -31,10 +41,10 @@ def register(sub) -> None:
     add_checkpoint(v)
     add_head(v)
     v.add_argument("--count", type=positive, default=4, help="scenes to show (default 4)")
-    add_seed(v, type=nonneg)
+    add_seed(v)
     v.add_argument("--split", choices=["test", "heldout"], default="test",
                    help="draw the scenes from the test split or the held-out combinations (default test)")
-    add_out(v, default="demo.png", help="the picture to write (default demo.png)")
+    add_out(v, default="demo.png", help="the picture to write, in the format its extension names (default demo.png)")
     add_device(v)
     v.set_defaults(func=cmd_demo)
 
@@ -51,7 +61,8 @@ def register(sub) -> None:
     e.add_argument("image", help="the input image")
     e.add_argument("--set", dest="changes", action="append", default=[], metavar="ATTRIBUTE=VALUE",
                    help="a change, e.g. --set colour=red (repeat for several)")
-    add_out(e, default=None, required=True, help="where to write the rendered edit (PNG)")
+    add_out(e, default=None, required=True,
+            help="where to write the rendered edit, in the format its extension names (.png, .jpg, ...)")
     e.add_argument("--grid", nargs="?", const=True, default=None, metavar="PATH",
                    help="also write input | recognised | edit side by side (default path: <out>-grid.png)")
     add_checkpoint(e)
@@ -75,7 +86,9 @@ def _open_image(path: str):
     from PIL import Image, UnidentifiedImageError
 
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: no such file")
+        raise FileNotFoundError(f"{path!r}: no such file")
+    if os.path.isdir(path):
+        raise ValueError(f"{path}: is a folder, not an image")
     try:
         with Image.open(path) as im:
             im.load()
@@ -84,81 +97,103 @@ def _open_image(path: str):
         raise ValueError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
 
 
+def _read_batches(files: list[str], size: int):
+    """(paths, images, failures) per batch of ``size`` files: at most one batch of images in memory."""
+    for i in range(0, len(files), size):
+        good, images, bad = [], [], []
+        for f in files[i:i + size]:
+            try:
+                images.append(_open_image(f))
+                good.append(f)
+            except (ValueError, FileNotFoundError) as e:
+                bad.append((f, str(e)))
+        yield good, images, bad
+
+
 def cmd_recognize(args: argparse.Namespace) -> int:
     import json
 
+    missing = [p for p in args.paths if not os.path.exists(p)]
+    if missing:  # a typo in a path: nothing is done (an unreadable file is skipped, exit 1)
+        raise ValueError(f"{missing[0]!r}: no such file or folder")
     files = _image_files(args.paths)
     if not files:
-        raise ValueError(f"no image files found in {args.paths}")
+        raise ValueError(f"no image files found in {' '.join(args.paths)}")
     pipe = load_pipeline(args)
-    images, good, bad = [], [], []
-    for f in files:
-        try:
-            images.append(_open_image(f))
-            good.append(f)
-        except (ValueError, FileNotFoundError) as e:
-            bad.append((f, str(e)))
-            print(f"vsa-vision: skipped {e}", file=sys.stderr)
-    recs = pipe.recognize(images, batch_size=args.batch_size) if images else []
     names = list(pipe.schema.names)
+    results, errors = [], []
+    # the images are read and recognised --batch-size at a time, so memory holds one batch of them
+    # (when Pipeline gains a lazy recognize over files, this loop is where it goes)
+    for good, images, bad in _read_batches(files, args.batch_size):
+        for _, msg in bad:
+            print(f"vsa-vision: skipped {msg}", file=sys.stderr)
+        errors += bad
+        recs = pipe.recognize(images, batch_size=args.batch_size) if images else []
+        results += list(zip(good, recs))
     if args.json:
         out = {"method": pipe.method, "images": [
             {"path": f, "labels": r.labels, "confidence": r.confidence, "similarity": r.similarity}
-            for f, r in zip(good, recs)], "errors": [{"path": f, "error": msg} for f, msg in bad]}
+            for f, r in results], "errors": [{"path": f, "error": msg} for f, msg in errors]}
         print(json.dumps(out, indent=2))
     else:
-        width = max([len("image")] + [len(f) for f in good])
+        width = max([len("image")] + [len(f) for f, _ in results])
         print(f"{'image':{width}s}  " + "  ".join(f"{n:>8s}" for n in names) + "  similarity")
-        for f, r in zip(good, recs):
+        for f, r in results:
             print(f"{f:{width}s}  " + "  ".join(f"{r.labels[n]:>8s}" for n in names) + f"  {r.similarity:10.3f}")
-    return 1 if bad else 0
+    return 1 if errors else 0
 
 
 def _parse_sets(items: list[str]) -> dict[str, str]:
-    out = {}
+    out: dict[str, str] = {}
     for item in items:
         k, eq, v = item.partition("=")
-        if not eq or not k.strip() or not v.strip():
+        k, v = k.strip(), v.strip()
+        if not eq or not k or not v:
             raise ValueError(f"--set: expected ATTRIBUTE=VALUE, got {item!r}")
-        out[k.strip()] = v.strip()
+        if k in out:
+            raise ValueError(f"--set: {k} is set twice ({k}={out[k]} and {k}={v}); give each attribute once")
+        out[k] = v
     if not out:
         raise ValueError("edit: give at least one --set ATTRIBUTE=VALUE")
     return out
 
 
-def _same_file(a: str, b: str) -> bool:
-    return os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b)
+def _edit_outputs(args: argparse.Namespace) -> tuple[str, str | None]:
+    """``--out`` and the grid's path, checked: writable, formats Pillow writes, none the input, not the same."""
+    grid = None
+    if args.grid is not None:
+        grid = args.grid if isinstance(args.grid, str) else os.path.splitext(args.out)[0] + "-grid.png"
+    targets = [("--out", args.out)] + ([("--grid", grid)] if grid is not None else [])
+    for flag, target in targets:
+        if same_path(target, args.image):
+            raise ValueError(f"{flag} {target}: refusing to overwrite the input image; choose another path")
+        check_picture(target, flag)
+    if grid is not None and same_path(grid, args.out):
+        raise ValueError(f"--grid {grid}: the same file as --out {args.out}; the grid would overwrite the edit")
+    return args.out, grid
 
 
 def cmd_edit(args: argparse.Namespace) -> int:
     from ..edit import describe, labelled_grid
-    from ..io import atomic_path
 
     changes = _parse_sets(args.changes)
-    grid = None
-    if args.grid is not None:
-        grid = args.grid if isinstance(args.grid, str) else os.path.splitext(args.out)[0] + "-grid.png"
-    for target in [args.out] + ([grid] if grid else []):
-        if _same_file(target, args.image) or os.path.abspath(target) == os.path.abspath(args.image):
-            raise ValueError(f"{target}: refusing to overwrite the input image; choose another --out / --grid")
+    out, grid = _edit_outputs(args)
     image = _open_image(args.image)
     pipe = load_pipeline(args)
     res = pipe.edit(image, **changes)
-    with atomic_path(args.out, suffix=".png") as tmp:
-        res.image.save(tmp, format="PNG")
+    save_picture(res.image, out, "--out")
     names = list(pipe.schema.names)
     print("recognised: " + " ".join(f"{k}={res.before.labels[k]}" for k in names))
     print("changes:    " + " ".join(f"{k}={v}" for k, v in changes.items()))
     print("edited:     " + " ".join(f"{k}={res.labels[k]}" for k in names)
           + f"   (similarity {min(res.confidence.values()):.3f})")
-    print(f"wrote {args.out}")
+    print(f"wrote {out}")
     if grid:
         sheet = labelled_grid([[(image, "input"), (pipe.render(res.before.labels),
                                                    "recognised\n" + describe(res.before.labels, names)),
                                 (res.image, "edit: " + " ".join(f"{k}={v}" for k, v in changes.items()) + "\n"
                                  + describe(res.labels, names))]])
-        with atomic_path(grid, suffix=".png") as tmp:
-            sheet.save(tmp, format="PNG")
+        save_picture(sheet, grid, "--grid")
         print(f"wrote {grid}")
     return 0
 
@@ -167,9 +202,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..edit import describe, labelled_grid
-    from ..io import atomic_path
     from ..scenes import render_scene, sample_indices
 
+    check_picture(args.out, "--out")
     pipe = load_pipeline(args)
     schema = pipe.schema
     split = args.split if args.split != "heldout" or schema.holdout else "test"
@@ -198,7 +233,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
         rows.append([(img, "input\n" + describe(truth, names)),
                      (pipe.render(rec.labels), "recognised\n" + describe(rec.labels, names)),
                      (res.image, f"edit {attr.name}={new}\n" + describe(res.labels, names))])
-    with atomic_path(args.out, suffix=".png") as tmp:
-        labelled_grid(rows).save(tmp, format="PNG")
+    save_picture(labelled_grid(rows), args.out)
     print(f"{right}/{len(scenes)} recognised right; wrote {args.out}")
     return 0

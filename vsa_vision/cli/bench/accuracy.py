@@ -9,12 +9,17 @@ from ..common import (
     add_out,
     add_seed,
     add_threads,
+    any_number,
     apply_threads,
     float_list,
+    fraction,
+    fraction_list,
     int_list,
+    nonneg_float,
     nonneg_list,
     positive,
 )
+from ..outputs import check_folder
 
 SWEEP_CHOICES = ["size", "dim", "restarts", "steps", "noise", "iterations", "all"]
 
@@ -39,17 +44,18 @@ def register(sub) -> None:
                    help="one shape of unequal factor sizes, e.g. 8,10,4,12,12,2 (size sweep, instead of --n/--k)")
     a.add_argument("--values", type=int_list, default=None,
                    help="the swept values: D (dim), steps per pass (steps), budgets (iterations)")
-    a.add_argument("--rho", type=float_list, default=None, help="restart levels of the restarts sweep")
+    a.add_argument("--rho", type=fraction_list, default=None, help="restart levels of the restarts sweep")
     a.add_argument("--restarts", type=nonneg_list, default=None, help="restart counts of the restarts sweep")
-    a.add_argument("--flips", type=float_list, default=None, help="sign-flip fractions of the noise sweep")
+    a.add_argument("--flips", type=fraction_list, default=None, help="sign-flip fractions of the noise sweep")
     a.add_argument("--snrs", type=float_list, default=None, help="SNRs in dB of the noise sweep")
     a.add_argument("--dim", type=positive, default=1000)
     a.add_argument("--iterations", type=positive, default=100)
     a.add_argument("--problems", type=positive, default=200)
     add_seed(a)
-    a.add_argument("--flip", type=float, default=0.0, help="fraction of signs of s flipped (size sweep)")
-    a.add_argument("--snr-db", dest="snr_db", type=float, default=None, help="additive Gaussian noise SNR (size sweep)")
-    a.add_argument("--max-brute-flop", dest="max_brute_flop", type=float, default=4e12,
+    a.add_argument("--flip", type=fraction, default=0.0, help="fraction of signs of s flipped (size sweep)")
+    a.add_argument("--snr-db", dest="snr_db", type=any_number, default=None,
+                   help="additive Gaussian noise SNR (size sweep)")
+    a.add_argument("--max-brute-flop", dest="max_brute_flop", type=nonneg_float, default=4e12,
                    help="skip exhaustive search at points costlier than this (default 4e12)")
     add_methods(a, no_peers=True)
     add_threads(a)
@@ -106,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
     apply_threads(args)
     sweeps = list(SWEEPS) if args.sweep == "all" else [args.sweep]
     _check_options(args, sweeps)
+    check_folder(args.out, "--out")
     for sweep in sweeps:
         ms = _sweep_methods(sweep, args.methods, args.sizes)
         print(f"== sweep {sweep} ==")

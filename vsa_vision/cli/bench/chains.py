@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import argparse
 
-from ..common import add_seed, add_threads, apply_threads, int_list, nonneg_list, positive
+from ..common import add_seed, add_threads, apply_threads, fraction, int_list, positive, seed_list
 
 
 def register(sub) -> None:
     ch = sub.add_parser("chains", help="are the failures of separate runs of a stochastic method independent?")
     ch.add_argument("--method", default="diffusion:chains=1")
-    ch.add_argument("--seeds", type=nonneg_list, default=[0, 1, 2, 3], help="method seeds, one run each")
+    ch.add_argument("--seeds", type=seed_list, default=[0, 1, 2, 3], help="method seeds, one run each")
     ch.add_argument("--n", type=positive, default=80)
     ch.add_argument("--k", type=positive, default=3)
     ch.add_argument("--sizes", type=int_list, default=None, help="unequal factor sizes instead of --n/--k")
     ch.add_argument("--dim", type=positive, default=1000)
-    ch.add_argument("--flip", type=float, default=0.0, help="fraction of signs of s flipped")
+    ch.add_argument("--flip", type=fraction, default=0.0, help="fraction of signs of s flipped")
     ch.add_argument("--iterations", type=positive, default=100)
     ch.add_argument("--problems", type=positive, default=500)
     add_seed(ch, default=1, help="problem seed")

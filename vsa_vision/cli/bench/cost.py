@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..common import add_device, add_methods, add_seed, add_threads, apply_threads, check_device, positive
+from ..common import add_device, add_methods, add_seed, add_threads, apply_threads, positive
 
 
 def register(sub) -> None:
@@ -31,7 +31,6 @@ def run(args: argparse.Namespace) -> int:
     from ...bench.speed import cost_rounds
 
     apply_threads(args)
-    check_device(args)
     p = make_problems(args.n, args.dim, args.batch, seed=args.seed, k=args.k)
     print(f"n={args.n} K={args.k} D={args.dim} batch={args.batch} iterations={args.iterations} "
           f"rounds={args.rounds} device={args.device} threads={torch.get_num_threads()} early_stop={args.early_stop}")

@@ -12,11 +12,12 @@ from ..common import (
     add_seed,
     add_threads,
     apply_threads,
-    check_device,
     choice_list,
     int_list,
+    nonneg_float,
     positive,
 )
+from ..outputs import check_folder
 
 
 def register(sub) -> None:
@@ -33,7 +34,7 @@ def register(sub) -> None:
     sp.add_argument("--repeats", type=positive, default=3)
     sp.add_argument("--early-stop", dest="early_stop", action="store_true",
                     help="each method's own early stop (time to finish the batch) instead of equal work")
-    sp.add_argument("--max-brute-flop", dest="max_brute_flop", type=float, default=2e12)
+    sp.add_argument("--max-brute-flop", dest="max_brute_flop", type=nonneg_float, default=2e12)
     add_seed(sp)
     add_methods(sp, no_peers=True)
     add_threads(sp)
@@ -48,8 +49,8 @@ def run(args: argparse.Namespace) -> int:
     from ...bench.accuracy import write_csv
     from ...bench.speed import FIELDS, crossover, speed_benchmark, speed_table
 
+    check_folder(args.out, "--out")
     apply_threads(args)
-    check_device(args)
     if args.quick:
         args.n, args.batches, args.iterations, args.repeats = [8, 16], [1, 64], 20, 1
     ns = args.n or [50]

@@ -6,12 +6,13 @@ import argparse
 import os
 
 from ..common import BENCH_OUT, add_out
+from ..outputs import check_file
 
 
 def register(sub) -> None:
     bc = sub.add_parser("training-curve", help="plot val accuracy against training minutes from metrics.csv")
     bc.add_argument("metrics", nargs="+", help="LABEL=path/to/metrics.csv (or just the path)")
-    add_out(bc, default=f"{BENCH_OUT}/training-curve.png")
+    add_out(bc, default=f"{BENCH_OUT}/training-curve.png", help="the PNG to write")
     bc.add_argument("--title", default="")
     bc.set_defaults(func=run)
 
@@ -28,6 +29,9 @@ def _runs(items: list[str]) -> list[tuple[str, str]]:
 def run(args: argparse.Namespace) -> int:
     from ...bench.training import plot_curves, read_curve
 
+    if os.path.splitext(args.out)[1].lower() != ".png":
+        raise ValueError(f"--out {args.out}: the training curve is written as PNG; name the file .png")
+    check_file(args.out, "--out")
     runs = _runs(args.metrics)
     for label, path in runs:
         print(label)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from ..common import add_device, add_methods, add_out, add_seed, add_threads, apply_threads, nonneg, positive
+from ..common import add_device, add_methods, add_out, add_seed, add_threads, apply_threads, positive
+from ..outputs import check_folder
 from ..vision import add_checkpoint, load_pipeline
 
 
@@ -13,7 +14,7 @@ def register(sub) -> None:
     bv = sub.add_parser("vision", help="recognition and edit accuracy of every head on one trained encoder")
     add_checkpoint(bv)
     bv.add_argument("--images", type=positive, default=1000, help="images per split (default 1000)")
-    add_seed(bv, type=nonneg)
+    add_seed(bv)
     add_methods(bv)
     bv.add_argument("--batch-size", dest="batch_size", type=positive, default=256)
     add_device(bv)
@@ -26,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from ...bench.accuracy import write_csv
     from ...bench.vision import FIELDS, breakdown_table, vision_benchmark, vision_table
 
+    check_folder(args.out, "--out")
     apply_threads(args)
     pipe = load_pipeline(args)
     rows = vision_benchmark(pipe, args.methods, images=args.images, seed=args.seed, batch_size=args.batch_size)
