@@ -39,6 +39,7 @@ from torch.utils.data import Dataset
 
 from ..checks import check_choice, check_int
 from ..io import atomic_path, atomic_write
+from .objects import sample_object_sets
 from .render import STROKE, Renderer, contact_sheet
 from .sampling import IndexStream, check_in_memory
 from .schema import SPLITS, Schema, load_schema, sample_indices
@@ -72,7 +73,10 @@ def _nuisance_seed(seed: int, split: str, index: int) -> list[int]:
 
 
 class RenderedScenes(Dataset):
-    """``n`` scenes of one split, rendered on demand (no disk). ``cache=True`` renders them all once."""
+    """``n`` scenes of one split, rendered on demand (no disk). ``cache=True`` renders them all once.
+
+    Items are ``(uint8 [3, H, W], labels)``: ``int64 [K]`` for a one-object schema, ``int64 [M, K]``
+    object slots (absent ones -1, present ones ordered by position) for a schema of several objects."""
 
     def __init__(self, schema: Schema | str = "default", n: int = 1000, seed: int = 0, split: str = "train",
                  size: int | None = None, jitter: float = 0.0, noise: float = 0.0, cache: bool = False,
@@ -84,7 +88,10 @@ class RenderedScenes(Dataset):
         if cache:
             side = self.renderer.size
             check_in_memory(f"RenderedScenes(cache=True): {self.n} images of {side}x{side}x3", self.n * side * side * 3)
-        self.indices = torch.from_numpy(sample_indices(self.schema, self.n, seed=self.seed, split=split))
+        # one object per scene: [n, K]; several: object slots [n, M, K], absent ones -1 (scenes.objects)
+        self.multi = self.schema.max_objects > 1
+        draw = sample_object_sets if self.multi else sample_indices
+        self.indices = torch.from_numpy(draw(self.schema, self.n, seed=self.seed, split=split))
         self._images: torch.Tensor | None = None
         if cache:
             self._images = torch.from_numpy(self._render(range(self.n))).permute(0, 3, 1, 2).contiguous()
@@ -101,7 +108,8 @@ class RenderedScenes(Dataset):
         i = _item(i, self.n, "scenes")
         if self._images is not None:
             return self._images[i], self.indices[i]
-        img = self.renderer.render_indices(self.indices[i].tolist(), seed=_nuisance_seed(self.seed, self.split, i))
+        render = self.renderer.render_objects if self.multi else self.renderer.render_indices
+        img = render(self.indices[i].tolist(), seed=_nuisance_seed(self.seed, self.split, i))
         return torch.from_numpy(img).permute(2, 0, 1).contiguous(), self.indices[i]
 
 
@@ -138,6 +146,9 @@ def generate_dataset(out: str | os.PathLike, schema: Schema | str = "default", n
     rendered again, so the result is the same bytes as an uninterrupted run. Memory stays bounded
     by one shard: scenes are drawn and labels written shard by shard."""
     schema = load_schema(schema)
+    if schema.max_objects > 1:
+        raise ValueError(f"schema {schema.name!r}: scenes of several objects are rendered on the fly "
+                         "(RenderedScenes, SceneDataModule); generating them to disk is not supported yet")
     counts = _split_counts(schema, n, val, test, heldout)
     shard_size = check_int("shard_size", shard_size, 1)
     seed = check_int("seed", seed, 0)

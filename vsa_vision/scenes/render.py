@@ -47,9 +47,6 @@ class Renderer:
                  supersample: int = 4, jitter: float = 0.0, noise: float = 0.0,
                  stroke: float | Sequence[float] = STROKE) -> None:
         self.schema = load_schema(schema)
-        if self.schema.max_objects != 1:
-            raise ValueError(f"schema {self.schema.name!r}: max_objects {self.schema.max_objects}; this renderer "
-                             "draws one object per image")
         self.size = self.schema.image_size if size is None else check_int("size (image side in pixels)", size, 16, 1024)
         self.supersample = check_int("supersample", supersample, 1, 8)
         self.jitter = check_float("jitter", jitter, lo=0.0)
@@ -74,11 +71,31 @@ class Renderer:
 
         ``seed`` (an int or a sequence of ints, as :func:`numpy.random.default_rng` takes) drives the
         nuisances; without nuisances it is unused."""
-        p = self._resolve(row)
+        return self.render_objects([row], seed=seed)
+
+    def render_objects(self, rows: Sequence[Sequence[int]], seed: int | Sequence[int] | None = None) -> np.ndarray:
+        """One image ``uint8 [H, W, 3]`` of several objects, each a row of value indices (rows with a
+        negative index are absent slots and skipped), drawn in order on one canvas; the nuisances
+        (per object: jitter, then outline width; per image: pixel noise) come from ``seed``."""
         ss, side = self.supersample, self.size
         varied_stroke = self.stroke[0] != self.stroke[1]
         rng = (np.random.default_rng(seed if seed is not None else 0)
                if (self.jitter or self.noise or varied_stroke) else None)
+        canvas = Image.new("RGB", (side * ss, side * ss), (0, 0, 0))
+        draw = ImageDraw.Draw(canvas)
+        for row in rows:
+            if min(int(v) for v in row) >= 0:
+                self._draw(draw, self._resolve(row), rng)
+        img = canvas.reduce(ss) if ss > 1 else canvas
+        arr = np.array(img, dtype=np.uint8)
+        if rng is not None and self.noise:
+            noisy = arr.astype(np.float32) + rng.normal(0.0, self.noise, size=arr.shape).astype(np.float32)
+            arr = np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
+        return arr
+
+    def _draw(self, draw: ImageDraw.ImageDraw, p: dict[str, Any], rng: np.random.Generator | None) -> None:
+        """One object of resolved parameters ``p`` onto the supersampled canvas."""
+        ss, side = self.supersample, self.size
         span = side - 2 * self._margin
         cx = self._margin + p["x"] * span
         cy = self._margin + p["y"] * span
@@ -86,13 +103,11 @@ class Renderer:
             dx, dy = rng.uniform(-self.jitter, self.jitter, size=2)
             cx, cy = cx + dx, cy + dy
         r = p["size"] * side
-        canvas = Image.new("RGB", (side * ss, side * ss), (0, 0, 0))
-        draw = ImageDraw.Draw(canvas)
         # continuous image coordinates [0, side] -> Pillow's, whose integer points are pixel centres
         cxs, cys, rs = cx * ss - 0.5, cy * ss - 0.5, r * ss
         solid = p["fill"] == "solid"
         stroke = self.stroke[0]
-        if rng is not None and varied_stroke and not solid:
+        if rng is not None and self.stroke[0] != self.stroke[1] and not solid:
             stroke = rng.uniform(*self.stroke)
         width = max(1, round(stroke * rs)) if not solid else 0
         colour = p["colour"]
@@ -103,29 +118,31 @@ class Renderer:
         else:
             pts = [(cxs + rs * x, cys + rs * y) for x, y in poly]
             draw.polygon(pts, fill=colour if solid else None, outline=None if solid else colour, width=width)
-        img = canvas.reduce(ss) if ss > 1 else canvas
-        arr = np.array(img, dtype=np.uint8)
-        if rng is not None and self.noise:
-            noisy = arr.astype(np.float32) + rng.normal(0.0, self.noise, size=arr.shape).astype(np.float32)
-            arr = np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
-        return arr
 
-    def render(self, scene: Mapping[str, Any], seed: int | None = None) -> Image.Image:
-        """A PIL RGB image of ``scene`` (``{attribute: value label}``; every attribute required).
+    def render(self, scene: Mapping[str, Any] | Sequence[Mapping[str, Any]], seed: int | None = None) -> Image.Image:
+        """A PIL RGB image of ``scene``: one object ``{attribute: value label}`` (every attribute
+        required), or, for a schema of several objects, a list of them (at distinct positions).
 
-        A list of scenes is refused: one image holds at most ``schema.max_objects`` objects (1)."""
+        A list is refused where the schema draws one object per image (``max_objects`` 1)."""
         check_scene_count(self.schema, scene)
-        row = self.schema.encode(scene)[0]
-        return Image.fromarray(self.render_indices(row, seed=seed), mode="RGB")
+        if isinstance(scene, Mapping):
+            return Image.fromarray(self.render_indices(self.schema.encode(scene)[0], seed=seed), mode="RGB")
+        rows = self.schema.encode(list(scene)) if len(scene) else np.zeros((0, len(self.schema.sizes)), np.int64)
+        check_distinct_places(self.schema, rows)
+        return Image.fromarray(self.render_objects(rows, seed=seed), mode="RGB")
 
     def render_batch(self, indices: Any, seeds: Sequence[Any] | None = None) -> np.ndarray:
-        """Images ``uint8 [N, H, W, 3]`` of value indices ``[N, K]``; ``seeds[i]`` drives image i's nuisances."""
-        idx = self.schema.check_indices(indices)
+        """Images ``uint8 [N, H, W, 3]`` of value indices ``[N, K]`` (one object each) or ``[N, M, K]``
+        (up to M objects each, absent slots -1); ``seeds[i]`` drives image i's nuisances."""
+        arr = np.asarray(indices)
+        sets = arr.ndim == 3
+        idx = self.schema.check_object_sets(arr) if sets else self.schema.check_indices(indices)
         if seeds is not None and len(seeds) != len(idx):
             raise ValueError(f"seeds: expected {len(idx)} seeds, got {len(seeds)}")
         out = np.empty((len(idx), self.size, self.size, 3), dtype=np.uint8)
         for i, row in enumerate(idx):
-            out[i] = self.render_indices(row, seed=None if seeds is None else seeds[i])
+            seed = None if seeds is None else seeds[i]
+            out[i] = self.render_objects(row, seed=seed) if sets else self.render_indices(row, seed=seed)
         return out
 
 
@@ -144,10 +161,23 @@ def check_scene_count(schema: Schema, scene: Any) -> None:
                          f"{schema.max_objects} per image")
 
 
-def render_scene(schema: Schema | str, scene: Mapping[str, Any], size: int | None = None, seed: int | None = None,
+def check_distinct_places(schema: Schema, rows: np.ndarray) -> None:
+    """Refuse two objects of one scene at the same position (they would be drawn over each other)."""
+    where = [k for k in (schema.by_role("x"), schema.by_role("y")) if k is not None]
+    if not where or len(rows) < 2:
+        return
+    places = [tuple(int(r[k]) for k in where) for r in rows if min(int(v) for v in r) >= 0]
+    if len(set(places)) < len(places):
+        names = ", ".join(schema.names[k] for k in where)
+        raise ValueError(f"scene: two objects at the same position ({names}); objects of a scene never overlap")
+
+
+def render_scene(schema: Schema | str, scene: Mapping[str, Any] | Sequence[Mapping[str, Any]], size: int | None = None,
+                 seed: int | None = None,
                  jitter: float = 0.0, noise: float = 0.0, supersample: int = 4,
                  stroke: float | Sequence[float] = STROKE) -> Image.Image:
-    """Render one scene (``{attribute: value label}``) as a PIL RGB image, default ``schema.image_size``."""
+    """Render one scene as a PIL RGB image, default ``schema.image_size``: ``{attribute: value label}``,
+    or a list of such objects for a schema of several objects (``schema.max_objects > 1``)."""
     return Renderer(schema, size=size, supersample=supersample, jitter=jitter, noise=noise,
                     stroke=stroke).render(scene, seed=seed)
 

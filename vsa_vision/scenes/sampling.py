@@ -108,12 +108,13 @@ class IndexStream:
     """The scenes :func:`sample_indices` draws, taken ``m`` at a time (``take``) in bounded memory:
     ``take(a)`` then ``take(b)`` gives the rows of ``sample_indices(..., a + b)``."""
 
-    def __init__(self, schema: Any, seed: int = 0, split: str | None = None) -> None:
+    def __init__(self, schema: Any, seed: int = 0, split: str | None = None, stream: int | None = None) -> None:
         self.schema = schema
         self.seed = check_int("seed", seed, 0)
         self.split = split
         self.key = _split_key(schema, split)
-        self._rng = np.random.default_rng([self.seed, _SPLIT_STREAM[self.key]])
+        # ``stream``: another random stream for the same split (the split's own stream by default)
+        self._rng = np.random.default_rng([self.seed, _SPLIT_STREAM[self.key] if stream is None else stream])
         self._sizes = np.asarray(schema.sizes)
         self._space: _Admissible | None = None
         if self.key != "all" and schema.holdout:
@@ -196,6 +197,11 @@ def sample_indices(schema: Any, n: int, seed: int = 0, split: str | None = None)
     return IndexStream(schema, seed, None if key == "all" else key).take(n)
 
 
-def sample_scenes(schema: Any, n: int, seed: int = 0, split: str | None = None) -> list[dict[str, str]]:
-    """``n`` random scenes, each ``{attribute name: value label}``; see :func:`sample_indices`."""
+def sample_scenes(schema: Any, n: int, seed: int = 0, split: str | None = None) -> list[Any]:
+    """``n`` random scenes, each ``{attribute name: value label}`` (see :func:`sample_indices`); for a
+    schema of several objects each scene is a list of them (see :mod:`vsa_vision.scenes.objects`)."""
+    if schema.max_objects > 1:
+        from .objects import decode_object_sets, sample_object_sets
+
+        return decode_object_sets(schema, sample_object_sets(schema, n, seed=seed, split=split))
     return schema.decode(sample_indices(schema, n, seed=seed, split=split)) if n else []

@@ -239,6 +239,24 @@ class Schema:
                              f"{self.names[k]!r} of {self.sizes[k]} values")
         return idx.astype(np.int64, copy=False)
 
+    def check_object_sets(self, indices: Any) -> np.ndarray:
+        """Validate object sets ``[N, M, K]`` (M <= ``max_objects``; an absent object is a row of -1,
+        after the present ones); returns them as int64."""
+        idx = np.asarray(indices)
+        if idx.ndim != 3 or idx.shape[2] != len(self.attributes) or not np.issubdtype(idx.dtype, np.integer):
+            raise ValueError(f"indices: expected integers of shape [N, M, {len(self.attributes)}], "
+                             f"got {idx.dtype} {tuple(idx.shape)}")
+        if idx.shape[1] > self.max_objects:
+            raise ValueError(f"indices: {idx.shape[1]} objects a scene, schema {self.name!r} holds at most "
+                             f"{self.max_objects}")
+        absent = (idx == -1).all(-1)
+        if bool(((idx == -1).any(-1) & ~absent).any()):
+            raise ValueError("indices: an object is either all -1 (absent) or a valid row")
+        if bool((absent[:, :-1] & ~absent[:, 1:]).any()):
+            raise ValueError("indices: absent objects (-1 rows) must come after the present ones")
+        self.check_indices(idx[~absent])
+        return idx.astype(np.int64, copy=False)
+
     def held_out_masks(self, indices: Any) -> dict[str, np.ndarray]:
         """Per held-out combination, in the order of ``holdout``, the boolean mask ``[N]`` of the rows
         that match it, keyed ``"shape=star,colour=red"``."""
