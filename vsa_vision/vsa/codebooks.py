@@ -56,6 +56,29 @@ def _check_tensor(name: str, t: Any, first: Any) -> None:
         )
 
 
+#: the dtypes a codebooks file may name for its factors
+_FILE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32,
+                "float64": torch.float64}
+
+
+def _loaded_tensor(path: str, name: Any, t: Tensor, dtype: Any) -> Tensor:
+    """One factor read from a codebooks file, checked: int8 storage holds +-1 only (what :meth:`~Codebooks.save`
+    writes), every entry is finite, the dtype is a floating one."""
+    if dtype not in _FILE_DTYPES:
+        raise ValueError(f"{path}: factor {name!r} has dtype {dtype!r}; expected one of {sorted(_FILE_DTYPES)}")
+    if t.dtype == torch.int8:
+        bad = t[(t != 1) & (t != -1)]
+        if bad.numel():
+            raise ValueError(f"{path}: factor {name!r} is stored as int8 (bipolar) but holds values other "
+                             f"than +1/-1, e.g. {bad.flatten()[:3].tolist()}")
+    elif t.is_floating_point():
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{path}: factor {name!r} contains non-finite values (NaN or inf)")
+    else:
+        raise ValueError(f"{path}: factor {name!r} is stored as {t.dtype}; expected int8 (+-1) or a float dtype")
+    return t.to(_FILE_DTYPES[dtype])
+
+
 class Codebooks:
     """K named factors, each a bipolar codebook ``[n_k, D]`` with one label per codeword.
 
@@ -411,17 +434,25 @@ class Codebooks:
                 meta = f.metadata() or {}
                 if meta.get("format") != _FORMAT:
                     raise ValueError(f"{path}: not a vsa_vision codebooks file (format {meta.get('format')!r})")
+                if meta.get("version") != str(_FORMAT_VERSION):
+                    raise ValueError(f"{path}: codebooks format version {meta.get('version')!r} is not supported "
+                                     f"(this vsa_vision reads version {_FORMAT_VERSION})")
                 names = json.loads(meta["names"])
                 labels = json.loads(meta["labels"])
                 dtypes = json.loads(meta["dtypes"])
-                tensors = [
-                    f.get_tensor(f"factor_{k}").to(getattr(torch, dtypes[k])) for k in range(len(names))
-                ]
+                if not isinstance(names, list) or not isinstance(dtypes, list) or len(dtypes) != len(names):
+                    raise ValueError(f"{path}: expected one dtype per factor name, got names {names!r} and "
+                                     f"dtypes {dtypes!r}")
+                tensors = [_loaded_tensor(path, n, f.get_tensor(f"factor_{k}"), dtypes[k])
+                           for k, n in enumerate(names)]
         except ValueError:
             raise
         except Exception as e:  # truncated or corrupt file: safetensors raises its own errors
             raise ValueError(f"{path}: cannot read codebooks ({type(e).__name__}: {e})") from None
-        out = cls(names, tensors, labels)
+        try:
+            out = cls(names, tensors, labels)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{path}: invalid codebooks ({e})") from None
         return out.to(device=device) if device is not None else out
 
 
