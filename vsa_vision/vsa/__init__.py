@@ -19,11 +19,15 @@ from .ops import (
     bundle,
     cosine_similarity,
     dot_similarity,
+    eps_for,
+    is_exact_integer,
     random_bipolar,
     readout,
+    rowwise_matmul,
     sign,
     similarity_matrix,
     unbind,
+    wide_dtype,
 )
 
 __all__ = [
@@ -39,4 +43,8 @@ __all__ = [
     "similarity_matrix",
     "readout",
     "random_bipolar",
+    "eps_for",
+    "wide_dtype",
+    "is_exact_integer",
+    "rowwise_matmul",
 ]

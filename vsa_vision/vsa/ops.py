@@ -22,11 +22,46 @@ if TYPE_CHECKING:
 
 __all__ = [
     "bind", "unbind", "bundle", "sign", "dot_similarity", "cosine_similarity", "similarity_matrix", "readout",
-    "random_bipolar", "LeaveOneOut",
+    "random_bipolar", "LeaveOneOut", "eps_for", "wide_dtype", "rowwise_matmul", "is_exact_integer",
 ]
 
 
 # ----------------------------------------------------------------------------------------------
+
+
+def eps_for(dtype: torch.dtype, eps: float = 1e-12) -> float:
+    """A positive floor for denominators in ``dtype``: ``eps``, or the smallest normal number of the
+    dtype where ``eps`` would round to 0 (float16: 1e-12 is 0, and ``x / 0`` is NaN)."""
+    return max(eps, torch.finfo(dtype).tiny) if dtype.is_floating_point else eps
+
+
+def wide_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype to accumulate in: ``dtype`` itself from 32 bits up, float32 for float16 / bfloat16."""
+    return dtype if torch.finfo(dtype).bits >= 32 else torch.float32
+
+
+def is_exact_integer(x: Tensor, terms: int) -> bool:
+    """Whether every entry of ``x`` is an integer small enough that a sum of ``terms`` of them (times
+    +-1) is exact in ``x``'s dtype: then any summation order, so any batch, gives the same bits."""
+    if x.numel() == 0:
+        return True
+    limit = 2.0 / torch.finfo(x.dtype).eps  # 2**(mantissa bits + 1): every integer up to it is exact
+    return bool(torch.equal(x, torch.round(x))) and float(x.abs().max()) * terms <= limit
+
+
+def rowwise_matmul(a: Tensor, b: Tensor, exact: bool = False) -> Tensor:
+    """``a @ b`` such that each row of the result does not depend on the other rows of ``a``.
+
+    A float32 matrix product sums in an order chosen by the library for the whole shape (one row
+    alone takes a matrix-vector path, a batch a blocked one), so a row's last bits depend on the
+    batch. Here the sums run in float64 and are rounded to ``a``'s dtype: a row then differs between
+    batches only when its float64 sum lies within float64 rounding error of a rounding boundary of
+    the dtype (about 2**-29 times the sum's condition number a float32 entry). ``exact=True``: the
+    caller knows every sum is exact in the dtype (:func:`is_exact_integer`), and the plain product
+    is used. float64 inputs are multiplied as they are."""
+    if exact or a.dtype == torch.float64:
+        return a @ b
+    return (a.double() @ b.double()).to(a.dtype)
 
 
 def sign(x: Tensor) -> Tensor:
@@ -70,10 +105,14 @@ def dot_similarity(x: Tensor, y: Tensor) -> Tensor:
 
 
 def cosine_similarity(x: Tensor, y: Tensor, eps: float = 1e-12) -> Tensor:
-    """``<x, y> / (|x| |y|)`` over the last dimension, broadcasting leading dims."""
+    """``<x, y> / (|x| |y|)`` over the last dimension, broadcasting leading dims (accumulated in at
+    least float32; the result in the inputs' dtype)."""
+    out = torch.promote_types(x.dtype, y.dtype)
+    wide = wide_dtype(out)
+    x, y = x.to(wide), y.to(wide)
     num = (x * y).sum(-1)
     den = x.norm(dim=-1) * y.norm(dim=-1)
-    return num / den.clamp_min(eps)
+    return (num / den.clamp_min(eps_for(wide, eps))).to(out)
 
 
 def similarity_matrix(x: Tensor, codebook: Tensor, kind: str = "dot") -> Tensor:
@@ -89,7 +128,7 @@ def similarity_matrix(x: Tensor, codebook: Tensor, kind: str = "dot") -> Tensor:
     if kind == "cosine":
         xn = x.norm(dim=-1, keepdim=True)
         cn = codebook.norm(dim=-1)
-        return sims / (xn * cn).clamp_min(1e-12)
+        return sims / (xn * cn).clamp_min(eps_for(sims.dtype))
     raise ValueError(f"similarity_matrix: kind must be 'dot', 'normalized' or 'cosine', got {kind!r}")
 
 
