@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from ..checks import check_float, check_int
-from ..vsa import Codebooks, LeaveOneOut, bind, check_problem
+from ..vsa import Codebooks, LeaveOneOut, bind, check_problem, eps_for, wide_dtype
 from .noise import ProblemNoise
 
 __all__ = ["Capabilities", "Decomposition", "Decomposer", "IterativeDecomposer", "State", "Step", "StepInfo",
@@ -122,11 +122,14 @@ class Decomposer(Protocol):
 
 
 def bound_similarity(s: Tensor, codebooks: Codebooks, indices: Tensor) -> Tensor:
-    """``|cos(s, c_{1,i_1} * ... * c_{K,i_K})|`` per row: ``s [A, D]``, ``indices [A, K]`` -> ``[A]``."""
-    prod = bind(*(t.index_select(0, indices[:, k]) for k, t in enumerate(codebooks.tensors)))
-    num = (s * prod).sum(-1).abs()
-    den = s.norm(dim=-1) * prod.norm(dim=-1)
-    return num / den.clamp_min(1e-12)
+    """``|cos(s, c_{1,i_1} * ... * c_{K,i_K})|`` per row: ``s [A, D]``, ``indices [A, K]`` -> ``[A]``
+    (accumulated in at least float32, returned in ``s``'s dtype)."""
+    wide = wide_dtype(s.dtype)
+    prod = bind(*(t.index_select(0, indices[:, k]).to(wide) for k, t in enumerate(codebooks.tensors)))
+    s_w = s.to(wide)
+    num = (s_w * prod).sum(-1).abs()
+    den = s_w.norm(dim=-1) * prod.norm(dim=-1)
+    return (num / den.clamp_min(eps_for(wide))).to(s.dtype)
 
 
 def finalize(
@@ -138,11 +141,14 @@ def finalize(
     method: str,
     trajectory: Tensor | None = None,
 ) -> Decomposition:
-    """Build a :class:`Decomposition`, computing per-factor confidence and margin from the answer."""
-    words = [t.index_select(0, indices[:, k]) for k, t in enumerate(codebooks.tensors)]
+    """Build a :class:`Decomposition`, computing per-factor confidence and margin from the answer
+    (accumulated in at least float32; the float fields in ``s``'s dtype)."""
+    wide = wide_dtype(s.dtype)
+    tensors = [t.to(wide) for t in codebooks.tensors]
+    words = [t.index_select(0, indices[:, k]) for k, t in enumerate(tensors)]
     conf, margin = [], []
-    for k, (t, u) in enumerate(zip(codebooks.tensors, LeaveOneOut.all(words, start=s))):
-        sims = (u @ t.T).abs() / (u.norm(dim=-1, keepdim=True).clamp_min(1e-12) * t.norm(dim=-1))
+    for k, (t, u) in enumerate(zip(tensors, LeaveOneOut.all(words, start=s.to(wide)))):
+        sims = (u @ t.T).abs() / (u.norm(dim=-1, keepdim=True).clamp_min(eps_for(wide)) * t.norm(dim=-1))
         chosen = sims.gather(1, indices[:, k : k + 1]).squeeze(1)
         if t.shape[0] > 1:
             others = sims.scatter(1, indices[:, k : k + 1], -math.inf).max(dim=1).values
@@ -153,8 +159,8 @@ def finalize(
     sim = bound_similarity(s, codebooks, indices)
     return Decomposition(
         indices=indices,
-        confidence=torch.stack(conf, -1),
-        margin=torch.stack(margin, -1),
+        confidence=torch.stack(conf, -1).to(s.dtype),
+        margin=torch.stack(margin, -1).to(s.dtype),
         similarity=sim,
         iterations=iterations,
         converged=converged,
@@ -257,6 +263,10 @@ class IterativeDecomposer:
 
     name = "iterative"
 
+    #: the least precise dtype the method iterates in: a problem in a dtype of fewer bits (float16,
+    #: bfloat16) is solved in this one and its result returned in its own dtype; None: its own dtype
+    compute_dtype: torch.dtype | None = None
+
     def __init__(
         self,
         iterations: int = 100,
@@ -314,9 +324,13 @@ class IterativeDecomposer:
     def decompose(
         self, s: Tensor, codebooks: Codebooks, callback: Callable[[StepInfo], None] | None = None
     ) -> Decomposition:
-        s, cb, _ = check_problem(s, codebooks)
-        if s.shape[0] == 0:
-            return empty_result(s, cb, self.name, self.record_trajectory)
+        s_in, cb_in, _ = check_problem(s, codebooks)
+        if s_in.shape[0] == 0:
+            return empty_result(s_in, cb_in, self.name, self.record_trajectory)
+        s, cb = s_in, cb_in
+        work = self.compute_dtype
+        if work is not None and torch.finfo(s.dtype).bits < torch.finfo(work).bits:
+            s, cb = s.to(work), cb.to(dtype=work)
         C = self.chains
         s_run = s.repeat_interleave(C, 0) if C > 1 else s  # row b * C + c: chain c of problem b
         track = _Tracker(s.shape[0], C, cb.num_factors, s.dtype, s.device, self.keep_best, self.record_trajectory,
@@ -341,7 +355,18 @@ class IterativeDecomposer:
                     break
                 s_act = s_act[keep]
                 state = state.select(keep)
-        return finalize(s, cb, *track.answer(), self.name, track.trajectory())
+        bad = need_sim and not bool((track.best_sim >= 0).all())  # |cos| >= 0: a NaN similarity
+        if bad or not _finite(state):
+            raise FloatingPointError(f"{self.name}: the iteration produced NaN or inf in {s.dtype} (input "
+                                     f"{s_in.dtype}); its answer would be garbage. Solve in a wider dtype, "
+                                     f"e.g. float32")
+        return finalize(s_in, cb_in, *track.answer(), self.name, track.trajectory())
+
+
+def _finite(state: State) -> bool:
+    """Whether every floating field of ``state`` is finite (a NaN state decodes to garbage indices)."""
+    return all(bool(torch.isfinite(v).all()) for f in fields(state)
+               if isinstance(v := getattr(state, f.name), Tensor) and v.is_floating_point())
 
 
 @dataclass

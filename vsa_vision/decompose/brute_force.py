@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from ..checks import check_int
-from ..vsa import Codebooks, check_problem
+from ..vsa import Codebooks, check_problem, wide_dtype
 from .base import Capabilities, Decomposition, empty_result, finalize
 
 
@@ -24,24 +24,46 @@ class BruteForce:
     Scores every combination by ``|<s, bound>|`` (sign-invariant: a pair of negated factors explains
     ``s`` equally well) and returns the best. ``iterations`` and ``seed`` are accepted for a uniform
     interface and ignored: the search is exact and deterministic. ``max_elements`` bounds the number
-    of floats held at once (products plus scores)."""
+    of floats held at once (products plus scores). Scores are summed in at least float32.
+
+    ``max_combinations`` bounds the search space of a problem, ``prod_k n_k`` (default 1e8: about
+    ``1e8 * D`` multiply-adds a problem, a minute or more on one CPU core at D = 1000): a larger
+    search is refused with an error giving its size, its work and how to allow it
+    (``max_combinations=None``: no bound), instead of running for hours unannounced. The bound is
+    per problem, so a problem is refused or solved alike alone and in any batch."""
 
     name = "brute_force"
     capabilities = Capabilities(iterative=False, early_stop=False, exhaustive=True)
 
     def __init__(self, iterations: int = 1, seed: int = 0, max_elements: int = 2**24,
-                 sign_invariant: bool = True) -> None:
+                 sign_invariant: bool = True, max_combinations: int | None = 10**8) -> None:
         self.iterations = check_int("iterations", iterations, 1)
         self.seed = check_int("seed", seed, 0)
         self.max_elements = check_int("max_elements", max_elements, 1024)
         self.sign_invariant = bool(sign_invariant)
+        self.max_combinations = None if max_combinations is None else check_int("max_combinations",
+                                                                                 max_combinations, 1)
 
     def __repr__(self) -> str:
-        return f"BruteForce(max_elements={self.max_elements}, sign_invariant={self.sign_invariant})"
+        return (f"BruteForce(max_elements={self.max_elements}, sign_invariant={self.sign_invariant}, "
+                f"max_combinations={self.max_combinations})")
 
     def options(self) -> dict[str, Any]:
         return {"iterations": self.iterations, "seed": self.seed, "max_elements": self.max_elements,
-                "sign_invariant": self.sign_invariant}
+                "sign_invariant": self.sign_invariant, "max_combinations": self.max_combinations}
+
+    def check_size(self, batch: int, codebooks: Codebooks) -> None:
+        """Refuse a search space above ``max_combinations``, saying its size, its work and the way out."""
+        space = codebooks.search_space
+        if self.max_combinations is None or space <= self.max_combinations:
+            return
+        work = float(batch) * space * codebooks.dim
+        raise ValueError(
+            f"brute_force: a search space of {space:.3g} combinations ({' x '.join(map(str, codebooks.sizes))}) "
+            f"is above max_combinations = {self.max_combinations:.3g}; {batch} problem(s) at D = "
+            f"{codebooks.dim} would take {work:.3g} multiply-adds (about {work / 1e9 / 3600:.3g} hours at 1e9 "
+            f"a second on one CPU core). Use an iterative decomposer, or allow it with "
+            f"max_combinations=None (in a spec: brute_force:max_combinations=None)")
 
     @torch.no_grad()
     def decompose(self, s: Tensor, codebooks: Codebooks, callback=None) -> Decomposition:
@@ -50,6 +72,9 @@ class BruteForce:
         dev = s.device
         if B == 0:
             return empty_result(s, cb, self.name)
+        self.check_size(B, cb)
+        s_in, cb_in = s, cb
+        s, cb = s.to(wide_dtype(s.dtype)), cb.to(dtype=wide_dtype(s.dtype))  # float16 scores overflow
         sizes = cb.sizes
         last = max(range(K), key=lambda k: sizes[k])  # the largest factor goes inside the product
         outer = [k for k in range(K) if k != last]
@@ -98,4 +123,4 @@ class BruteForce:
         for k, n, st in zip(outer, outer_sizes, strides):
             indices[:, k] = (combo_idx // st) % n
         ones = torch.ones(B, dtype=torch.long, device=dev)
-        return finalize(s, cb, indices, ones, torch.ones(B, dtype=torch.bool, device=dev), self.name)
+        return finalize(s_in, cb_in, indices, ones, torch.ones(B, dtype=torch.bool, device=dev), self.name)

@@ -6,6 +6,8 @@ from torchhd's own starting point, the superposition (``multiset``) of each code
 every factor out by the largest absolute similarity to its codebook, as the project's resonators do.
 torchhd's step is the synchronous classic resonator: compare it with ``resonator:update=sync``.
 It stacks the codebooks into one ``[K, n, D]`` tensor, so every factor must have the same size.
+torchhd's MAP tensors refuse float16 and bfloat16: such problems run in float32 (bipolar values are
+exact in every dtype) and the answer comes back in their dtype.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import torch
 from torch import Tensor
 
 from ..checks import check_int
-from ..vsa import Codebooks, check_problem
+from ..vsa import Codebooks, check_problem, wide_dtype
 from .base import Capabilities, Decomposition, finalize
 
 
@@ -58,7 +60,8 @@ class TorchhdResonator:
     @torch.no_grad()
     def decompose(self, s: Tensor, codebooks: Codebooks, callback=None) -> Decomposition:
         hd = _torchhd()
-        s, cb, _ = check_problem(s, codebooks)
+        s_in, cb_in, _ = check_problem(s, codebooks)
+        s, cb = s_in.to(wide_dtype(s_in.dtype)), cb_in.to(dtype=wide_dtype(s_in.dtype))
         if len(set(cb.sizes)) != 1:
             raise ValueError(f"torchhd_resonator: torchhd stacks the codebooks, so every factor needs the same "
                              f"size; got sizes {list(cb.sizes)}")
@@ -74,4 +77,4 @@ class TorchhdResonator:
         indices = sims.abs().argmax(-1)
         fixed = (est.as_subclass(Tensor) == prev.as_subclass(Tensor)).flatten(1).all(-1)
         its = torch.full((B,), self.iterations, dtype=torch.long, device=s.device)
-        return finalize(s, cb, indices, its, fixed, self.name)
+        return finalize(s_in, cb_in, indices, its, fixed, self.name)

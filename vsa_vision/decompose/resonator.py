@@ -23,18 +23,25 @@ and differ in the cleanup ``f``:
 ``update="sync"`` updates all from the previous iteration's estimates. Every factor is read out from
 its similarity vector ``a_k`` by the largest absolute value (sign-invariant readout) unless
 ``sign_invariant=False``.
+
+Batch invariance: the similarities ``X_k u_k`` are exact when ``s`` is integer-valued (bipolar
+targets, sign-flipped or not: then every sum is an exact integer in any order); otherwise they are
+summed in float64 and rounded to the working dtype (:func:`~vsa_vision.vsa.rowwise_matmul`), so
+that a row's similarities do not depend on the batch, except with a probability of about 2**-29
+(times the sum's condition number) a similarity. The cleanup products are exact (integers in at
+least float32), and the noise is keyed by the problem (:mod:`~vsa_vision.decompose.noise`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from ..checks import check_choice, check_float, check_int
-from ..vsa import Codebooks, LeaveOneOut, sign
+from ..vsa import Codebooks, LeaveOneOut, eps_for, is_exact_integer, rowwise_matmul, sign, wide_dtype
 from .base import Capabilities, IterativeDecomposer, State, Step
 
 __all__ = ["Resonator", "AttentionResonator", "StochasticResonator", "symmetric_softmax"]
@@ -63,6 +70,24 @@ class ResonatorState(State):
     history: Tensor | None = None
 
 
+@dataclass
+class _Context:
+    """Per call: ``integer`` (``s`` is integer-valued and small enough that sums of D of its entries
+    are exact in its dtype), the fingerprint ``weights`` of the classic resonator's cycle test, the
+    stochastic resonator's ``noise``."""
+
+    integer: bool = False
+    weights: Tensor | None = None
+    noise: Any = field(default=None)
+
+
+def _exact_sign_product(q: Tensor, X: Tensor) -> Tensor:
+    """``sign(q @ X)`` for integer-valued ``q``, summed in at least float32 (exact below 2**24, so in
+    any order: the same bits alone or in any batch), in ``X``'s dtype."""
+    wide = wide_dtype(X.dtype)
+    return sign(q.to(wide) @ X.to(wide)).to(X.dtype)
+
+
 class _ResonatorBase(IterativeDecomposer):
     """Shared loop of the three resonators; subclasses define the cleanup."""
 
@@ -81,8 +106,13 @@ class _ResonatorBase(IterativeDecomposer):
         """The initial estimate of a factor: its codebook superposition."""
         return sign(X.sum(0)) if self.binary else X.mean(0)
 
-    def _similarities(self, u: Tensor, X: Tensor) -> Tensor:
-        return (u @ X.T) / X.shape[1]
+    def _setup(self, s: Tensor, cb: Codebooks) -> _Context:
+        return _Context(integer=is_exact_integer(s, cb.dim))
+
+    def _similarities(self, u: Tensor, X: Tensor, ctx: _Context) -> Tensor:
+        if ctx.integer:  # bipolar estimates: u is integer-valued and the product exact
+            return (u @ X.T) / X.shape[1]
+        return ((u.double() @ X.T.double()) / X.shape[1]).to(u.dtype)
 
     def _cleanup(self, a: Tensor, X: Tensor, k: int, it: int, rows: Tensor, ctx: Any) -> Tensor:
         raise NotImplementedError
@@ -102,7 +132,7 @@ class _ResonatorBase(IterativeDecomposer):
         scores, new = [], []
         loo = LeaveOneOut(xs, start=s)  # u_k = s * prod_{j != k} x_j, newest x_j first when sequential
         for k, X in enumerate(cb.tensors):
-            a = self._similarities(loo.others(k), X)
+            a = self._similarities(loo.others(k), X, ctx)
             xk = self._cleanup(a, X, k, it, rows, ctx)
             scores.append(a)
             new.append(xk)
@@ -133,12 +163,13 @@ class Resonator(_ResonatorBase):
         self.cycle_window = check_int("cycle_window", cycle_window, 1)
 
     def _setup(self, s, cb):
-        """The weights of the state fingerprint (None without cycle detection)."""
-        if not self.detect_cycles:
-            return None
-        gen = torch.Generator().manual_seed(0)
-        w = torch.randint(1, _MASK31, (cb.num_factors, cb.dim), generator=gen, dtype=torch.int64)
-        return w.to(s.device)
+        """The context, with the weights of the state fingerprint (None without cycle detection)."""
+        ctx = super()._setup(s, cb)
+        if self.detect_cycles:
+            gen = torch.Generator().manual_seed(0)
+            w = torch.randint(1, _MASK31, (cb.num_factors, cb.dim), generator=gen, dtype=torch.int64)
+            ctx.weights = w.to(s.device)
+        return ctx
 
     def _init(self, s, cb, ctx, rows):
         state = super()._init(s, cb, ctx, rows)
@@ -150,14 +181,14 @@ class Resonator(_ResonatorBase):
     def _cleanup(self, a, X, k, it, rows, ctx):
         # a * D is the integer inner product X u: the product below is then exact, so sgn(0) = +1
         # is applied to true zeros whatever the summation order (batched == one at a time)
-        return sign(torch.round(a * X.shape[1]) @ X)
+        return _exact_sign_product(torch.round(a * X.shape[1]), X)
 
     def _status(self, old, state, ctx, it):
         fixed = (old == state.x).flatten(1).all(1)
         if not self.detect_cycles:
             return Step(state, None, fixed)
         # exact integer fingerprint of the bipolar state, independent of reduction order
-        fp = ((state.x > 0).to(torch.int64) * ctx).sum((1, 2)) & ((1 << 62) - 1)
+        fp = ((state.x > 0).to(torch.int64) * ctx.weights).sum((1, 2)) & ((1 << 62) - 1)
         stalled = (state.history == fp[:, None]).any(1) & ~fixed
         hist = state.history.clone()
         hist[:, it % hist.shape[1]] = fp
@@ -197,11 +228,13 @@ class AttentionResonator(_ResonatorBase):
             return self.beta
         return self.beta + (self.beta_end - self.beta) * it / (self.iterations - 1)
 
-    def _similarities(self, u, X):
-        sims = u @ X.T
+    def _similarities(self, u, X, ctx):
+        # real estimates: the product is not exact; on a real-valued target it is summed in float64
+        # (batch-invariant), on an integer-valued one in the dtype, as it always was
+        sims = u @ X.T if ctx.integer else rowwise_matmul(u, X.T)
         if self.similarity == "dot":
             return sims / X.shape[1]
-        return sims / (u.norm(dim=-1, keepdim=True).clamp_min(1e-12) * X.shape[1] ** 0.5)
+        return sims / (u.norm(dim=-1, keepdim=True).clamp_min(eps_for(u.dtype)) * X.shape[1] ** 0.5)
 
     def attention(self, a: Tensor, beta: float) -> Tensor:
         """The cleanup weights of similarities ``a`` at inverse temperature ``beta``."""
@@ -209,7 +242,8 @@ class AttentionResonator(_ResonatorBase):
         return symmetric_softmax(logits) if self.sign_symmetric else torch.softmax(logits, dim=-1)
 
     def _cleanup(self, a, X, k, it, rows, ctx):
-        return self.attention(a, self.beta_at(it)) @ X
+        w = self.attention(a, self.beta_at(it))
+        return w @ X if ctx.integer else rowwise_matmul(w, X)
 
     def _status(self, old, state, ctx, it):
         return Step(state, None, (old - state.x).abs().flatten(1).amax(1) <= self.tolerance)
@@ -243,16 +277,18 @@ class StochasticResonator(_ResonatorBase):
                              f"would repeat the first; expected 1, got {chains}")
 
     def _setup(self, s, cb):
-        """The per-problem noise of the call (None without noise)."""
-        return self._noise(s) if self.noise > 0 else None
+        """The context, with the per-problem noise of the call (None without noise)."""
+        ctx = super()._setup(s, cb)
+        ctx.noise = self._noise(s) if self.noise > 0 else None
+        return ctx
 
     def _cleanup(self, a, X, k, it, rows, ctx):
         if self.noise > 0:
-            a = a + self.noise * ctx.normal(rows, it, k, a.shape[1])
+            a = a + self.noise * ctx.noise.normal(rows, it, k, a.shape[1])
         if self.threshold > 0:
             keep = a.abs() >= self.threshold
             none = ~keep.any(-1, keepdim=True)
             a = torch.where(keep | none, a, torch.zeros_like(a))
         # quantised to 1/4096 (far below the noise) so that the product is exact in floating point
         # and its sign does not depend on summation order (batched == one at a time)
-        return sign(torch.round(a * 4096) @ X)
+        return _exact_sign_product(torch.round(a * 4096), X)

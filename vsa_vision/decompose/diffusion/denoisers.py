@@ -22,7 +22,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from ...vsa import Codebooks
+from ...vsa import Codebooks, rowwise_matmul
 from ..noise import ProblemNoise
 from ..resonator import symmetric_softmax
 
@@ -96,6 +96,9 @@ class LatentSpace(CodebookSpace):
 
     def __init__(self, codebooks: Codebooks) -> None:
         super().__init__(codebooks)
+        #: products in the working dtype (True) or summed in float64 (False: batch-invariant rows);
+        #: the sampler sets it per call
+        self.exact = True
         D = codebooks.dim
         self.gram, self.chol = [], []
         for X in codebooks.tensors:
@@ -105,10 +108,10 @@ class LatentSpace(CodebookSpace):
             self.chol.append(torch.linalg.cholesky(G64).to(X.dtype))
 
     def mean(self, k: int, w: Tensor) -> Tensor:
-        return w @ self.gram[k]
+        return rowwise_matmul(w, self.gram[k], self.exact)
 
     def draw(self, noise: ProblemNoise, rows: Tensor, it: int, k: int, stream: int, n: int) -> Tensor:
-        return super().draw(noise, rows, it, k, stream, n) @ self.chol[k].T
+        return rowwise_matmul(super().draw(noise, rows, it, k, stream, n), self.chol[k].T, self.exact)
 
 
 #: the spaces an option string can name: each is built once per call from the codebooks

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from ...vsa import LeaveOneOut, bind
+from ...vsa import LeaveOneOut, bind, eps_for, rowwise_matmul
 
 __all__ = ["SimilarityEnergy", "GaussianEnergy", "ENERGIES", "similarity_energy", "gaussian_energy",
            "normalize_guidance", "NORMALIZATIONS"]
@@ -43,9 +43,10 @@ class SimilarityEnergy:
         D = s.shape[-1]
         return [-(self.lam / D) * u for u in LeaveOneOut.all(xs, start=s)]
 
-    def guidance(self, u: Tensor, x: Tensor, others_sq: Tensor | None, X: Tensor) -> Tensor:
-        """``X_k (-grad_{x_k} E)`` ``[..., n_k]`` from ``u = s * prod_{j != k} x_j`` and ``x = x_k``."""
-        return self.lam * (u @ X.T) / X.shape[1]
+    def guidance(self, u: Tensor, x: Tensor, others_sq: Tensor | None, X: Tensor, exact: bool = True) -> Tensor:
+        """``X_k (-grad_{x_k} E)`` ``[..., n_k]`` from ``u = s * prod_{j != k} x_j`` and ``x = x_k``.
+        ``exact=False``: the product is summed in float64 (:func:`~vsa_vision.vsa.rowwise_matmul`)."""
+        return self.lam * rowwise_matmul(u, X.T, exact) / X.shape[1]
 
 
 class GaussianEnergy(SimilarityEnergy):
@@ -68,8 +69,8 @@ class GaussianEnergy(SimilarityEnergy):
         others = LeaveOneOut.all(xs)
         return [-(r * (torch.ones_like(s) if o is None else o)) / (self.gamma**2 * D) for o in others]
 
-    def guidance(self, u: Tensor, x: Tensor, others_sq: Tensor | None, X: Tensor) -> Tensor:
-        return (u - x * others_sq) @ X.T / (self.gamma**2 * X.shape[1])
+    def guidance(self, u: Tensor, x: Tensor, others_sq: Tensor | None, X: Tensor, exact: bool = True) -> Tensor:
+        return rowwise_matmul(u - x * others_sq, X.T, exact) / (self.gamma**2 * X.shape[1])
 
 
 #: the energies an option string can name (built with the decomposer's ``gamma`` for the Gaussian)
@@ -99,12 +100,13 @@ def normalize_guidance(g: Tensor, how: str, null_std: Tensor | None = None, clip
     ``"zscore"``: ``(g - mean) / std``; ``"rms"``: ``g / rms(g)``; ``"null"``: ``g / null_std``
     (its standard deviation when the estimates are unrelated to ``s``); ``"none"``: unchanged.
     ``clip`` bounds the result to ``[-clip, clip]``."""
+    eps = eps_for(g.dtype)  # 1e-12, or the dtype's smallest normal where 1e-12 rounds to 0
     if how == "zscore":
-        g = (g - g.mean(-1, keepdim=True)) / g.std(-1, keepdim=True, unbiased=False).clamp_min(1e-12)
+        g = (g - g.mean(-1, keepdim=True)) / g.std(-1, keepdim=True, unbiased=False).clamp_min(eps)
     elif how == "rms":
-        g = g / g.pow(2).mean(-1, keepdim=True).sqrt().clamp_min(1e-12)
+        g = g / g.pow(2).mean(-1, keepdim=True).sqrt().clamp_min(eps)
     elif how == "null":
-        g = g / null_std.clamp_min(1e-12)
+        g = g / null_std.clamp_min(eps)
     elif how != "none":
         raise ValueError(f"normalize: expected 'zscore', 'rms', 'null' or 'none', got {how!r}")
     if clip is not None:

@@ -7,6 +7,15 @@ estimates first with sequential coupling), the guidance ``g_k`` of the energy, t
 of the factor's codebook prior with ``g_k`` in the logits (or DPS), one DDIM step of the state, and
 the new estimate ``x_k = w_k X_k``. After a pass of ``steps`` levels the estimates are re-noised to
 the restart level and the pass runs again, within the budget (:func:`plan_levels`).
+
+Precision: float16 and bfloat16 problems are solved in float32 (``compute_dtype``; the exponents
+of the schedule's ``1 / sigma^2`` and the posterior's floors do not fit in float16), the answer
+returned in their dtype. Batch invariance: on a real-valued target the matrix products (guidance,
+estimates, the latent space's projections) are summed in float64 and rounded to the working dtype
+(:func:`~vsa_vision.vsa.rowwise_matmul`), so a row's state does not depend on the batch except
+with a probability of about 2**-29 a product entry; on an integer-valued target (bipolar, flipped
+or not) they run in the working dtype, whose last bits can depend on the batch size (the answers
+are the same alone and batched on every such problem measured).
 """
 
 from __future__ import annotations
@@ -19,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ...vsa import Codebooks, LeaveOneOut
+from ...vsa import Codebooks, LeaveOneOut, is_exact_integer, rowwise_matmul
 from ..base import Capabilities, IterativeDecomposer, State, Step
 from ..noise import ProblemNoise
 from .config import DiffusionConfig
@@ -102,6 +111,10 @@ class _Context:
     space: CodebookSpace
     energy: Any
     eta: float
+    #: ``s`` is integer-valued: products in the working dtype (else summed in float64)
+    integer: bool = True
+    #: the energy's ``guidance`` takes ``exact=`` (the built-in ones do)
+    energy_exact: bool = False
 
 
 class DiffusionDecomposer(IterativeDecomposer):
@@ -115,6 +128,7 @@ class DiffusionDecomposer(IterativeDecomposer):
     name = "diffusion"
     capabilities = Capabilities(stochastic=True, chains=True, adaptive=True)
     config_class = DiffusionConfig
+    compute_dtype = torch.float32
 
     def __init__(self, config: DiffusionConfig | None = None, /, **options: Any) -> None:
         if config is not None and not isinstance(config, DiffusionConfig):
@@ -182,7 +196,11 @@ class DiffusionDecomposer(IterativeDecomposer):
         if isinstance(energy, str):
             energy = ENERGIES[energy](gamma=c.gamma) if energy == "gaussian" else ENERGIES[energy]()
         eta = 1.0 if c.step == "ddpm" else settings["eta"]
-        return _Context(self.plan(cb, settings), self._noise(s), settings, space, energy, eta)
+        integer = is_exact_integer(s, cb.dim)
+        if hasattr(space, "exact"):
+            space.exact = integer
+        takes_exact = "exact" in inspect.signature(energy.guidance).parameters
+        return _Context(self.plan(cb, settings), self._noise(s), settings, space, energy, eta, integer, takes_exact)
 
     def _init(self, s, cb, ctx: _Context, rows) -> DiffusionState:
         hs = [ctx.plan.sigma[0] * ctx.space.draw(ctx.noise, rows, -1, k, 0, n) for k, n in enumerate(cb.sizes)]
@@ -191,7 +209,10 @@ class DiffusionDecomposer(IterativeDecomposer):
         return DiffusionState(torch.cat(hs, 1), torch.cat(zeros, 1), x)
 
     def _guidance(self, ctx: _Context, u: Tensor, x: Tensor, others_sq: Tensor | None, X: Tensor) -> Tensor:
-        g = ctx.energy.guidance(u, x, others_sq, X)
+        if ctx.energy_exact:
+            g = ctx.energy.guidance(u, x, others_sq, X, exact=ctx.integer)
+        else:
+            g = ctx.energy.guidance(u, x, others_sq, X)
         null = u.norm(dim=-1, keepdim=True) / X.shape[1] if self.config.normalize == "null" else None
         return ctx.settings["guidance_scale"] * normalize_guidance(g, self.config.normalize, null, self.config.clip)
 
@@ -223,7 +244,7 @@ class DiffusionDecomposer(IterativeDecomposer):
             noise = space.draw(ctx.noise, rows, it, k, 0, X.shape[0]) if ctx.eta > 0 else None
             new_h.append(ddim_step(h, space.mean(k, w), a, sg, an, sn, ctx.eta, noise))
             new_w.append(w)
-            new_x.append(w @ X)
+            new_x.append(rowwise_matmul(w, X, ctx.integer))
             unbind.advance(new_x[k] if sequential else xs[k])
             if squares is not None:
                 squares.advance(new_x[k] * new_x[k] if sequential else xs[k] * xs[k])
