@@ -330,3 +330,58 @@ def test_sequential_classic_resonator_locks_small_factors():
     seq = get_decomposer("resonator", update="sequential").decompose(p.s, p.codebooks)
     sync = get_decomposer("resonator", update="sync").decompose(p.s, p.codebooks)
     assert seq.accuracy(p.indices)[0] < sync.accuracy(p.indices)[0] == 1.0
+
+
+def test_problem_keys_ignore_last_bit_differences_and_keep_bipolar_keys():
+    p = problems(20, dim=500, count=50, seed=3)
+    noisy = p.s + 0.8 * torch.randn(p.s.shape, generator=torch.Generator().manual_seed(0))
+    nudged = torch.nextafter(noisy, torch.full_like(noisy, float("inf")))  # every entry one ulp up
+    assert torch.equal(problem_keys(noisy), problem_keys(nudged))
+    assert len(set(problem_keys(noisy).tolist())) == 50
+    # a bipolar row's key is the hash of its exact float32 bits (the key it always had)
+    from vsa_vision.decompose.noise import _MASK, _mix
+
+    bits = p.s.contiguous().view(torch.int32).to(torch.int64) & 0xFFFFFFFF
+    pos = torch.arange(500, dtype=torch.int64)
+    old = _mix((_mix((bits & _MASK) ^ _mix(pos + 1)) ^ _mix((bits >> 31) + 2 * pos + 7)).sum(-1) & _MASK)
+    assert torch.equal(problem_keys(p.s), old)
+
+
+@pytest.mark.parametrize("name", ["resonator", "stochastic_resonator", "attention_resonator"])
+def test_resonator_similarities_on_real_targets_do_not_depend_on_the_batch(name):
+    p = problems(60, dim=500, count=40, seed=1)
+    s = p.s + 0.8 * torch.randn(p.s.shape, generator=torch.Generator().manual_seed(1))
+    d = get_decomposer(name, iterations=3, seed=1)
+    ctx = d._setup(s, p.codebooks)
+    X = p.codebooks.tensors[0]
+    full = d._similarities(s, X, ctx)
+    assert all(torch.equal(d._similarities(s[i : i + 1], X, ctx), full[i : i + 1]) for i in range(40))
+    # a bipolar target keeps the exact float32 product
+    ctx = d._setup(p.s, p.codebooks)
+    assert ctx.integer
+    if name != "attention_resonator":
+        assert torch.equal(d._similarities(p.s, X, ctx), (p.s @ X.T) / 500)
+
+
+def test_brute_force_refuses_a_huge_search_unless_allowed():
+    cb = Codebooks.random({"a": 2000, "b": 2000, "c": 2000}, dim=64, seed=0)
+    with pytest.raises(ValueError, match=r"8e\+09 combinations .*max_combinations=None"):
+        get_decomposer("brute_force").decompose(torch.ones(64), cb)
+    assert get_decomposer("brute_force", max_combinations=None).max_combinations is None
+    small = problems(8, dim=256, count=3)
+    res = get_decomposer("brute_force", max_combinations=512).decompose(small.s, small.codebooks)
+    assert torch.equal(res.indices, small.indices)
+    with pytest.raises(ValueError, match="above max_combinations = 511"):
+        get_decomposer("brute_force", max_combinations=511).decompose(small.s, small.codebooks)
+
+
+def test_a_nan_state_raises_instead_of_returning_garbage():
+    from vsa_vision.decompose.resonator import AttentionResonator
+
+    class Broken(AttentionResonator):
+        def _cleanup(self, a, X, k, it, rows, ctx):
+            return super()._cleanup(a, X, k, it, rows, ctx) * float("nan")
+
+    p = problems(8, dim=256, count=3)
+    with pytest.raises(FloatingPointError, match="NaN or inf in torch.float32"):
+        Broken(iterations=3, stop_similarity=None).decompose(p.s, p.codebooks)

@@ -367,3 +367,13 @@ def test_schedule_energy_and_space_can_be_passed_as_objects():
     by_object = get_decomposer("diffusion", iterations=30, seed=1, energy=GaussianEnergy(gamma=2.0),
                                space=LatentSpace, schedule=log_snr_schedule).decompose(p.s, p.codebooks)
     assert torch.equal(by_name.indices, by_object.indices) and torch.equal(by_name.iterations, by_object.iterations)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_diffusion_solves_float16_and_bfloat16_problems_as_in_float32(dtype):
+    p = problems(10, dim=256, count=20)
+    d = get_decomposer("diffusion", iterations=50, seed=0)
+    ref = d.decompose(p.s, p.codebooks)
+    low = d.decompose(p.s.to(dtype), p.codebooks.to(dtype=dtype))
+    assert torch.equal(low.indices, ref.indices) and torch.equal(low.indices, p.indices)
+    assert low.similarity.dtype == dtype and bool(torch.isfinite(low.confidence).all())

@@ -188,3 +188,53 @@ def test_leave_one_out_gives_the_product_of_the_other_factors():
     assert LeaveOneOut.all([xs[0]]) == [None]
     with pytest.raises(ValueError, match="at factor 0, asked for 2"):
         LeaveOneOut(xs).others(2)
+
+
+def _write_codebooks(path, tensors, version="1", dtypes=None):
+    import json
+
+    from safetensors.torch import save_file
+
+    meta = {"format": "vsa_vision.codebooks", "version": version,
+            "names": json.dumps([f"f{k}" for k in range(len(tensors))]),
+            "labels": json.dumps([[str(i) for i in range(t.shape[0])] for t in tensors]),
+            "dtypes": json.dumps(dtypes or ["float32"] * len(tensors))}
+    save_file({f"factor_{k}": t for k, t in enumerate(tensors)}, str(path), metadata=meta)
+    return path
+
+
+def test_load_refuses_a_malformed_file_naming_it_and_the_fault(tmp_path):
+    ok = torch.tensor([[1, -1], [-1, 1]], dtype=torch.int8)
+    assert Codebooks.load(_write_codebooks(tmp_path / "ok.safetensors", [ok])).sizes == (2,)
+    cases = {
+        "version": (dict(tensors=[ok], version="99"), "version '99' is not supported"),
+        "nan": (dict(tensors=[torch.tensor([[1.0, float("nan")], [1.0, -1.0]])]), "non-finite"),
+        "int8": (dict(tensors=[torch.tensor([[1, 7], [-1, 1]], dtype=torch.int8)]), r"other than \+1/-1, e.g. \[7\]"),
+        "dtype": (dict(tensors=[ok], dtypes=["Tensor"]), "dtype 'Tensor'"),
+    }
+    for name, (kw, match) in cases.items():
+        path = _write_codebooks(tmp_path / f"{name}.safetensors", **kw)
+        with pytest.raises(ValueError, match=match) as err:
+            Codebooks.load(path)
+        assert str(path) in str(err.value)
+
+
+def test_cosine_floor_is_dtype_aware():
+    from vsa_vision.vsa import cosine_similarity, eps_for
+
+    assert eps_for(torch.float32) == 1e-12 and eps_for(torch.float16) == torch.finfo(torch.float16).tiny
+    z = torch.zeros(3, dtype=torch.float16)
+    assert cosine_similarity(z, z).item() == 0.0  # 0 / 0 would be NaN: 1e-12 is 0 in float16
+
+
+def test_rowwise_matmul_rows_do_not_depend_on_the_batch():
+    from vsa_vision.vsa import is_exact_integer, rowwise_matmul
+
+    gen = torch.Generator().manual_seed(0)
+    X = Codebooks.random({"x": 50}, dim=1000, seed=0)["x"]
+    u = torch.randn(64, 1000, generator=gen)
+    full = rowwise_matmul(u, X.T)
+    assert all(torch.equal(rowwise_matmul(u[i : i + 1], X.T), full[i : i + 1]) for i in range(64))
+    assert torch.allclose(full, u @ X.T, atol=1e-3)
+    assert is_exact_integer(torch.tensor([[1.0, -1.0]]), 1000) and not is_exact_integer(u, 1000)
+    assert not is_exact_integer(torch.tensor([[3000.0]], dtype=torch.float16), 1000)  # sums beyond 2**11
