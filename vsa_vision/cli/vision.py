@@ -97,19 +97,6 @@ def _open_image(path: str):
         raise ValueError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
 
 
-def _read_batches(files: list[str], size: int):
-    """(paths, images, failures) per batch of ``size`` files: at most one batch of images in memory."""
-    for i in range(0, len(files), size):
-        good, images, bad = [], [], []
-        for f in files[i:i + size]:
-            try:
-                images.append(_open_image(f))
-                good.append(f)
-            except (ValueError, FileNotFoundError) as e:
-                bad.append((f, str(e)))
-        yield good, images, bad
-
-
 def cmd_recognize(args: argparse.Namespace) -> int:
     import json
 
@@ -121,15 +108,10 @@ def cmd_recognize(args: argparse.Namespace) -> int:
         raise ValueError(f"no image files found in {' '.join(args.paths)}")
     pipe = load_pipeline(args)
     names = list(pipe.schema.names)
-    results, errors = [], []
-    # the images are read and recognised --batch-size at a time, so memory holds one batch of them
-    # (when Pipeline gains a lazy recognize over files, this loop is where it goes)
-    for good, images, bad in _read_batches(files, args.batch_size):
-        for _, msg in bad:
-            print(f"vsa-vision: skipped {msg}", file=sys.stderr)
-        errors += bad
-        recs = pipe.recognize(images, batch_size=args.batch_size) if images else []
-        results += list(zip(good, recs))
+    # each file is opened and shrunk just before its batch: memory holds one batch of small images
+    results, errors = pipe.recognize_files(files, batch_size=args.batch_size)
+    for _, msg in errors:
+        print(f"vsa-vision: skipped {msg}", file=sys.stderr)
     if args.json:
         out = {"method": pipe.method, "images": [
             {"path": f, "labels": r.labels, "confidence": r.confidence, "similarity": r.similarity}
