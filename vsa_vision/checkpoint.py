@@ -120,7 +120,21 @@ def _read_lightning(path: str) -> Read:
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
         raise CheckpointError(f"checkpoint {path}: not a Lightning checkpoint of a vsa_vision model "
                               "(no state_dict / hyper_parameters)")
-    return dict(ckpt["hyper_parameters"]), ckpt["state_dict"], ckpt.get(CODEBOOKS_KEY)
+    hparams, state = ckpt["hyper_parameters"], ckpt["state_dict"]
+    if not isinstance(hparams, dict) or not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {path}: its hyper_parameters and state_dict must be mappings, got "
+                              f"{type(hparams).__name__} and {type(state).__name__}")
+    return dict(hparams), state, ckpt.get(CODEBOOKS_KEY)
+
+
+def model_class(schema: Any):
+    """The model class for a schema: :class:`~vsa_vision.multi.MultiVSAModel` where a scene holds
+    several objects, else :class:`~vsa_vision.model.VSAModel`."""
+    from .model import VSAModel
+    from .multi import MultiVSAModel
+    from .scenes.schema import load_schema
+
+    return MultiVSAModel if load_schema(schema).max_objects > 1 else VSAModel
 
 
 def load_model(path: str | os.PathLike | None = None, map_location: str | torch.device = "cpu"):
@@ -129,14 +143,17 @@ def load_model(path: str | os.PathLike | None = None, map_location: str | torch.
     :class:`CheckpointError`, a file that is missing, corrupt or truncated, of another format, whose
     weights or codebooks do not fit its own hyperparameters, or whose schema's names or labels differ
     from those recorded with its codebooks at training (a reordered schema would mislabel every image)."""
-    from .model import CODEBOOKS_KEY, VSAModel
+    from .model import CODEBOOKS_KEY
 
     path = resolve_checkpoint(path)
     hparams, state, record = _read(path)
+    if not isinstance(hparams, dict) or not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {path}: its hyperparameters and weights must be mappings, got "
+                              f"{type(hparams).__name__} and {type(state).__name__}")
     hparams = {k: v for k, v in hparams.items() if not k.startswith("_")}
     try:
-        model = VSAModel(**hparams)
-    except (TypeError, ValueError) as e:
+        model = model_class(hparams.get("schema", "default"))(**hparams)
+    except (TypeError, ValueError, AttributeError) as e:
         raise CheckpointError(f"checkpoint {path}: its hyperparameters do not build a model ({e})") from None
     try:
         model.on_load_checkpoint({"state_dict": state, CODEBOOKS_KEY: record})

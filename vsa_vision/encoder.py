@@ -11,6 +11,7 @@ know nothing of codebooks.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -32,6 +33,13 @@ def object_masks(images: Tensor, threshold: float = 0.1) -> tuple[Tensor, Tensor
     silhouette, and only the outlined one has holes: shape and fill each get a view that does not
     depend on the other (``Encoder(silhouette=True)``)."""
     fg = images.amax(1, keepdim=True) > threshold
+    if images.device.type == "cpu":
+        return _object_masks_cpu(fg, images.dtype)
+    return _object_masks_flood(fg, images.dtype)
+
+
+def _object_masks_flood(fg: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """:func:`object_masks` by a batched flood fill on any device."""
     bg = ~fg
     ext = torch.zeros_like(fg)
     ext[..., 0, :] = True
@@ -39,14 +47,30 @@ def object_masks(images: Tensor, threshold: float = 0.1) -> tuple[Tensor, Tensor
     ext[..., :, 0] = True
     ext[..., :, -1] = True
     ext &= bg
-    h, w = images.shape[-2:]
+    h, w = fg.shape[-2:]
     for i in range(h * w):  # converges long before: checked every 8 growth steps
         p = F.pad(ext, (1, 1, 1, 1))
         grown = ext | ((p[..., 1:-1, :-2] | p[..., 1:-1, 2:] | p[..., :-2, 1:-1] | p[..., 2:, 1:-1]) & bg)
         if i % 8 == 7 and torch.equal(grown, ext):
             break
         ext = grown
-    return (~ext).to(images.dtype), (bg & ~ext).to(images.dtype)
+    return (~ext).to(dtype), (bg & ~ext).to(dtype)
+
+
+def _object_masks_cpu(fg: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """:func:`object_masks` on the CPU by SciPy's hole filling, the same masks as the flood fill (the
+    background's 4-connected components that do not touch the border are the holes), many times
+    faster: the batch is one 3-D array whose images do not connect to each other, padded on both
+    sides of the batch axis with all-foreground images so that only the image borders are borders."""
+    from scipy.ndimage import binary_fill_holes
+
+    cross = np.zeros((3, 3, 3), dtype=bool)
+    cross[1] = [[0, 1, 0], [1, 1, 1], [0, 1, 0]]  # 4-connected within an image, never across images
+    f = fg[:, 0].numpy()
+    padded = np.ones((f.shape[0] + 2, *f.shape[1:]), dtype=bool)
+    padded[1:-1] = f
+    filled = torch.from_numpy(binary_fill_holes(padded, structure=cross)[1:-1])[:, None]
+    return filled.to(dtype), (filled & ~fg).to(dtype)
 
 
 def silhouette(images: Tensor, threshold: float = 0.1) -> Tensor:

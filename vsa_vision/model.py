@@ -434,6 +434,8 @@ class VSAModel(pl.LightningModule):
 
 def format_report(report: Mapping[str, Any]) -> str:
     """The test report as a Markdown table: one row per split x head."""
+    if any("acc_count" in row for methods in report["splits"].values() for row in methods.values()):
+        return _format_set_report(report)
     factors = None
     lines = []
     for split, methods in report["splits"].items():
@@ -445,6 +447,22 @@ def format_report(report: Mapping[str, Any]) -> str:
                 lines.append("| --- | --- | ---: | ---: | " + " | ".join("---:" for _ in factors) + " | ---: | ---: |")
             lines.append(f"| {split} | {method} | {row['images']} | {100 * row['acc_all']:.2f}% | "
                          + " | ".join(f"{100 * row['acc'][f]:.2f}" for f in factors)
+                         + f" | {row['mean_cos']:.3f} | {row['decode_ms_per_image']:.2f} |")
+    return "\n".join(lines)
+
+
+def _format_set_report(report: Mapping[str, Any]) -> str:
+    """The test report of a model of several objects: scenes with every object right, by count."""
+    counts = sorted({m for methods in report["splits"].values() for row in methods.values()
+                     for m in row["acc_by_objects"]}, key=int)
+    lines = ["| split | head | images | every object right | count right | "
+             + " | ".join(f"{m} object{'s' if m != '1' else ''}" for m in counts) + " | mean cos | decode ms/image |",
+             "| --- | --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in counts) + " | ---: | ---: |"]
+    for split, methods in report["splits"].items():
+        for method, row in methods.items():
+            by = [f"{100 * row['acc_by_objects'][m]:.2f}" if m in row["acc_by_objects"] else "" for m in counts]
+            lines.append(f"| {split} | {method} | {row['images']} | {100 * row['acc_all']:.2f}% | "
+                         f"{100 * row['acc_count']:.2f}% | " + " | ".join(by)
                          + f" | {row['mean_cos']:.3f} | {row['decode_ms_per_image']:.2f} |")
     return "\n".join(lines)
 

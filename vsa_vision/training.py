@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import pytorch_lightning as pl
@@ -16,7 +17,7 @@ import torch
 from pytorch_lightning.cli import LightningCLI
 from torch.utils.data import Dataset
 
-from .checkpoint import export_model
+from .checkpoint import export_model, model_class
 from .io import atomic_write
 from .model import VSAModel, format_report, report_json
 from .scenes.datamodule import SceneDataModule
@@ -115,7 +116,7 @@ class VSACLI(LightningCLI):
         best = getattr(cb, "best_model_path", "") if cb is not None else ""
         if self.trainer.is_global_zero and best and not self.trainer.fast_dev_run:
             out = self.config["fit"].get("export") or os.path.join(os.path.dirname(best), "model.safetensors")
-            model = VSAModel.load_from_checkpoint(best, map_location="cpu", weights_only=True)
+            model = type(self.model).load_from_checkpoint(best, map_location="cpu", weights_only=True)
             print(f"best model ({os.path.basename(best)}): {export_model(model, out)}")
         if self.config["fit"].get("test_after_fit", True):
             if best:
@@ -128,5 +129,34 @@ class VSACLI(LightningCLI):
         self._write_report()
 
 
+def _schema_of(args: Sequence[str]) -> Any:
+    """The schema the command line asks for: the last ``--model.schema``, else the last config
+    file's ``model.schema``, else the model's default."""
+    import yaml
+
+    schema: Any = "default"
+    for i, a in enumerate(args):
+        key, eq, value = a.partition("=")
+        if key not in ("--config", "--model.schema"):
+            continue
+        value = value if eq else (args[i + 1] if i + 1 < len(args) else "")
+        if key == "--model.schema":
+            schema = value
+        elif os.path.isfile(value):
+            with open(value) as f:
+                cfg = yaml.safe_load(f) or {}
+            schema = (cfg.get("model") or {}).get("schema", schema) if isinstance(cfg, dict) else schema
+    return schema
+
+
 def cli_main(args: Any = None) -> VSACLI:
-    return VSACLI(VSAModel, TrainingData, args=args, save_config_kwargs={"overwrite": True})
+    """``train.py``'s LightningCLI; the schema decides the model: several objects a scene train a
+    :class:`~vsa_vision.multi.MultiVSAModel`, one a :class:`~vsa_vision.model.VSAModel`."""
+    import sys
+
+    argv = list(sys.argv[1:] if args is None else args) if not isinstance(args, dict) else []
+    try:
+        cls = model_class(_schema_of(argv))
+    except (ValueError, OSError):
+        cls = VSAModel  # LightningCLI reports the bad schema in its own words
+    return VSACLI(cls, TrainingData, args=args, save_config_kwargs={"overwrite": True})

@@ -1,0 +1,253 @@
+"""The model for scenes of several objects: one output vector, the bundle of the objects' bound vectors.
+
+The encoder has one object slot per cell of the schema's position grid (:class:`GridSlotEncoder`),
+ordered by position: slot features from the cell's part of a feature map and the global features,
+a factorised binding head shared by every slot, position factors of its own row and column, and a
+presence gate ``p_s``. The output is ``q = sum_s p_s b_s``: a decomposer reads only ``q``, by
+explaining away (:func:`vsa_vision.decompose.decompose_set`).
+
+Training: per occupied slot (an object's cell), the factors' cross-entropy against their codebooks;
+the presence gates' binary cross-entropy over every cell; and ``q`` against the scene's bundle
+``sum_i prod_k c_{k, i_k}``, by cosine and by mean squared error (so that one object has amplitude
+1, which the count estimate relies on).
+Validation and test score a scene right when its set of objects is exactly right (``acc_all``), and
+report the count's accuracy.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from functools import partial
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .decompose import SetDecomposition, decompose_set
+from .decompose.registry import capabilities, parse_method
+from .encoder import SmallCNN, object_masks
+from .model import DEFAULT_TEST_METHODS, VSAModel
+
+__all__ = ["GridSlotEncoder", "MultiVSAModel", "set_hits"]
+
+
+class GridSlotEncoder(nn.Module):
+    """A slot for every cell of the schema's position grid, ordered by position (row-major in y, x).
+
+    The small CNN's trunk gives a feature map, averaged over each grid cell, and a global feature
+    vector (its full depth); each cell's slot features ``z_c`` come from both and a learned cell
+    embedding. The non-position factors of a cell are ``tanh(W_k z_c)`` (one projection per factor,
+    shared by the cells); its position factors are learned vectors of its own row and column. The
+    presence gate is ``sigmoid(v . z_c)``, and the output ``q = sum_c gate_c prod_k f_{c,k}``.
+    ``forward_with_factors`` returns ``(q, (factors [B, S, K, D], presence logits [B, S]))``."""
+
+    def __init__(self, dim: int, sizes: Sequence[int], x_factor: int, y_factor: int, image_size: int = 96,
+                 width: int = 32, features: int = 256, norm: str = "group", silhouette: bool = True,
+                 hidden: int = 256, cell_stage: int = 3) -> None:
+        super().__init__()
+        self.dim, self.sizes, self.kx, self.ky = dim, tuple(sizes), x_factor, y_factor
+        self.nx, self.ny = sizes[x_factor], sizes[y_factor]
+        self.slots = self.nx * self.ny
+        self.silhouette = bool(silhouette)
+        self.backbone = SmallCNN(image_size=image_size, width=width, features=features, norm=norm,
+                                 in_channels=5 if self.silhouette else 3)
+        self.cell_stage = cell_stage
+        cell_channels = min(width * 2 ** (cell_stage - 1), width * 8)
+        self.cell_embed = nn.Parameter(torch.randn(self.slots, 16) * 0.1)
+        self.slot = nn.Sequential(nn.Linear(cell_channels + features + 16, hidden), nn.ReLU(inplace=True))
+        self.other = [k for k in range(len(sizes)) if k not in (x_factor, y_factor)]
+        self.factor = nn.Linear(hidden, len(self.other) * dim)
+        self.pos_x = nn.Parameter(torch.randn(self.nx, dim))
+        self.pos_y = nn.Parameter(torch.randn(self.ny, dim))
+        self.presence = nn.Linear(hidden, 1)
+
+    def _input(self, x: Tensor) -> Tensor:
+        if self.silhouette:
+            x = torch.cat([x, *object_masks(x)], 1)
+        return (x - 0.5) * 4.0
+
+    def cells(self, labels: Tensor) -> Tensor:
+        """The slot of every object ``[..., K]`` (its grid cell, row-major in y then x)."""
+        return labels[..., self.ky] * self.nx + labels[..., self.kx]
+
+    def parts(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        trunk = self.backbone.conv
+        fmap = trunk[: 3 * self.cell_stage](self._input(x))
+        h = self.backbone.fc(trunk[3 * self.cell_stage:](fmap))                        # [B, F]
+        cells = F.adaptive_avg_pool2d(fmap, (self.ny, self.nx)).flatten(2).transpose(1, 2)  # [B, S, C]
+        B = x.shape[0]
+        z = self.slot(torch.cat([cells, h[:, None].expand(B, self.slots, -1),
+                                 self.cell_embed[None].expand(B, -1, -1)], -1))         # [B, S, hidden]
+        other = torch.tanh(self.factor(z)).unflatten(-1, (len(self.other), self.dim))   # [B, S, K', D]
+        iy, ix = torch.div(torch.arange(self.slots, device=x.device), self.nx, rounding_mode="floor"), \
+            torch.arange(self.slots, device=x.device) % self.nx
+        fx, fy = torch.tanh(self.pos_x)[ix], torch.tanh(self.pos_y)[iy]                  # [S, D]
+        f = torch.empty(B, self.slots, len(self.sizes), self.dim, dtype=other.dtype, device=x.device)
+        f[:, :, self.other] = other
+        f[:, :, self.kx] = fx
+        f[:, :, self.ky] = fy
+        return f, self.presence(z).squeeze(-1)
+
+    @staticmethod
+    def combine(factors: Tensor, presence: Tensor) -> Tensor:
+        return (torch.sigmoid(presence)[..., None] * factors.prod(dim=-2)).sum(dim=-2)
+
+    def forward_with_factors(self, x: Tensor) -> tuple[Tensor, Any]:
+        f, p = self.parts(x)
+        return self.combine(f, p), (f, p)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_with_factors(x)[0]
+
+
+def set_hits(res: SetDecomposition, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """Per scene: (set exactly right, count right), from object-slot labels ``[B, M, K]`` (-1 absent)."""
+    present = (labels >= 0).all(-1)
+    counts = present.sum(1).to(res.counts.device)
+    sets = []
+    for found, lab, m in zip(res.objects, labels, present):  # per scene: sets of up to M objects
+        sets.append({tuple(r) for r in found.tolist()} == {tuple(r) for r in lab[m].tolist()}
+                    and len(found) == int(m.sum()))
+    return torch.tensor(sets, dtype=torch.bool), (res.counts == counts).cpu()
+
+
+class MultiVSAModel(VSAModel):
+    """:class:`~vsa_vision.model.VSAModel` for a schema of several objects (``schema.max_objects > 1``).
+
+    Extra arguments: ``slot_hidden`` (slot features), ``presence_weight`` and ``mse_weight`` (the
+    weights of the presence and amplitude terms of the loss). The heads decode sets by explaining
+    away; ``test_methods`` are compared on the same encoder outputs."""
+
+    def __init__(self, schema: str | dict[str, Any] = "multi", dim: int = 1024, codebook_seed: int = 0,
+                 backbone: str = "small_cnn", width: int = 32, features: int = 256, norm: str = "group",
+                 temperature: float = 16.0, lr: float = 2e-3, weight_decay: float = 0.0, schedule: str = "onecycle",
+                 method: str = "diffusion", iterations: int = 300, method_options: dict[str, Any] | None = None,
+                 test_methods: Sequence[str] = DEFAULT_TEST_METHODS, channels_last: bool = True,
+                 heldout_method: str = "brute_force", silhouette: bool = True, val_head_cos: float | None = 0.9,
+                 early_val_method: str = "brute_force", slot_hidden: int = 256, presence_weight: float = 1.0,
+                 mse_weight: float = 1.0) -> None:
+        super().__init__(schema=schema, dim=dim, codebook_seed=codebook_seed, backbone=backbone, head="factorised",
+                         width=width, features=features, norm=norm, loss="factor_contrastive",
+                         temperature=temperature, lr=lr, weight_decay=weight_decay, schedule=schedule, method=method,
+                         iterations=iterations, method_options=method_options, test_methods=test_methods,
+                         channels_last=channels_last, heldout_method=heldout_method, silhouette=silhouette,
+                         val_head_cos=val_head_cos, early_val_method=early_val_method)
+        if self.schema.max_objects < 2:
+            raise ValueError(f"schema {self.schema.name!r}: one object a scene; use VSAModel")
+        self.save_hyperparameters()
+        self.hparams["schema"] = self.schema.to_dict()
+        self.hparams["test_methods"] = list(test_methods)
+        kx, ky = self.schema.by_role("x"), self.schema.by_role("y")
+        if kx is None or ky is None:
+            raise ValueError(f"schema {self.schema.name!r}: the slots follow the position grid; it needs x and y")
+        self.encoder = GridSlotEncoder(dim=dim, sizes=self.schema.sizes, x_factor=kx, y_factor=ky,
+                                       image_size=self.schema.image_size, width=width, features=features, norm=norm,
+                                       silhouette=silhouette, hidden=slot_hidden)
+        if channels_last:
+            self.encoder = self.encoder.to(memory_format=torch.channels_last)
+
+    # -- targets, decoding, loss ----------------------------------------------------------------
+
+    def targets(self, labels: Tensor) -> Tensor:
+        """The bundles ``[B, D]`` of object-slot labels ``[B, M, K]`` (absent slots -1 add nothing)."""
+        present = (labels >= 0).all(-1)
+        bound = self.codebooks.bind_indices(labels.clamp_min(0))             # [B, M, D]
+        return (bound * present[..., None]).sum(1)
+
+    def decode(self, vectors: Tensor, method: str | None = None) -> SetDecomposition:
+        spec = method or self.hparams.method
+        opts = dict(self.hparams.method_options or {}) if spec == self.hparams.method else {}
+        if capabilities(spec).iterative:
+            own = parse_method(spec)[1]
+            opts.update({k: v for k, v in {"iterations": self.hparams.iterations, "seed": 0}.items() if k not in own})
+        return decompose_set(vectors.float(), self.codebooks.to(device=vectors.device), method=spec,
+                             max_objects=self.schema.max_objects, **opts)
+
+    def loss(self, q: Tensor, labels: Tensor, factors: Any = None) -> tuple[Tensor, Tensor]:
+        """(loss, cosine of ``q`` to the target bundle per image); ``factors`` is the slot head's
+        ``(factor vectors, presence logits)``."""
+        target = self.targets(labels)
+        cos = F.cosine_similarity(q, target, dim=-1)
+        present = (labels >= 0).all(-1)                                      # [B, M]
+        total = (1 - cos).mean() + self.hparams.mse_weight * (q - target).pow(2).mean()
+        if factors is not None:
+            f, p = factors
+            B, S = p.shape
+            cell = self.encoder.cells(labels.clamp_min(0))                      # [B, M]
+            rows = torch.arange(B, device=labels.device)[:, None].expand_as(cell)
+            occupied = torch.zeros(B, S, dtype=torch.bool, device=labels.device)
+            occupied[rows[present], cell[present]] = True
+            total = total + self.hparams.presence_weight * F.binary_cross_entropy_with_logits(p, occupied.float())
+            if bool(present.any()):
+                total = total + self._factor_loss(f[rows[present], cell[present]], labels[present], contrastive=True)
+        return total, cos
+
+    # -- evaluation -----------------------------------------------------------------------------
+
+    def _evaluate(self, q: Tensor, labels: Tensor, method: str | None) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        res = self.decode(q, method)
+        if q.is_cuda:
+            torch.cuda.synchronize()
+        sets, counts = set_hits(res, labels.cpu())
+        return {"hit": sets[:, None], "count": counts, "seconds": time.perf_counter() - t0}
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        images, labels = batch
+        q, factors = self.encode(images)
+        n = len(labels)
+        log = partial(self.log, batch_size=n, sync_dist=True, add_dataloader_idx=False)
+        if dataloader_idx > 0:
+            r = self._evaluate(q, labels, self.hparams.heldout_method)
+            log("val_heldout/cos", F.cosine_similarity(q, self.targets(labels), dim=-1).mean())
+            log("val_heldout/acc_all", r["hit"].float().mean())
+            return
+        r = self._evaluate(q, labels, None if self._val_by_head else self.hparams.early_val_method)
+        loss, cos = self.loss(q, labels, factors)
+        self._val_cos = self._val_cos.to(cos.device) + torch.stack([cos.double().sum(), cos.new_tensor(n).double()])
+        log("val/loss", loss)
+        log("val/cos", cos.mean())
+        log("val/acc_all", r["hit"].float().mean(), prog_bar=True)
+        log("val/acc_count", r["count"].float().mean())
+        log("val/decode_ms_per_image", 1e3 * r["seconds"] / n)
+        log("val/decoded_by_head", float(self._val_by_head))
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        images, labels = batch
+        q = self(images)
+        cos = F.cosine_similarity(q, self.targets(labels), dim=-1)
+        objects = (labels >= 0).all(-1).sum(1).cpu()
+        for method in self.hparams.test_methods:
+            r = self._evaluate(q, labels, method)
+            acc = self._test.setdefault((dataloader_idx, method), {
+                "n": 0, "all": 0, "count": 0, "seconds": 0.0, "cos": 0.0, "by_objects": {}})
+            acc["n"] += len(labels)
+            acc["all"] += int(r["hit"].sum())
+            acc["count"] += int(r["count"].sum())
+            acc["seconds"] += r["seconds"]
+            acc["cos"] += float(cos.sum())
+            for m in objects.unique().tolist():
+                row = acc["by_objects"].setdefault(int(m), [0, 0])
+                row[0] += int((objects == m).sum())
+                row[1] += int(r["hit"][objects == m].sum())
+
+    def on_test_epoch_end(self) -> None:
+        names = self.test_split_names()
+        report: dict[str, Any] = {"schema": self.schema.name, "dim": self.hparams.dim,
+                                  "iterations": self.hparams.iterations, "splits": {}}
+        for (idx, method), acc in sorted(self._test.items(), key=lambda kv: kv[0][0]):
+            n = acc["n"]
+            split = names[idx] if idx < len(names) else f"test{idx}"
+            row = {"images": n, "acc_all": acc["all"] / n, "acc_count": acc["count"] / n,
+                   "acc_by_objects": {str(m): h / c for m, (c, h) in sorted(acc["by_objects"].items())},
+                   "mean_cos": acc["cos"] / n, "decode_ms_per_image": 1e3 * acc["seconds"] / n}
+            report["splits"].setdefault(split, {})[method] = row
+            self.log(f"test_{split}/{method}/acc_all", row["acc_all"], add_dataloader_idx=False)
+        self.test_report = report
+
+    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> list[dict[str, Any]]:
+        images = batch[0] if isinstance(batch, (tuple, list)) else batch
+        res = self.decode(self(images))
+        return [{"objects": labs, "confidence": conf.cpu().tolist()} for labs, conf in zip(res.labels, res.confidence)]
