@@ -15,7 +15,7 @@ LAYERS = {
     "decompose": 2,
     "scenes": 3,
     "encoder": 4, "model": 4, "multi": 4, "checkpoint": 4, "training": 4,
-    "pipeline": 5, "edit": 5,
+    "pipeline": 5, "edit": 5, "edit_objects": 5,
     "bench": 6, "cli": 6,
 }
 #: pairs that may not import each other even where the layers would allow it

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
@@ -33,7 +33,7 @@ from torch import Tensor
 
 from .checkpoint import load_model
 from .checks import check_int
-from .decompose import Decomposition
+from .decompose import Decomposition, SetDecomposition
 from .edit import parse_changes, swap
 from .model import VSAModel
 from .scenes.schema import Schema
@@ -50,6 +50,11 @@ class Recognition:
     confidence: dict[str, float]
     indices: list[int]
     similarity: float
+    #: every object of the scene, ordered by position (one for a single-object model), and the
+    #: confidence of each (for several objects: the cosine of its bound vector with what the others
+    #: leave of the encoder's vector)
+    objects: list[dict[str, str]] = field(default_factory=list)
+    object_confidence: list[float] = field(default_factory=list)
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -156,6 +161,7 @@ class Edit:
     before: Recognition
     vector: Tensor
     changes: dict[str, Any]
+    objects: list[dict[str, str]] = field(default_factory=list)
 
 
 class Pipeline:
@@ -307,15 +313,28 @@ class Pipeline:
             current[k] = i
         return current
 
-    def render(self, labels: Mapping[str, str]) -> Image.Image:
-        """The scene ``labels`` describe, drawn by the schema's renderer."""
+    def render(self, labels: Mapping[str, str] | Sequence[Mapping[str, str]]) -> Image.Image:
+        """The scene ``labels`` describe (a list of objects for a model of several), drawn by the
+        schema's renderer."""
         from .scenes.render import render_scene
 
         return render_scene(self.schema, labels)
 
-    def edit(self, image: Any, method: str | None = None, **changes: Any) -> Edit:
+    def edit(self, image: Any, method: str | None = None, where: Mapping[str, Any] | None = None,
+             object: int | None = None, remove: bool = False, add: Mapping[str, Any] | None = None,
+             **changes: Any) -> Edit:
         """Encode ``image``, swap the ``changes`` (``colour="red"``, ...) in vector space, decompose the
-        edited vector and render the scene it describes."""
+        edited vector and render the scene it describes.
+
+        For a model of several objects, the edit applies to the objects selected by ``where``
+        (``{"shape": "circle", "colour": "red"}``: every object with those values) or ``object`` (an
+        index into :attr:`Recognition.objects`): their bound vectors are replaced by the changed
+        ones (``remove=True``: subtracted); ``add`` (every attribute of a new object) adds one."""
+        if self.schema.max_objects > 1:
+            return self._edit_objects(image, method, where, object, remove, add, changes)
+        if where is not None or object is not None or remove or add is not None:
+            raise ValueError("edit: where=, object=, remove= and add= select objects of a scene of several; "
+                             f"this model's schema {self.schema.name!r} holds one object an image")
         if not changes:
             raise ValueError("edit: give at least one change, e.g. colour='red'; "
                              f"attributes: {list(self.schema.names)}")
@@ -331,9 +350,45 @@ class Pipeline:
         return Edit(labels=rec.labels, confidence=rec.confidence, image=self.render(rec.labels),
                     before=self._records(before)[0], vector=edited[0].cpu(), changes=dict(changes))
 
-    def _records(self, res: Decomposition) -> list[Recognition]:
+    def _edit_objects(self, image: Any, method: str | None, where: Mapping[str, Any] | None, index: int | None,
+                      remove: bool, add: Mapping[str, Any] | None, changes: dict[str, Any]) -> Edit:
+        from .edit_objects import edit_objects, select_objects
+
+        if not changes and not remove and add is None:
+            raise ValueError("edit: give a change (colour='red', ...), remove=True or add={...}")
+        x = self.preprocess(image)
+        if len(x) != 1:
+            raise ValueError(f"edit: expected one image, got {len(x)}")
+        q = self.encode(x)
+        before = self._records(self.decode(q, method))[0]
+        objects = self.codebooks.indices_of(before.objects) if before.objects else \
+            torch.zeros(0, self.codebooks.num_factors, dtype=torch.long, device=self.device)
+        rows = [] if add is not None and where is None and index is None else \
+            select_objects(self.codebooks, objects, where, index)
+        edited, _ = edit_objects(q[0], self.codebooks, self.schema, objects, rows, changes, remove, add)
+        rec = self._records(self.decode(edited[None], method))[0]
+        return Edit(labels=rec.labels, confidence=rec.confidence, image=self.render(rec.objects), before=before,
+                    vector=edited.cpu(), changes=dict(changes), objects=rec.objects)
+
+    def _records(self, res: Decomposition | SetDecomposition) -> list[Recognition]:
+        if isinstance(res, SetDecomposition):
+            return self._set_records(res)
         names = self.codebooks.names
         conf = res.confidence.clamp(0, 1).cpu().tolist()
         sim = res.similarity.cpu().tolist()
-        return [Recognition(labels=lab, confidence=dict(zip(names, c)), indices=idx, similarity=s)
+        return [Recognition(labels=lab, confidence=dict(zip(names, c)), indices=idx, similarity=s, objects=[lab],
+                            object_confidence=[min(c)])
                 for lab, c, idx, s in zip(res.labels, conf, res.indices.cpu().tolist(), sim)]
+
+    def _set_records(self, res: SetDecomposition) -> list[Recognition]:
+        """Recognitions of sets of objects, each ordered by position (``y``, then ``x``)."""
+        from .scenes.objects import object_order
+
+        out = []
+        for found, conf, left in zip(res.objects, res.confidence, res.residual.tolist()):
+            order = object_order(self.schema, found.cpu().numpy()) if len(found) else []
+            rows, c = found[list(order)], conf.clamp(0, 1).cpu()[list(order)].tolist()
+            objs = self.codebooks.labels_of(rows) if len(rows) else []
+            out.append(Recognition(labels={}, confidence={}, indices=[], similarity=max(0.0, 1.0 - left),
+                                   objects=objs, object_confidence=c))
+        return out

@@ -1,0 +1,72 @@
+"""Editing scenes of several objects in vector space: select objects, change, remove or add them.
+
+A scene vector is the bundle ``q = sum_i b_i`` of its objects' bound vectors. Changing object i to
+``b_i'`` is ``q - b_i + b_i'``; removing it ``q - b_i``; adding an object ``q + b_new``. The edited
+vector is decoded again (explaining away), so the result is what the vector now holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .edit import parse_changes
+from .scenes.schema import Schema
+from .vsa import Codebooks
+
+__all__ = ["select_objects", "edit_objects", "check_places"]
+
+
+def select_objects(codebooks: Codebooks, objects: Tensor, where: Mapping[str, Any] | None = None,
+                   index: int | None = None) -> list[int]:
+    """The rows of ``objects [m, K]`` an edit applies to: those whose attributes equal every value of
+    ``where`` (labels by attribute name), or the one at ``index``; a selection that matches nothing is
+    refused, naming what the scene holds."""
+    if (where is None) == (index is None):
+        raise ValueError("edit: select the objects with exactly one of where={attribute: value} or object=i")
+    held = codebooks.labels_of(objects) if len(objects) else []
+    if index is not None:
+        if isinstance(index, bool) or not isinstance(index, int) or not -len(objects) <= index < len(objects):
+            raise ValueError(f"object: expected an index of the {len(objects)} objects recognised, got {index!r}")
+        return [index % len(objects)]
+    wanted = parse_changes(codebooks, dict(where))
+    rows = [i for i, row in enumerate(objects.tolist()) if all(row[k] == v for k, v in wanted.items())]
+    if not rows:
+        raise ValueError(f"where={dict(where)}: no object of the scene matches; it holds {held}")
+    return rows
+
+
+def check_places(schema: Schema, codebooks: Codebooks, objects: Tensor) -> None:
+    """Refuse a set of objects two of which share a position."""
+    ks = [schema.by_role(r) for r in ("x", "y")]
+    ks = [k for k in ks if k is not None]
+    places = [tuple(row[k] for k in ks) for row in objects.tolist()]
+    if ks and len(set(places)) < len(places):
+        raise ValueError("edit: it would put two objects at the same position "
+                         f"({', '.join(codebooks.names[k] for k in ks)}); objects of a scene never overlap")
+
+
+def edit_objects(q: Tensor, codebooks: Codebooks, schema: Schema, objects: Tensor, rows: list[int],
+                 changes: Mapping[str, Any], remove: bool = False, add: Mapping[str, Any] | None = None,
+                 ) -> tuple[Tensor, Tensor]:
+    """(the edited vector ``[D]``, the objects it should now hold ``[m', K]``) of the scene vector ``q``
+    holding ``objects``: the ``rows`` changed by ``changes`` or removed, and ``add`` (every attribute
+    of a new object) added."""
+    new = parse_changes(codebooks, dict(changes)) if changes else {}
+    keep = [i for i in range(len(objects)) if not (remove and i in rows)]
+    after = objects.clone()
+    for i in rows:
+        for k, v in new.items():
+            after[i, k] = v
+    after = after[keep]
+    if add is not None:
+        after = torch.cat([after, codebooks.indices_of(dict(add)).to(after.device)[None]])
+    check_places(schema, codebooks, after)
+    bound = lambda idx: codebooks.bind_indices(idx).to(q.dtype).sum(0) if len(idx) else torch.zeros_like(q)  # noqa: E731
+    edited = q - bound(objects[rows]) + bound(after[[keep.index(i) for i in rows if i in keep]])
+    if add is not None:
+        edited = edited + bound(after[-1:])
+    return edited, after
