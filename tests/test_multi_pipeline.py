@@ -72,3 +72,30 @@ def test_edits_that_match_nothing_or_collide_are_refused(oracle):
         pipe.edit(img, object=0, x=objs[1]["x"], y=objs[1]["y"])
     with pytest.raises(ValueError, match="exactly one of where"):
         pipe.edit(img, where={"shape": objs[0]["shape"]}, object=0, colour="red")
+
+
+def test_cli_lists_objects_and_edits_need_a_selection(tmp_path, capsys):
+    import json
+
+    from vsa_vision.checkpoint import export_model
+    from vsa_vision.cli import main
+
+    schema = load_schema("multi")
+    model = MultiVSAModel(dim=256, width=8, features=16, slot_hidden=8, iterations=5, method="brute_force")
+    ckpt = export_model(model, str(tmp_path / "multi.safetensors"))
+    img = tmp_path / "scene.png"
+    render_scene(schema, sample_scenes(schema, 1, seed=3, split="test")[0]).save(img)
+    assert main(["recognize", str(img), "--checkpoint", ckpt, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)["images"][0]
+    assert set(out) == {"path", "objects", "object_confidence", "similarity"}
+    assert main(["recognize", str(img), "--checkpoint", ckpt]) == 0
+    assert "objects (shape colour size x y fill), ordered by position" in capsys.readouterr().out
+    assert main(["edit", str(img), "--checkpoint", ckpt, "--set", "colour=red", "--out", str(tmp_path / "e.png")]) == 2
+    assert "select what to change with --where" in capsys.readouterr().err
+    assert main(["edit", str(img), "--where", "shape=circle", "--where", "shape=star", "--set", "colour=red",
+                 "--checkpoint", ckpt, "--out", str(tmp_path / "e.png")]) == 2
+    assert "--where: shape is given twice" in capsys.readouterr().err
+    # the single-object model refuses object selection
+    assert main(["edit", str(img), "--where", "shape=circle", "--set", "colour=red", "--out",
+                 str(tmp_path / "f.png")]) == 2
+    assert "holds one object an image" in capsys.readouterr().err

@@ -137,6 +137,8 @@ class MultiVSAModel(VSAModel):
         if self.schema.max_objects < 2:
             raise ValueError(f"schema {self.schema.name!r}: one object a scene; use VSAModel")
         self.save_hyperparameters()
+        for fixed in ("head", "loss"):  # VSAModel's, not options here: the slots have their own head and loss
+            self.hparams.pop(fixed, None)
         self.hparams["schema"] = self.schema.to_dict()
         self.hparams["test_methods"] = list(test_methods)
         kx, ky = self.schema.by_role("x"), self.schema.by_role("y")

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from .common import add_device, add_out, add_seed, method_spec, positive
+from .common import add_device, add_out, add_seed, method_spec, nonneg, positive
 from .outputs import check_picture, same_path, save_picture
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -68,6 +68,13 @@ def register(sub) -> None:
     add_checkpoint(e)
     add_head(e)
     add_device(e)
+    e.add_argument("--where", action="append", default=[], metavar="ATTRIBUTE=VALUE",
+                   help="scenes of several objects: edit the objects with these values (repeat for several)")
+    e.add_argument("--object", type=nonneg, default=None, metavar="I",
+                   help="scenes of several objects: edit object I of the recognised list (ordered by position)")
+    e.add_argument("--remove", action="store_true", help="scenes of several objects: remove the selected objects")
+    e.add_argument("--add", action="append", default=[], metavar="ATTRIBUTE=VALUE",
+                   help="scenes of several objects: add an object with these values (every attribute)")
     e.set_defaults(func=cmd_edit)
 
 
@@ -112,7 +119,9 @@ def cmd_recognize(args: argparse.Namespace) -> int:
     results, errors = pipe.recognize_files(files, batch_size=args.batch_size)
     for _, msg in errors:
         print(f"vsa-vision: skipped {msg}", file=sys.stderr)
-    if args.json:
+    if pipe.schema.max_objects > 1:
+        _print_objects(pipe, results, errors, args.json)
+    elif args.json:
         out = {"method": pipe.method, "images": [
             {"path": f, "labels": r.labels, "confidence": r.confidence, "similarity": r.similarity}
             for f, r in results], "errors": [{"path": f, "error": msg} for f, msg in errors]}
@@ -123,6 +132,34 @@ def cmd_recognize(args: argparse.Namespace) -> int:
         for f, r in results:
             print(f"{f:{width}s}  " + "  ".join(f"{r.labels[n]:>8s}" for n in names) + f"  {r.similarity:10.3f}")
     return 1 if errors else 0
+
+
+def _print_objects(pipe, results, errors, as_json: bool) -> None:
+    """``recognize`` for a model of several objects: each image's objects, ordered by position."""
+    import json
+
+    if as_json:
+        print(json.dumps({"method": pipe.method, "images": [
+            {"path": f, "objects": r.objects, "object_confidence": r.object_confidence, "similarity": r.similarity}
+            for f, r in results], "errors": [{"path": f, "error": msg} for f, msg in errors]}, indent=2))
+        return
+    width = max([len("image")] + [len(f) for f, _ in results])
+    print(f"{'image':{width}s}  objects ({' '.join(pipe.schema.names)}), ordered by position")
+    for f, r in results:
+        print(f"{f:{width}s}  {_objects_text(r.objects)}")
+
+
+def _parse_pairs(items: list[str], flag: str) -> dict[str, str]:
+    """``ATTRIBUTE=VALUE`` items of ``flag``, each attribute once."""
+    out: dict[str, str] = {}
+    for item in items:
+        k, eq, v = (s.strip() for s in item.partition("="))
+        if not eq or not k or not v:
+            raise ValueError(f"{flag}: expected ATTRIBUTE=VALUE, got {item!r}")
+        if k in out:
+            raise ValueError(f"{flag}: {k} is given twice ({k}={out[k]} and {k}={v}); give each attribute once")
+        out[k] = v
+    return out
 
 
 def _parse_sets(items: list[str]) -> dict[str, str]:
@@ -155,13 +192,46 @@ def _edit_outputs(args: argparse.Namespace) -> tuple[str, str | None]:
     return args.out, grid
 
 
+def _objects_text(objects: list[dict[str, str]]) -> str:
+    return "; ".join(" ".join(o.values()) for o in objects) or "(nothing)"
+
+
+def _cmd_edit_objects(args: argparse.Namespace, pipe, image, out: str, grid: str | None) -> int:
+    """``edit`` on a scene of several objects: select (--where / --object), change (--set), --remove, --add."""
+    from ..edit import labelled_grid
+
+    changes = _parse_pairs(args.changes, "--set") if args.changes else {}
+    where = _parse_pairs(args.where, "--where") if args.where else None
+    add = _parse_pairs(args.add, "--add") if args.add else None
+    res = pipe.edit(image, where=where, object=args.object, remove=args.remove, add=add, **changes)
+    save_picture(res.image, out, "--out")
+    print("recognised: " + _objects_text(res.before.objects))
+    print("edited:     " + _objects_text(res.objects))
+    print(f"wrote {out}")
+    if grid:
+        sheet = labelled_grid([[(image, "input"), (pipe.render(res.before.objects), "recognised"),
+                                (res.image, "edit")]])
+        save_picture(sheet, grid, "--grid")
+        print(f"wrote {grid}")
+    return 0
+
+
 def cmd_edit(args: argparse.Namespace) -> int:
     from ..edit import describe, labelled_grid
 
-    changes = _parse_sets(args.changes)
     out, grid = _edit_outputs(args)
     image = _open_image(args.image)
+    if args.where or args.object is not None or args.remove or args.add:
+        pipe = load_pipeline(args)
+        if pipe.schema.max_objects == 1:
+            raise ValueError("edit: --where, --object, --remove and --add select objects of a scene of several; "
+                             f"this model's schema {pipe.schema.name!r} holds one object an image")
+        return _cmd_edit_objects(args, pipe, image, out, grid)
+    changes = _parse_sets(args.changes)
     pipe = load_pipeline(args)
+    if pipe.schema.max_objects > 1:
+        raise ValueError("edit: a scene of several objects: select what to change with --where "
+                         "ATTRIBUTE=VALUE or --object I (or --add / --remove)")
     res = pipe.edit(image, **changes)
     save_picture(res.image, out, "--out")
     names = list(pipe.schema.names)
