@@ -87,6 +87,8 @@ def base_args(command: tuple[str, ...], f: dict) -> dict[str, list[str]]:
                              "--out": [out]},
         ("bench", "cost"): {**tiny, "--methods": ["resonator"], "--batch": ["2"], "--rounds": ["1"]},
         ("bench", "chains"): {**tiny, "--seeds": ["0"], "--method": ["stochastic_resonator"]},
+        ("bench", "sets"): {"--objects": ["1"], "--sizes": ["3,3,2,4,4,2"], "--dim": ["64"], "--scenes": ["2"],
+                            "--iterations": ["2"], "--methods": ["resonator"], "--out": [out]},
         ("bench", "vision"): {"--checkpoint": [f["ckpt"]], "--images": ["2"], "--methods": ["resonator"],
                               "--batch-size": ["2"], "--out": [out]},
         ("bench", "data"): {"--images": ["4"], "--workers": ["0"], "--batch-size": ["2"]},
@@ -127,6 +129,7 @@ def malformed(f: dict) -> dict[str, str]:
 ACCEPTED = {
     (("bench", "training-curve"), "--title"): "*",
     (("bench", "accuracy"), "--snr-db"): {"negative", "huge float", "huge int"},  # decibels: any finite number
+    (("bench", "sets"), "--snr-db"): {"negative", "huge float", "huge int"},
     (("bench", "accuracy"), "--max-brute-flop"): {"huge float", "huge int"},
     (("bench", "speed"), "--max-brute-flop"): {"huge float", "huge int"},
     (("recognize",), "paths"): {"not an image"},  # skipped, exit 1: some inputs failed
@@ -135,7 +138,7 @@ for _cmd in [("demo",), ("edit",), ("bench", "training-curve"), ("tune",)]:
     # a file name without an extension is a PNG (tune: JSON); an existing file is replaced; folders are made
     ACCEPTED[(_cmd, "--out")] = {"word", "nan", "huge float", "huge int", "negative", "missing path", "not an image"}
 ACCEPTED[(("edit",), "--grid")] = ACCEPTED[(("edit",), "--out")]
-for _cmd in [("bench", "accuracy"), ("bench", "speed"), ("bench", "vision"), ("data", "generate")]:
+for _cmd in [("bench", "accuracy"), ("bench", "speed"), ("bench", "sets"), ("bench", "vision"), ("data", "generate")]:
     # an output folder may have any name, exist already, or be created with its parents
     ACCEPTED[(_cmd, "--out")] = {"word", "folder", "nan", "huge float", "huge int", "negative", "missing path"}
 

@@ -79,3 +79,23 @@ def test_joint_strategy_infers_the_objects_at_once():
         decompose_set(p.s, p.codebooks, method="resonator", strategy="joint", count=2)
     with pytest.raises(ValueError, match="strategy: expected one of"):
         decompose_set(p.s, p.codebooks, strategy="greedy")
+
+
+def test_bench_sets_writes_every_method_on_the_same_scenes(tmp_path, capsys):
+    import csv
+
+    from vsa_vision.bench.sets import FIELDS
+    from vsa_vision.cli import main
+
+    assert main(["bench", "sets", "--objects", "1,2", "--sizes", "3,3,2,4,4,2", "--dim", "256", "--scenes", "6",
+                 "--iterations", "30", "--methods", "brute_force;diffusion", "--joint", "--count-known",
+                 "--threads", "1", "--out", str(tmp_path)]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "sets-known.csv")))
+    assert list(rows[0]) == FIELDS
+    assert [(r["method"], r["strategy"], r["objects"]) for r in rows] == [
+        (m, s, o) for o in ("1", "2") for m, s in (("brute_force", "peel"), ("diffusion", "peel"),
+                                                   ("diffusion", "joint"))]
+    assert all(float(r["acc_all"]) == 1.0 for r in rows if r["method"] == "brute_force")
+    assert (tmp_path / "sets-known.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| `diffusion (joint)` |" in capsys.readouterr().out
+    assert main(["bench", "sets", "--objects", "17", "--sizes", "3,3,2,4,4,2", "--out", str(tmp_path)]) == 2
