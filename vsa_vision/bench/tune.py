@@ -36,7 +36,7 @@ from ..io import atomic_write
 from .accuracy import evaluate
 from .problems import make_problems
 
-#: the problem shapes of ``vsa-vision tune --portfolio``: where issue 4 asks one default to serve.
+#: the problem shapes of ``vsa-vision tune --portfolio``: where one default has to serve several shapes.
 #: Each: codebook ``sizes`` (an int with ``k``, or a list), ``dim``, ``iterations``, ``problems`` per
 #: trial, and optional sign ``flip`` noise.
 PORTFOLIO: list[dict[str, Any]] = [
