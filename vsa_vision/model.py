@@ -365,10 +365,14 @@ class VSAModel(pl.LightningModule):
         log("val/loss", loss)
         log("val/cos", cos.mean())
         log("val/acc_all", r["hit"].all(-1).float().mean(), prog_bar=True)
-        for k, name in enumerate(self.factor_names):
-            log(f"val/acc_{name}", r["hit"][:, k].float().mean())
+        self._log_val_details(log, r)
         log("val/decode_ms_per_image", 1e3 * r["seconds"] / n)
         log("val/decoded_by_head", float(by_head))
+
+    def _log_val_details(self, log, r: dict[str, Any]) -> None:
+        """Validation metrics beyond ``val/acc_all``: the accuracy of every attribute."""
+        for k, name in enumerate(self.factor_names):
+            log(f"val/acc_{name}", r["hit"][:, k].float().mean())
 
     def on_test_epoch_start(self) -> None:
         self._test = {}

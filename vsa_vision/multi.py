@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from functools import partial
 from typing import Any
 
 import torch
@@ -196,25 +195,9 @@ class MultiVSAModel(VSAModel):
         sets, counts = set_hits(res, labels.cpu())
         return {"hit": sets[:, None], "count": counts, "seconds": time.perf_counter() - t0}
 
-    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
-        images, labels = batch
-        q, factors = self.encode(images)
-        n = len(labels)
-        log = partial(self.log, batch_size=n, sync_dist=True, add_dataloader_idx=False)
-        if dataloader_idx > 0:
-            r = self._evaluate(q, labels, self.hparams.heldout_method)
-            log("val_heldout/cos", F.cosine_similarity(q, self.targets(labels), dim=-1).mean())
-            log("val_heldout/acc_all", r["hit"].float().mean())
-            return
-        r = self._evaluate(q, labels, None if self._val_by_head else self.hparams.early_val_method)
-        loss, cos = self.loss(q, labels, factors)
-        self._val_cos = self._val_cos.to(cos.device) + torch.stack([cos.double().sum(), cos.new_tensor(n).double()])
-        log("val/loss", loss)
-        log("val/cos", cos.mean())
-        log("val/acc_all", r["hit"].float().mean(), prog_bar=True)
+    def _log_val_details(self, log, r: dict[str, Any]) -> None:
+        """The fraction of scenes whose number of objects was read right."""
         log("val/acc_count", r["count"].float().mean())
-        log("val/decode_ms_per_image", 1e3 * r["seconds"] / n)
-        log("val/decoded_by_head", float(self._val_by_head))
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         images, labels = batch
