@@ -99,3 +99,23 @@ def test_bench_sets_writes_every_method_on_the_same_scenes(tmp_path, capsys):
     assert (tmp_path / "sets-known.png").read_bytes()[:4] == b"\x89PNG"
     assert "| `diffusion (joint)` |" in capsys.readouterr().out
     assert main(["bench", "sets", "--objects", "17", "--sizes", "3,3,2,4,4,2", "--out", str(tmp_path)]) == 2
+
+
+def test_auto_scale_reads_bundles_of_unknown_scale():
+    from vsa_vision.bench.problems import make_set_problems
+    from vsa_vision.decompose import decompose_set
+
+    p = make_set_problems([4, 5, 3, 6], 1024, 20, objects=(1, 3), seed=6, distinct=(2, 3))
+    weak = 0.3 * p.s  # an encoder's bundle whose objects have amplitude 0.3, not 1
+    fixed = decompose_set(weak, p.codebooks, method="brute_force")
+    assert bool((fixed.counts == 0).all())  # below half an object of amplitude 1: nothing accepted
+    auto = decompose_set(weak, p.codebooks, method="brute_force", scale="auto")
+    assert auto.accuracy(p.objects) == (1.0, 1.0)
+    assert all(bool(((a - 0.3).abs() < 0.1).all()) for a in auto.amplitude)
+    # each object is subtracted with its fitted amplitude, which takes in a little crosstalk
+    assert all(bool((c > 0.99).all()) for c in auto.confidence)
+    # a vector holding no object (noise) is read as empty
+    noise = torch.randn(5, 1024, generator=torch.Generator().manual_seed(0))
+    assert decompose_set(noise, p.codebooks, method="brute_force", scale="auto").counts.tolist() == [0] * 5
+    with pytest.raises(ValueError, match="explaining away only"):
+        decompose_set(weak, p.codebooks, method="diffusion", strategy="joint", scale="auto", count=2)

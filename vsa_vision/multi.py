@@ -163,8 +163,9 @@ class MultiVSAModel(VSAModel):
         if capabilities(spec).iterative:
             own = parse_method(spec)[1]
             opts.update({k: v for k, v in {"iterations": self.hparams.iterations, "seed": 0}.items() if k not in own})
+        # the encoder's scale is learnt, not exact: the first object's amplitude sets each scene's
         return decompose_set(vectors.float(), self.codebooks.to(device=vectors.device), method=spec,
-                             max_objects=self.schema.max_objects, **opts)
+                             max_objects=self.schema.max_objects, scale="auto", **opts)
 
     def loss(self, q: Tensor, labels: Tensor, factors: Any = None) -> tuple[Tensor, Tensor]:
         """(loss, cosine of ``q`` to the target bundle per image); ``factors`` is the slot head's

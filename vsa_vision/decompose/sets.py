@@ -122,7 +122,7 @@ def _inner(method: str, max_objects: int, options: dict[str, Any]):
 
 @torch.no_grad()
 def decompose_set(s: Tensor, codebooks: Codebooks, method: str = "diffusion", max_objects: int | None = None,
-                  count: int | Tensor | None = None, threshold: float = 0.5, scale: float = 1.0,
+                  count: int | Tensor | None = None, threshold: float = 0.5, scale: float | str = 1.0,
                   strategy: str = "peel", **options: Any) -> SetDecomposition:
     """The objects of each scene vector ``s`` ``[B, D]`` (or one ``[D]``), found by explaining away
     with the decomposer ``method`` (a name or a spec, built with ``options``; every registered
@@ -131,7 +131,10 @@ def decompose_set(s: Tensor, codebooks: Codebooks, method: str = "diffusion", ma
     ``max_objects`` caps the objects per scene (default: the largest ``count``, else
     :data:`DEFAULT_MAX_OBJECTS`); ``count`` (an int or a ``[B]`` tensor) gives the number of objects
     instead of estimating it; ``threshold``: the amplitude, relative to ``scale``, a decoded object
-    needs to be accepted; ``scale``: the amplitude of one object in ``s`` (1 for a plain sum).
+    needs to be accepted; ``scale``: the amplitude of one object in ``s`` (1 for a plain sum), or
+    ``"auto"`` for vectors of unknown scale (an encoder's output): the first object is accepted when
+    its cosine with ``s`` exceeds ``first_cosine`` and its amplitude sets the scene's scale, and each
+    object is subtracted with its own fitted amplitude.
 
     ``strategy``: ``"peel"`` (explaining away, the default) or ``"joint"`` (every object inferred at
     once by coupled diffusion slots, :mod:`.joint`; ``method`` must be a diffusion spec, and it runs
@@ -148,9 +151,13 @@ def decompose_set(s: Tensor, codebooks: Codebooks, method: str = "diffusion", ma
     if counts_given is not None and B and int(counts_given.max()) > cap:
         raise ValueError(f"count: up to {int(counts_given.max())} objects, more than max_objects = {cap}")
     threshold = check_float("threshold", threshold, 0.0)
-    scale = check_float("scale", scale, 1e-12)
+    auto = scale == "auto"
+    scale = 1.0 if auto else check_float("scale", scale, 1e-12)
+    first_cosine = check_float("first_cosine", options.pop("first_cosine", 0.2), 0.0, 1.0)
     check_choice("strategy", strategy, STRATEGIES)
     if strategy == "joint":
+        if auto:
+            raise ValueError("scale='auto': explaining away only (strategy='peel')")
         return _joint(s, cb, method, cap, counts_given, threshold, scale, options)
     decoder = _inner(method, max(1, cap), options)
 
@@ -158,6 +165,7 @@ def decompose_set(s: Tensor, codebooks: Codebooks, method: str = "diffusion", ma
     amp = torch.zeros(B, cap, dtype=s.dtype, device=s.device)
     n = torch.zeros(B, dtype=torch.long, device=s.device)
     residual = s.clone()
+    scene_scale = torch.full((B,), scale, dtype=s.dtype, device=s.device)  # "auto": set by the first object
     active = torch.ones(B, dtype=torch.bool, device=s.device) if counts_given is None else counts_given > 0
     for j in range(cap):
         rows = active.nonzero().flatten()
@@ -165,17 +173,25 @@ def decompose_set(s: Tensor, codebooks: Codebooks, method: str = "diffusion", ma
             break
         res = decoder.decompose(residual[rows], cb)
         b = cb.bind_indices(res.indices).to(s.dtype)
-        a = (residual[rows] * b).sum(-1) / (b * b).sum(-1)
-        present = a > threshold * scale if counts_given is None else torch.ones_like(a, dtype=torch.bool)
+        r = residual[rows]
+        a = (r * b).sum(-1) / (b * b).sum(-1)
+        if counts_given is not None:
+            present = torch.ones_like(a, dtype=torch.bool)
+        elif auto and j == 0:
+            present = (a > 0) & ((r * b).sum(-1) / (r.norm(dim=-1) * b.norm(dim=-1)).clamp_min(1e-30) > first_cosine)
+            scene_scale[rows] = torch.where(present, a, scene_scale[rows])
+        else:
+            present = a > threshold * scene_scale[rows]
         hit = rows[present]
         found[hit, j] = res.indices[present]
         amp[hit, j] = a[present]
         n[hit] += 1
-        residual[hit] -= scale * b[present]
+        residual[hit] -= (a[present] if auto else scene_scale[hit])[:, None] * b[present]
         active[rows[~present]] = False
         if counts_given is not None:
             active &= n < counts_given
-    return _result(s, cb, found, amp, n, residual, scale, method)
+    weight = amp if auto else torch.full_like(amp, scale)
+    return _result(s, cb, found, amp, n, residual, weight, method)
 
 
 def _joint(s: Tensor, cb: Codebooks, method: str, cap: int, counts_given: Tensor | None, threshold: float,
@@ -207,13 +223,15 @@ def _joint(s: Tensor, cb: Codebooks, method: str, cap: int, counts_given: Tensor
     return _result(s, cb, found, amp, n, residual, scale, method)
 
 
-def _result(s: Tensor, cb: Codebooks, found: Tensor, amp: Tensor, n: Tensor, residual: Tensor, scale: float,
-            method: str) -> SetDecomposition:
+def _result(s: Tensor, cb: Codebooks, found: Tensor, amp: Tensor, n: Tensor, residual: Tensor,
+            weight: Tensor | float, method: str) -> SetDecomposition:
+    """``weight``: each object's amplitude in ``s`` (``[B, cap]``, or one number for all)."""
     B, cap, K = found.shape
     slot = torch.arange(cap, device=s.device)
     real = slot[None, :] < n[:, None]                                              # [B, cap]
     bound = cb.bind_indices(found.reshape(-1, K)).reshape(B, cap, -1).to(s.dtype)  # [B, cap, D]
-    others_left = residual[:, None, :] + scale * bound        # s minus every other accepted object
+    w = weight[..., None] if isinstance(weight, Tensor) else weight
+    others_left = residual[:, None, :] + w * bound            # s minus every other accepted object
     num = (others_left * bound).sum(-1)
     den = others_left.norm(dim=-1) * bound.norm(dim=-1)
     conf = torch.where(real, num / den.clamp_min(torch.finfo(s.dtype).tiny), torch.zeros_like(num))
