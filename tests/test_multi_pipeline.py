@@ -99,3 +99,20 @@ def test_cli_lists_objects_and_edits_need_a_selection(tmp_path, capsys):
     assert main(["edit", str(img), "--where", "shape=circle", "--set", "colour=red", "--out",
                  str(tmp_path / "f.png")]) == 2
     assert "holds one object an image" in capsys.readouterr().err
+
+
+def test_the_shipped_multi_object_checkpoint_reads_and_edits_unseen_scenes():
+    from vsa_vision.checkpoint import shipped_checkpoints
+
+    assert "multi" in shipped_checkpoints()
+    pipe = Pipeline.from_checkpoint("multi", method="brute_force")
+    assert isinstance(pipe.model, MultiVSAModel) and pipe.schema.name == "multi"
+    schema = pipe.schema
+    scenes = sample_scenes(schema, 12, seed=123, split="test")
+    recs = pipe.recognize([render_scene(schema, s) for s in scenes])
+    assert sum(_key(r.objects) == _key(s) for r, s in zip(recs, scenes)) >= 11
+    scene = next(s for s, r in zip(scenes, recs) if _key(r.objects) == _key(s))
+    first = pipe.recognize([render_scene(schema, scene)])[0].objects[0]
+    colour = "red" if first["colour"] != "red" else "green"
+    out = pipe.edit(render_scene(schema, scene), object=0, colour=colour)
+    assert _key(out.objects) == _key([dict(o, colour=colour) if o == first else o for o in scene])

@@ -17,7 +17,7 @@ from .edit import parse_changes
 from .scenes.schema import Schema
 from .vsa import Codebooks
 
-__all__ = ["select_objects", "edit_objects", "check_places"]
+__all__ = ["select_objects", "edit_objects", "check_places", "amplitudes"]
 
 
 def select_objects(codebooks: Codebooks, objects: Tensor, where: Mapping[str, Any] | None = None,
@@ -49,12 +49,23 @@ def check_places(schema: Schema, codebooks: Codebooks, objects: Tensor) -> None:
                          f"({', '.join(codebooks.names[k] for k in ks)}); objects of a scene never overlap")
 
 
+def amplitudes(q: Tensor, codebooks: Codebooks, objects: Tensor) -> Tensor:
+    """Each object's amplitude in the scene vector ``q`` (least squares over all of them): 1 in an
+    exact bundle, what the encoder gives it otherwise."""
+    if not len(objects):
+        return torch.zeros(0, dtype=q.dtype, device=q.device)
+    B = codebooks.bind_indices(objects).to(q.dtype)                   # [m, D]
+    return torch.linalg.lstsq(B.T, q[:, None]).solution[:, 0]
+
+
 def edit_objects(q: Tensor, codebooks: Codebooks, schema: Schema, objects: Tensor, rows: list[int],
                  changes: Mapping[str, Any], remove: bool = False, add: Mapping[str, Any] | None = None,
                  ) -> tuple[Tensor, Tensor]:
     """(the edited vector ``[D]``, the objects it should now hold ``[m', K]``) of the scene vector ``q``
     holding ``objects``: the ``rows`` changed by ``changes`` or removed, and ``add`` (every attribute
-    of a new object) added."""
+    of a new object) added. An object keeps its amplitude in ``q`` when it changes (its old bound
+    vector is subtracted, the new one added, both at that amplitude); a new object gets the mean
+    amplitude of the others (1 in an empty scene)."""
     new = parse_changes(codebooks, dict(changes)) if changes else {}
     keep = [i for i in range(len(objects)) if not (remove and i in rows)]
     after = objects.clone()
@@ -65,8 +76,16 @@ def edit_objects(q: Tensor, codebooks: Codebooks, schema: Schema, objects: Tenso
     if add is not None:
         after = torch.cat([after, codebooks.indices_of(dict(add)).to(after.device)[None]])
     check_places(schema, codebooks, after)
-    bound = lambda idx: codebooks.bind_indices(idx).to(q.dtype).sum(0) if len(idx) else torch.zeros_like(q)  # noqa: E731
-    edited = q - bound(objects[rows]) + bound(after[[keep.index(i) for i in rows if i in keep]])
+    amp = amplitudes(q, codebooks, objects)
+
+    def bound(idx: Tensor, weights: Tensor) -> Tensor:
+        if not len(idx):
+            return torch.zeros_like(q)
+        return (weights[:, None] * codebooks.bind_indices(idx).to(q.dtype)).sum(0)
+
+    changed = [i for i in rows if i in keep]
+    edited = q - bound(objects[rows], amp[rows]) + bound(after[[keep.index(i) for i in changed]], amp[changed])
     if add is not None:
-        edited = edited + bound(after[-1:])
+        mean = amp.mean() if len(amp) else torch.ones((), dtype=q.dtype, device=q.device)
+        edited = edited + bound(after[-1:], mean.reshape(1))
     return edited, after
