@@ -116,3 +116,17 @@ def test_the_shipped_multi_object_checkpoint_reads_and_edits_unseen_scenes():
     colour = "red" if first["colour"] != "red" else "green"
     out = pipe.edit(render_scene(schema, scene), object=0, colour=colour)
     assert _key(out.objects) == _key([dict(o, colour=colour) if o == first else o for o in scene])
+
+
+def test_cli_demo_shows_the_shipped_multi_object_model(tmp_path, capsys):
+    from PIL import Image
+
+    from vsa_vision.cli import main
+
+    out = tmp_path / "demo.png"
+    assert main(["demo", "--schema", "multi", "--count", "2", "--method", "brute_force", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "2/2 recognised right" in text and text.count("as intended") == 2
+    assert Image.open(out).size[0] > 3 * 96
+    assert main(["demo", "--schema", "multi", "--checkpoint", "default", "--out", str(out)]) == 2
+    assert "the checkpoint's schema is 'default'" in capsys.readouterr().err

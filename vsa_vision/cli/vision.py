@@ -40,6 +40,9 @@ def register(sub) -> None:
     v = sub.add_parser("demo", help="render random scenes, recognise and edit them, write a picture")
     add_checkpoint(v)
     add_head(v)
+    v.add_argument("--schema", choices=["default", "multi"], default=None,
+                   help="the shipped model to show when --checkpoint is not given: default (one object) or multi "
+                        "(scenes of 1 to 3 objects)")
     v.add_argument("--count", type=positive, default=4, help="scenes to show (default 4)")
     add_seed(v)
     v.add_argument("--split", choices=["test", "heldout"], default="test",
@@ -250,6 +253,44 @@ def cmd_edit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo_objects(args: argparse.Namespace, pipe, split: str) -> int:
+    """``demo`` with a model of several objects: recognise each scene and change one attribute of one
+    of its objects in vector space."""
+    import numpy as np
+
+    from ..edit import labelled_grid
+    from ..scenes import render_scene, sample_scenes
+
+    schema = pipe.schema
+    scenes = sample_scenes(schema, args.count, seed=args.seed, split=split)
+    images = [render_scene(schema, s) for s in scenes]
+    rng = np.random.default_rng(args.seed)
+    key = lambda objs: sorted(tuple(sorted(o.items())) for o in objs)  # noqa: E731
+    rows, right = [], 0
+    print(f"vsa-vision demo: {args.count} scenes of the {split} split, head {pipe.method}\n")
+    for img, truth, rec in zip(images, scenes, pipe.recognize(images)):
+        ok = key(rec.objects) == key(truth)
+        right += ok
+        print("truth      " + _objects_text(truth))
+        print("recognised " + _objects_text(rec.objects) + ("   right" if ok else "   WRONG"))
+        row = [(img, "input"), (pipe.render(rec.objects), "recognised")]
+        if rec.objects:
+            i = int(rng.integers(len(rec.objects)))
+            attr = schema.attribute(str(rng.choice(["shape", "colour", "size", "fill"])))
+            old = rec.objects[i][attr.name]
+            new = attr.values[(attr.values.index(old) + 1 + int(rng.integers(len(attr) - 1))) % len(attr)]
+            res = pipe.edit(img, object=i, **{attr.name: new})
+            intended = [dict(o, **{attr.name: new}) if j == i else o for j, o in enumerate(rec.objects)]
+            print(f"edit object {i} {attr.name}={new}: " + _objects_text(res.objects)
+                  + ("   as intended" if key(res.objects) == key(intended) else "   NOT as intended"))
+            row.append((res.image, f"edit object {i}: {attr.name}={new}"))
+        print()
+        rows.append(row)
+    save_picture(labelled_grid(rows), args.out)
+    print(f"{right}/{len(scenes)} recognised right; wrote {args.out}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -257,9 +298,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from ..scenes import render_scene, sample_indices
 
     check_picture(args.out, "--out")
+    if args.schema is not None and args.checkpoint is None:
+        args.checkpoint = args.schema  # the shipped checkpoint of that name
     pipe = load_pipeline(args)
     schema = pipe.schema
+    if args.schema is not None and (schema.max_objects > 1) != (args.schema == "multi"):
+        raise ValueError(f"--schema {args.schema}: the checkpoint's schema is {schema.name!r}")
     split = args.split if args.split != "heldout" or schema.holdout else "test"
+    if schema.max_objects > 1:
+        return _demo_objects(args, pipe, split)
     idx = sample_indices(schema, args.count, seed=args.seed, split=split)
     scenes = schema.decode(idx)
     images = [render_scene(schema, s) for s in scenes]
