@@ -14,10 +14,11 @@ import torch
 from torch import Tensor
 
 from .edit import parse_changes
+from .scenes.render import check_distinct_places
 from .scenes.schema import Schema
 from .vsa import Codebooks
 
-__all__ = ["select_objects", "edit_objects", "check_places", "amplitudes"]
+__all__ = ["select_objects", "edit_objects", "amplitudes"]
 
 
 def select_objects(codebooks: Codebooks, objects: Tensor, where: Mapping[str, Any] | None = None,
@@ -37,16 +38,6 @@ def select_objects(codebooks: Codebooks, objects: Tensor, where: Mapping[str, An
     if not rows:
         raise ValueError(f"where={dict(where)}: no object of the scene matches; it holds {held}")
     return rows
-
-
-def check_places(schema: Schema, codebooks: Codebooks, objects: Tensor) -> None:
-    """Refuse a set of objects two of which share a position."""
-    ks = [schema.by_role(r) for r in ("x", "y")]
-    ks = [k for k in ks if k is not None]
-    places = [tuple(row[k] for k in ks) for row in objects.tolist()]
-    if ks and len(set(places)) < len(places):
-        raise ValueError("edit: it would put two objects at the same position "
-                         f"({', '.join(codebooks.names[k] for k in ks)}); objects of a scene never overlap")
 
 
 def amplitudes(q: Tensor, codebooks: Codebooks, objects: Tensor) -> Tensor:
@@ -75,7 +66,7 @@ def edit_objects(q: Tensor, codebooks: Codebooks, schema: Schema, objects: Tenso
     after = after[keep]
     if add is not None:
         after = torch.cat([after, codebooks.indices_of(dict(add)).to(after.device)[None]])
-    check_places(schema, codebooks, after)
+    check_distinct_places(schema, after.cpu().numpy())  # the renderer's own rule
     amp = amplitudes(q, codebooks, objects)
 
     def bound(idx: Tensor, weights: Tensor) -> Tensor:

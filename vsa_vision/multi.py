@@ -104,12 +104,7 @@ class GridSlotEncoder(nn.Module):
 def set_hits(res: SetDecomposition, labels: Tensor) -> tuple[Tensor, Tensor]:
     """Per scene: (set exactly right, count right), from object-slot labels ``[B, M, K]`` (-1 absent)."""
     present = (labels >= 0).all(-1)
-    counts = present.sum(1).to(res.counts.device)
-    sets = []
-    for found, lab, m in zip(res.objects, labels, present):  # per scene: sets of up to M objects
-        sets.append({tuple(r) for r in found.tolist()} == {tuple(r) for r in lab[m].tolist()}
-                    and len(found) == int(m.sum()))
-    return torch.tensor(sets, dtype=torch.bool), (res.counts == counts).cpu()
+    return res.hits([lab[m] for lab, m in zip(labels, present)])
 
 
 class MultiVSAModel(VSAModel):

@@ -152,7 +152,7 @@ def _print_objects(pipe, results, errors, as_json: bool) -> None:
         print(f"{f:{width}s}  {_objects_text(r.objects)}")
 
 
-def _parse_pairs(items: list[str], flag: str) -> dict[str, str]:
+def _parse_pairs(items: list[str], flag: str, verb: str = "given") -> dict[str, str]:
     """``ATTRIBUTE=VALUE`` items of ``flag``, each attribute once."""
     out: dict[str, str] = {}
     for item in items:
@@ -160,21 +160,13 @@ def _parse_pairs(items: list[str], flag: str) -> dict[str, str]:
         if not eq or not k or not v:
             raise ValueError(f"{flag}: expected ATTRIBUTE=VALUE, got {item!r}")
         if k in out:
-            raise ValueError(f"{flag}: {k} is given twice ({k}={out[k]} and {k}={v}); give each attribute once")
+            raise ValueError(f"{flag}: {k} is {verb} twice ({k}={out[k]} and {k}={v}); give each attribute once")
         out[k] = v
     return out
 
 
 def _parse_sets(items: list[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in items:
-        k, eq, v = item.partition("=")
-        k, v = k.strip(), v.strip()
-        if not eq or not k or not v:
-            raise ValueError(f"--set: expected ATTRIBUTE=VALUE, got {item!r}")
-        if k in out:
-            raise ValueError(f"--set: {k} is set twice ({k}={out[k]} and {k}={v}); give each attribute once")
-        out[k] = v
+    out = _parse_pairs(items, "--set", verb="set")
     if not out:
         raise ValueError("edit: give at least one --set ATTRIBUTE=VALUE")
     return out

@@ -15,6 +15,7 @@ by least squares; the answer kept per problem is the one whose accepted objects 
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
 
 import torch
@@ -104,5 +105,5 @@ def _rows_mask(sub: Tensor, n: int) -> Tensor:
 
 def _put(state, new, rows: Tensor) -> None:
     """Write the rows ``rows`` (in order) of a state back into the full state."""
-    for name in ("h", "w", "x"):
-        getattr(state, name)[rows] = getattr(new, name)
+    for f in fields(state):
+        getattr(state, f.name)[rows] = getattr(new, f.name)

@@ -65,18 +65,23 @@ class SetDecomposition:
         """Per problem, the list of objects as ``{factor: value label}``."""
         return [self.codebooks.labels_of(o) if len(o) else [] for o in self.objects]
 
-    def accuracy(self, truth: Sequence[Tensor]) -> tuple[float, float]:
-        """(fraction of problems whose set of objects is exactly right, fraction with the right
-        count); ``truth`` holds one ``[m, K]`` tensor of true objects per problem, in any order."""
+    def hits(self, truth: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+        """Per problem ``[B]`` bool: (its set of objects is exactly right, its count is right);
+        ``truth`` holds one ``[m, K]`` tensor of true objects per problem, in any order."""
         if len(truth) != len(self.objects):
             raise ValueError(f"truth: expected {len(self.objects)} object sets, got {len(truth)}")
-        sets = counts = 0
-        for found, true in zip(self.objects, truth):
+        sets, counts = [], []
+        for found, true in zip(self.objects, truth):  # per problem: sets of a few objects
             true = self.codebooks.check_indices(torch.as_tensor(true).reshape(-1, self.codebooks.num_factors))
-            counts += len(found) == len(true)
-            sets += _as_set(found) == _as_set(true) and len(found) == len(true)
+            counts.append(len(found) == len(true))
+            sets.append(counts[-1] and _as_set(found) == _as_set(true))
+        return torch.tensor(sets, dtype=torch.bool), torch.tensor(counts, dtype=torch.bool)
+
+    def accuracy(self, truth: Sequence[Tensor]) -> tuple[float, float]:
+        """(fraction of problems whose set of objects is exactly right, fraction with the right count)."""
+        sets, counts = self.hits(truth)
         n = max(1, len(self.objects))
-        return sets / n, counts / n
+        return float(sets.sum()) / n, float(counts.sum()) / n
 
 
 def _as_set(objects: Tensor) -> set[tuple[int, ...]]:
