@@ -1,4 +1,5 @@
-"""``vsa-vision data generate``: render a synthetic scene dataset to disk."""
+"""``vsa-vision data generate``: render a synthetic scene dataset to disk (one object a scene, or
+several for a schema such as ``multi``: labels.csv then holds a row per object)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ def register(sub) -> None:
     dp = sub.add_parser("data", help="synthetic scene datasets")
     dsub = dp.add_subparsers(dest="data", required=True)
     g = dsub.add_parser("generate", help="render a dataset to disk in shards (resumable)")
-    g.add_argument("--schema", default="default", help="a built-in schema name or a JSON schema file")
-    g.add_argument("--n", type=positive, default=50000, help="training images (default 50000)")
+    g.add_argument("--schema", default="default",
+                   help="a built-in schema name (default; multi: scenes of 1 to 3 objects) or a JSON schema file")
+    g.add_argument("--n", type=positive, default=50000, help="training images, one scene each (default 50000)")
     g.add_argument("--val", type=nonneg, default=None, help="validation images (default max(1000, n/10))")
     g.add_argument("--test", type=nonneg, default=None, help="test images (default max(1000, n/10))")
     g.add_argument("--heldout", type=nonneg, default=None,

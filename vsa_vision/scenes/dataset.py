@@ -1,16 +1,25 @@
 """Datasets of rendered scenes: rendered on the fly from a seed, or generated once to disk in shards.
 
-Every item is ``(image, labels)``: ``uint8 [3, H, W]`` and ``int64 [K]`` value indices in schema order
-(the model scales images to [0, 1] on its device, which moves 4x fewer bytes than floats).
+Every item is ``(image, labels)``: ``uint8 [3, H, W]`` and ``int64 [K]`` value indices in schema order,
+or for a schema of several objects ``int64 [M, K]`` object slots (absent ones -1, the present ones
+ordered by position; see :mod:`.objects`). The model scales images to [0, 1] on its device, which
+moves 4x fewer bytes than floats.
 
 On disk (``generate_dataset``, ``vsa-vision data generate``)::
 
     config.json          what is being generated (schema, seed, counts, shard size, nuisances); written first
     train-00000.npy ...  image shards, uint8 [m, H, W, 3], one file per shard, each written then renamed
-    labels.csv           split, index, then one column per attribute holding value labels by name
+    labels.csv           split, index, then one column per attribute holding value labels by name; for
+                         a schema of several objects one row per object: split, index, object (0 ..
+                         count - 1, in slot order), then the attributes (see :mod:`.labels`)
     manifest.json        config + every shard with its count and sha256; written last: its presence
                          marks a complete dataset
     preview.png          optional contact sheet
+
+A dataset of one object per scene is format version 1; one of several objects is version 2 (its
+labels.csv has the ``object`` column and its manifest counts the objects of each split, ``objects``).
+The images of split ``s``, index ``i`` are ``RenderedScenes(schema, n, seed, split=s)[i]`` (same
+scenes, same nuisance seeds), both for one object and for several.
 
 Everything is a function of the config, so an interrupted run resumes by keeping the shards that
 are there and whole (checked: size, header, and the manifest's sha256 or, before the manifest
@@ -39,6 +48,8 @@ from torch.utils.data import Dataset
 
 from ..checks import check_choice, check_int
 from ..io import atomic_path, atomic_write
+from .labels import count_objects, label_header, label_rows, read_labels
+from .object_stream import ObjectSetStream, scene_stream
 from .objects import sample_object_sets
 from .render import STROKE, Renderer, contact_sheet
 from .sampling import IndexStream, check_in_memory
@@ -54,7 +65,8 @@ from .storage import (
 )
 
 FORMAT = "vsa_vision.scenes"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # one object per scene
+MULTI_FORMAT_VERSION = 2  # several objects per scene: labels.csv holds a row per object
 _SHARD_RE = re.compile(r"^(train|val|test|heldout)-\d{5}\.npy$")
 _OWN_FILES = {"config.json", "labels.csv", "manifest.json", "preview.png"}
 _TMP_PREFIX = ".tmp-"  # what io.atomic_path names its temporary files
@@ -116,9 +128,14 @@ class RenderedScenes(Dataset):
 # -- generation to disk -----------------------------------------------------------------------
 
 
+def format_version(schema: Schema) -> int:
+    """The format version of a dataset of ``schema``: 1 for one object a scene, 2 for several."""
+    return MULTI_FORMAT_VERSION if schema.max_objects > 1 else FORMAT_VERSION
+
+
 def dataset_config(schema: Schema, counts: Mapping[str, int], seed: int, shard_size: int, size: int,
                    jitter: float, noise: float) -> dict[str, Any]:
-    return {"format": FORMAT, "version": FORMAT_VERSION, "schema": schema.to_dict(), "seed": int(seed),
+    return {"format": FORMAT, "version": format_version(schema), "schema": schema.to_dict(), "seed": int(seed),
             "counts": {s: int(counts.get(s, 0)) for s in SPLITS}, "shard_size": int(shard_size), "size": int(size),
             "jitter": float(jitter), "noise": float(noise)}
 
@@ -136,26 +153,25 @@ def generate_dataset(out: str | os.PathLike, schema: Schema | str = "default", n
                      log: Callable[[str], None] | None = print) -> dict[str, Any]:
     """Render a dataset to ``out``; resume an interrupted run or repair a damaged one; return the manifest.
 
-    ``n`` train images; ``val``/``test``/``heldout`` default to ``max(1000, n // 10)`` each (heldout 0
-    when the schema holds nothing out). Refuses a folder holding a different dataset (or other files)
-    unless ``overwrite``, which removes only the files a dataset consists of. Refuses up front a
-    split the schema leaves empty, a split of more than ``MAX_SHARDS`` shards, and a dataset the free
-    space of the target filesystem cannot hold (``OSError`` with the estimate and the free space).
+    ``n`` train images (scenes of one object, or of 1 to ``schema.max_objects`` for a schema of
+    several: see :mod:`.labels` for their rows); ``val``/``test``/``heldout`` default to
+    ``max(1000, n // 10)`` each (heldout 0 when the schema holds nothing out). Refuses a folder
+    holding a different dataset (or other files) unless ``overwrite``, which removes only the files
+    a dataset consists of. Refuses up front a split the schema leaves empty, a split of more than
+    ``MAX_SHARDS`` shards, and a dataset the free space of the target filesystem cannot hold
+    (``OSError`` with the estimate and the free space).
     Every shard already on disk is checked (size, header, and the manifest's sha256, or without a
     manifest its first and last images against a fresh render); what is missing or damaged is
     rendered again, so the result is the same bytes as an uninterrupted run. Memory stays bounded
     by one shard: scenes are drawn and labels written shard by shard."""
     schema = load_schema(schema)
-    if schema.max_objects > 1:
-        raise ValueError(f"schema {schema.name!r}: scenes of several objects are rendered on the fly "
-                         "(RenderedScenes, SceneDataModule); generating them to disk is not supported yet")
     counts = _split_counts(schema, n, val, test, heldout)
     shard_size = check_int("shard_size", shard_size, 1)
     seed = check_int("seed", seed, 0)
     renderer = Renderer(schema, size=size, jitter=jitter, noise=noise)
     config = dataset_config(schema, counts, seed, shard_size, renderer.size, jitter, noise)
     shards = plan_shards(config)
-    streams = {s: IndexStream(schema, seed, s) for s in SPLITS if counts[s]}  # refuses a split with no scenes
+    streams = {s: scene_stream(schema, seed, s) for s in SPLITS if counts[s]}  # refuses a split with no scenes
     out = os.fspath(out)
     say = log or (lambda _m: None)
     check_disk_space(out, config, shards, preview, overwrite)
@@ -164,7 +180,8 @@ def generate_dataset(out: str | os.PathLike, schema: Schema | str = "default", n
     manifest_path = os.path.join(out, "manifest.json")
     known = _known_checksums(manifest_path, config, shards)
     if known is not None and _intact(out, shards, known, renderer.size):
-        say(f"{out}: already complete ({sum(counts.values())} images), nothing to do")
+        say(f"{out}: already complete ({sum(counts.values())} images{_objects_note(_read_json(manifest_path))}), "
+            "nothing to do")
         if preview and not os.path.exists(os.path.join(out, "preview.png")):
             write_preview(out, schema, renderer, seed)
         return _read_json(manifest_path)
@@ -173,15 +190,26 @@ def generate_dataset(out: str | os.PathLike, schema: Schema | str = "default", n
         os.unlink(manifest_path)
 
     manifest = dict(config)
-    manifest["shards"] = _render_shards_and_labels(out, schema, shards, streams, renderer, seed,
-                                                   (known or {}).get("shards", {}), progress, say)
+    manifest["shards"], objects = _render_shards_and_labels(out, schema, shards, streams, renderer, seed,
+                                                            (known or {}).get("shards", {}), progress, say)
+    if schema.max_objects > 1:
+        manifest["objects"] = objects
     manifest["labels_sha256"] = sha256_file(os.path.join(out, "labels.csv"))
     if preview:
         write_preview(out, schema, renderer, seed)
     atomic_write(manifest_path, lambda f: f.write(json.dumps(manifest, indent=2) + "\n"))
-    say(f"{out}: {sum(counts.values())} images in {len(shards)} shards "
+    say(f"{out}: {sum(counts.values())} images{_objects_note(manifest)} in {len(shards)} shards "
         + ", ".join(f"{s} {counts[s]}" for s in SPLITS))
     return manifest
+
+
+def _objects_note(manifest: Mapping[str, Any]) -> str:
+    """`` (N objects, 1 to M a scene)`` for a dataset of several objects, else nothing."""
+    objects = manifest.get("objects")
+    if not isinstance(objects, Mapping):
+        return ""
+    most = manifest["schema"].get("max_objects", 1)
+    return f" ({sum(objects.values())} objects, 1 to {most} a scene)"
 
 
 def _known_checksums(manifest_path: str, config: Mapping[str, Any], shards: Sequence[Shard]) -> dict[str, Any] | None:
@@ -194,10 +222,19 @@ def _known_checksums(manifest_path: str, config: Mapping[str, Any], shards: Sequ
         labels = str(manifest["labels_sha256"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    rest = {k: v for k, v in manifest.items() if k not in ("shards", "labels_sha256")}
-    if rest != dict(config) or listed != list(shards):
+    rest = {k: v for k, v in manifest.items() if k not in ("shards", "labels_sha256", "objects")}
+    if rest != dict(config) or listed != list(shards) or not _objects_ok(manifest):
         return None
     return {"shards": sums, "labels": labels}
+
+
+def _objects_ok(manifest: Mapping[str, Any]) -> bool:
+    """Whether a manifest counts the objects of each split as its format asks (only version 2 does)."""
+    objects = manifest.get("objects")
+    if manifest.get("version") != MULTI_FORMAT_VERSION:
+        return objects is None
+    return (isinstance(objects, dict) and list(objects) == list(SPLITS)
+            and all(type(v) is int and v >= 0 for v in objects.values()))
 
 
 def _intact(out: str, shards: Sequence[Shard], known: Mapping[str, Any], side: int) -> bool:
@@ -287,11 +324,13 @@ def _refuse_other_contents(out: str, present: set[str], existing: Any, config: M
         raise ValueError(f"out: {out} holds dataset files but no config.json; pass overwrite=True to replace them")
 
 
-def _render_shards_and_labels(out: str, schema: Schema, shards: Sequence[Shard], streams: Mapping[str, IndexStream],
-                              renderer: Renderer, seed: int, known: Mapping[str, str], progress: bool,
-                              say: Callable[[str], None]) -> list[dict[str, Any]]:
+def _render_shards_and_labels(out: str, schema: Schema, shards: Sequence[Shard],
+                              streams: Mapping[str, IndexStream | ObjectSetStream], renderer: Renderer, seed: int,
+                              known: Mapping[str, str], progress: bool,
+                              say: Callable[[str], None]) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Keep every shard on disk that can be trusted, render the others, write labels.csv (atomically,
-    row by row as the scenes are drawn); return the manifest's shard entries."""
+    row by row as the scenes are drawn); return the manifest's shard entries and the objects of each
+    split."""
     whole = sum(shard_is_whole(os.path.join(out, f), c, renderer.size) for *_, c, f in shards)
     if whole:
         say(f"{out}: resuming, {whole} of {len(shards)} shards already written (checking them)")
@@ -300,34 +339,37 @@ def _render_shards_and_labels(out: str, schema: Schema, shards: Sequence[Shard],
         from tqdm.auto import tqdm
 
         bar = tqdm(total=sum(c for *_, c, _f in shards), unit="img", desc="rendering")
-    entries = []
+    entries, objects = [], dict.fromkeys(SPLITS, 0)
+    render_one = renderer.render_objects if schema.max_objects > 1 else renderer.render_indices
     try:
         with atomic_path(os.path.join(out, "labels.csv"), suffix=".csv") as tmp, \
                 open(tmp, "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
-            w.writerow(["split", "index", *schema.names])
+            w.writerow(label_header(schema))
             for split, start, count, fname in shards:
                 idx = streams[split].take(count)
                 seeds = [_nuisance_seed(seed, split, i) for i in range(start, start + count)]
                 path = os.path.join(out, fname)
                 digest = valid_shard_digest(path, count, renderer.size, known.get(fname),
-                                            lambda j, x=idx, s=seeds: renderer.render_indices(x[j], seed=s[j]))
+                                            lambda j, x=idx, s=seeds: render_one(x[j], seed=s[j]))
                 if digest is None:
                     _write_shard(path, renderer.render_batch(idx, seeds=seeds))
                     digest = sha256_file(path)
                 entries.append({"file": fname, "split": split, "start": start, "count": count, "sha256": digest})
-                w.writerows([split, start + i, *scene.values()] for i, scene in enumerate(schema.decode(idx)))
+                w.writerows(label_rows(schema, split, start, idx))
+                objects[split] += count_objects(idx)
                 if bar is not None:
                     bar.update(count)
     finally:
         if bar is not None:
             bar.close()
-    return entries
+    return entries, objects
 
 
 def write_preview(out: str, schema: Schema, renderer: Renderer, seed: int, count: int = 60) -> str:
     """A contact sheet of the first ``count`` training scenes, written as ``out/preview.png``."""
-    idx = sample_indices(schema, count, seed=seed, split="train")
+    draw = sample_object_sets if schema.max_objects > 1 else sample_indices
+    idx = draw(schema, count, seed=seed, split="train")
     images = renderer.render_batch(idx, seeds=[_nuisance_seed(seed, "train", i) for i in range(count)])
     path = os.path.join(out, "preview.png")
     with atomic_path(path, suffix=".png") as tmp:
@@ -338,7 +380,9 @@ def write_preview(out: str, schema: Schema, renderer: Renderer, seed: int, count
 class SceneShards(Dataset):
     """One split of a dataset written by :func:`generate_dataset`, memory-mapped from its shards.
 
-    ``verify=True`` checks every shard's sha256 against the manifest first."""
+    Items are ``(uint8 [3, H, W], int64 [K])``, or ``int64 [M, K]`` object slots for a schema of several
+    objects: the items of ``RenderedScenes`` with the dataset's schema, seed and nuisances.
+    ``verify=True`` checks every shard's and labels.csv's sha256 against the manifest first."""
 
     def __init__(self, path: str | os.PathLike, split: str = "train", verify: bool = False,
                  schema: Schema | str | None = None) -> None:
@@ -350,29 +394,33 @@ class SceneShards(Dataset):
                     if os.path.isfile(os.path.join(path, "config.json")) else "")
             raise FileNotFoundError(f"{path}: not a complete dataset, no manifest.json{hint}")
         manifest = _read_json(mpath)
-        if manifest.get("format") != FORMAT or manifest.get("version") != FORMAT_VERSION:
+        if manifest.get("format") != FORMAT or manifest.get("version") not in (FORMAT_VERSION, MULTI_FORMAT_VERSION):
             raise ValueError(f"{path}: manifest format {manifest.get('format')!r} v{manifest.get('version')} is not "
-                             f"{FORMAT!r} v{FORMAT_VERSION}")
+                             f"{FORMAT!r} v{FORMAT_VERSION} (one object a scene) or v{MULTI_FORMAT_VERSION} (several)")
         self.manifest = manifest
         self.schema = Schema.from_dict(manifest["schema"])
+        if manifest["version"] != format_version(self.schema):
+            raise ValueError(f"{path}: manifest v{manifest['version']} does not fit its schema {self.schema.name!r} "
+                             f"of up to {self.schema.max_objects} objects a scene (v{format_version(self.schema)})")
         if schema is not None and load_schema(schema).to_dict() != self.schema.to_dict():
             raise ValueError(f"{path}: the dataset's schema {self.schema.name!r} differs from the schema asked for "
                              f"{load_schema(schema).name!r}")
         self.split, self.path = split, path
         files = {s["file"]: inside(path, s["file"]) for s in manifest["shards"]}  # refuses paths leaving the folder
         shards = [s for s in manifest["shards"] if s["split"] == split]
+        labels = os.path.join(path, "labels.csv")
         if verify:
-            for s in manifest["shards"]:
-                got = sha256_file(files[s["file"]])
-                if got != s["sha256"]:
-                    raise ValueError(f"{path}/{s['file']}: checksum mismatch (file changed or corrupt)")
+            sums = [(files[s["file"]], s["file"], s["sha256"]) for s in manifest["shards"]]
+            for full, name, want in [*sums, (labels, "labels.csv", manifest["labels_sha256"])]:
+                if sha256_file(full) != want:
+                    raise ValueError(f"{path}/{name}: checksum mismatch (file changed or corrupt)")
         self._arrays = [np.load(files[s["file"]], mmap_mode="r") for s in shards]
         self._starts = np.cumsum([0] + [len(a) for a in self._arrays])
         self.n = int(self._starts[-1])
         if self.n != manifest["counts"][split]:
             raise ValueError(f"{path}: split {split!r} has {self.n} images in its shards, manifest says "
                              f"{manifest['counts'][split]}")
-        self.indices = torch.from_numpy(_read_labels(os.path.join(path, "labels.csv"), self.schema, split, self.n))
+        self.indices = torch.from_numpy(read_labels(labels, self.schema, split, self.n))
 
     def __len__(self) -> int:
         return self.n
@@ -382,26 +430,3 @@ class SceneShards(Dataset):
         j = int(np.searchsorted(self._starts, i, side="right") - 1)
         img = np.array(self._arrays[j][i - self._starts[j]])
         return torch.from_numpy(img).permute(2, 0, 1).contiguous(), self.indices[i]
-
-
-def _read_labels(path: str, schema: Schema, split: str, n: int) -> np.ndarray:
-    out = np.full((n, len(schema.attributes)), -1, dtype=np.int64)
-    lookup = [{v: i for i, v in enumerate(a.values)} for a in schema.attributes]
-    with open(path, newline="", encoding="utf-8") as f:
-        r = csv.reader(f)
-        header = next(r)
-        if header != ["split", "index", *schema.names]:
-            raise ValueError(f"{path}: header {header} does not match the schema's attributes {list(schema.names)}")
-        for line, row in enumerate(r, start=2):
-            if row[0] != split:
-                continue
-            try:
-                i = int(row[1])
-                if not 0 <= i < n:
-                    raise IndexError(i)
-                out[i] = [lookup[k][v] for k, v in enumerate(row[2:])]
-            except (ValueError, KeyError, IndexError):
-                raise ValueError(f"{path}:{line}: bad label row {row}") from None
-    if (out < 0).any():
-        raise ValueError(f"{path}: labels missing for some of the {n} {split!r} images")
-    return out

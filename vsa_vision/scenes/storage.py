@@ -110,16 +110,22 @@ def inside(folder: str, name: Any) -> str:
 
 def estimate_bytes(config: Mapping[str, Any], shards: Sequence[Shard], preview: bool) -> int:
     """What a generation writes: the shards, labels.csv, config.json, manifest.json and the preview
-    (an upper bound for the text files and the preview)."""
+    (an upper bound for the text files and the preview). A schema of several objects has a labels
+    row per object (counted as ``max_objects`` a scene) and its manifest counts the objects."""
     side = config["size"]
     total = sum(npy_bytes((count, side, side, 3)) for *_, count, _f in shards)
     attrs = config["schema"]["attributes"]
     # a labels row: split, index, every label (csv may quote it and double its quotes), commas, \r\n
     row = 7 + len(str(max(config["counts"].values()))) + sum(2 * max(map(len, a["values"])) + 2 for a in attrs)
     row += len(attrs) + 3
-    total += row * (sum(config["counts"].values()) + 1)
+    most = config["schema"].get("max_objects", 1)
+    if most > 1:  # several objects a scene: a row per object, each with its object number and a comma
+        row += len(str(most - 1)) + 1
+    total += row * (most * sum(config["counts"].values()) + 1)
     text = len(json.dumps(config, indent=2)) + 1
     total += 2 * text + 200 * (len(shards) + 1)  # config.json, manifest.json
+    if most > 1:
+        total += 200  # the manifest's object counts
     if preview:
         total += 6 * (side + 2) * 2 * 10 * (side + 2) * 2 * 3 + 4096  # the contact sheet, uncompressed
     return total
