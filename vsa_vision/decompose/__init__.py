@@ -3,6 +3,7 @@
 from .base import Capabilities, Decomposer, Decomposition, IterativeDecomposer, StepInfo, bound_similarity
 from .brute_force import BruteForce
 from .diffusion import DiffusionDecomposer
+from .in_memory import InMemoryFactorizer
 from .peers import TorchhdResonator, torchhd_available
 from .registry import (
     available_decomposers,
@@ -22,6 +23,7 @@ register("brute_force", BruteForce)
 register("resonator", Resonator)
 register("attention_resonator", AttentionResonator)
 register("stochastic_resonator", StochasticResonator)
+register("in_memory_factorizer", InMemoryFactorizer)
 register("diffusion", DiffusionDecomposer)
 register("torchhd_resonator", TorchhdResonator)  # a peer: needs the optional torchhd package
 
@@ -42,6 +44,7 @@ __all__ = [
     "Resonator",
     "AttentionResonator",
     "StochasticResonator",
+    "InMemoryFactorizer",
     "DiffusionDecomposer",
     "TorchhdResonator",
     "torchhd_available",
