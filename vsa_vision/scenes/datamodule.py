@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..checks import check_int
 from .dataset import RenderedScenes, SceneShards
+from .degrade import CORRUPTIONS, Degrade
 from .render import STROKE, stroke_range
 from .sampling import seed63
 from .schema import Schema, load_schema
@@ -30,6 +31,14 @@ class SceneDataModule(pl.LightningDataModule):
     loader of held-out combinations (drawn with ``seed + 1``), to follow compositional
     generalisation during training; model selection should keep to the first (the ``val`` split).
 
+    ``train_degrade`` (a probability, default 0) degrades that fraction of the training images, each
+    with a random corruption of ``train_degrade_kinds`` (default: every one of
+    :data:`~vsa_vision.scenes.degrade.CORRUPTIONS`: pixel noise, salt and pepper, blur, JPEG,
+    brightness, contrast, gamma, small shifts) at a random strength (:class:`~vsa_vision.scenes.degrade.Degrade`),
+    in :meth:`on_after_batch_transfer`, batched on the training device, after any cache (a cached
+    scene is degraded afresh every epoch); validation and test images stay clean. The draws follow
+    ``seed``.
+
     ``seed``: any int >= 0; the scenes use it whole, the shuffle generator of the train loader takes
     it as it is below 2**63 and reduced to 63 bits by SHA-256 above (``sampling.seed63``)."""
 
@@ -37,7 +46,8 @@ class SceneDataModule(pl.LightningDataModule):
                  train_size: int = 50000, val_size: int = 2000, test_size: int = 2000, heldout_size: int = 2000,
                  seed: int = 0, batch_size: int = 128, num_workers: int = 0, cache: bool = True,
                  jitter: float = 0.0, noise: float = 0.0, size: int | None = None,
-                 train_stroke: list[float] | None = None, val_heldout_size: int = 0) -> None:
+                 train_stroke: list[float] | None = None, val_heldout_size: int = 0, train_degrade: float = 0.0,
+                 train_degrade_kinds: list[str] | None = None) -> None:
         super().__init__()
         self.schema = load_schema(schema)
         if data_dir is not None and not os.path.isdir(data_dir):
@@ -56,6 +66,18 @@ class SceneDataModule(pl.LightningDataModule):
                       "val_heldout": val_heldout_size if self.schema.holdout else 0}
         self.cache, self.jitter, self.noise, self.image_size = cache, jitter, noise, size
         self.datasets: dict[str, Dataset] = {}
+        self.degrade = Degrade(p=train_degrade, kinds=train_degrade_kinds or CORRUPTIONS) if train_degrade else None
+        self._degrade_rng: torch.Generator | None = None  # made on first use: a datamodule is pickled to spawn
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Training batches degraded by :attr:`degrade` (``train_degrade > 0``); everything else as it is."""
+        trainer = getattr(self, "trainer", None)
+        if self.degrade is None or trainer is None or not trainer.training:
+            return batch
+        if self._degrade_rng is None:
+            self._degrade_rng = torch.Generator().manual_seed(seed63(self.seed) ^ 0x5EED)
+        images, labels = batch
+        return self.degrade(images, self._degrade_rng), labels
 
     def _make(self, split: str) -> Dataset:
         if split == "val_heldout":
