@@ -71,17 +71,19 @@ def export_model(model, path: str | os.PathLike) -> str:
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = {"format": FORMAT, "version": str(FORMAT_VERSION), "hparams": json.dumps(dict(model.hparams)),
             "codebooks": json.dumps(codebook_record(model.codebooks))}
+    if getattr(model, "trust", None) is not None:
+        meta["trust"] = json.dumps(model.trust)
     with atomic_path(path, suffix=".safetensors") as tmp:
         save_file(state, tmp, metadata=meta)
     return path
 
 
-Read = tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, Any] | None]
+Read = tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, Any] | None, dict[str, Any] | None]
 
 
 def _read(path: str) -> Read:
-    """(hyperparameters, state dict, record of the trained codebooks or None) of a checkpoint file,
-    by its extension."""
+    """(hyperparameters, state dict, record of the trained codebooks or None, fitted trust rules or
+    None) of a checkpoint file, by its extension."""
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint {path}: no such file")
     return _read_safetensors(path) if path.endswith(".safetensors") else _read_lightning(path)
@@ -106,11 +108,15 @@ def _read_safetensors(path: str) -> Read:
         record = json.loads(meta["codebooks"]) if "codebooks" in meta else None
     except (KeyError, json.JSONDecodeError):
         raise CheckpointError(f"checkpoint {path}: its hyperparameters are missing or unreadable") from None
-    return hparams, state, record
+    try:
+        trust = json.loads(meta["trust"]) if "trust" in meta else None
+    except json.JSONDecodeError:
+        raise CheckpointError(f"checkpoint {path}: its trust rules are unreadable") from None
+    return hparams, state, record, trust
 
 
 def _read_lightning(path: str) -> Read:
-    from .model import CODEBOOKS_KEY
+    from .model import CODEBOOKS_KEY, TRUST_KEY
 
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
@@ -124,7 +130,7 @@ def _read_lightning(path: str) -> Read:
     if not isinstance(hparams, dict) or not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {path}: its hyper_parameters and state_dict must be mappings, got "
                               f"{type(hparams).__name__} and {type(state).__name__}")
-    return dict(hparams), state, ckpt.get(CODEBOOKS_KEY)
+    return dict(hparams), state, ckpt.get(CODEBOOKS_KEY), ckpt.get(TRUST_KEY)
 
 
 def model_class(schema: Any):
@@ -143,10 +149,10 @@ def load_model(path: str | os.PathLike | None = None, map_location: str | torch.
     :class:`CheckpointError`, a file that is missing, corrupt or truncated, of another format, whose
     weights or codebooks do not fit its own hyperparameters, or whose schema's names or labels differ
     from those recorded with its codebooks at training (a reordered schema would mislabel every image)."""
-    from .model import CODEBOOKS_KEY
+    from .model import CODEBOOKS_KEY, TRUST_KEY
 
     path = resolve_checkpoint(path)
-    hparams, state, record = _read(path)
+    hparams, state, record, trust = _read(path)
     if not isinstance(hparams, dict) or not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {path}: its hyperparameters and weights must be mappings, got "
                               f"{type(hparams).__name__} and {type(state).__name__}")
@@ -156,7 +162,7 @@ def load_model(path: str | os.PathLike | None = None, map_location: str | torch.
     except (TypeError, ValueError, AttributeError) as e:
         raise CheckpointError(f"checkpoint {path}: its hyperparameters do not build a model ({e})") from None
     try:
-        model.on_load_checkpoint({"state_dict": state, CODEBOOKS_KEY: record})
+        model.on_load_checkpoint({"state_dict": state, CODEBOOKS_KEY: record, TRUST_KEY: trust})
         missing, unexpected = model.load_state_dict(state, strict=False)
     except (RuntimeError, ValueError) as e:
         raise CheckpointError(f"checkpoint {path}: {str(e).splitlines()[0]}") from None

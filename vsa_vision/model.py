@@ -17,7 +17,6 @@ explain, so while the encoder is poor (the previous validation's mean cosine to 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -41,6 +40,7 @@ SCHEDULES = ("onecycle", "cosine", "constant")
 DEFAULT_TEST_METHODS = ("diffusion", "resonator", "attention_resonator", "stochastic_resonator", "brute_force")
 CODEBOOKS_KEY = "vsa_vision_codebooks"  # a Lightning checkpoint's record of its codebooks (codebook_record)
 VAL_COS_KEY = "vsa_vision_last_val_cos"  # the last validation's mean cosine, which picks the validation decoder
+TRUST_KEY = "vsa_vision_trust"  # a checkpoint's fitted abstention and calibration rules (vsa_vision.trust)
 
 
 def schema_codebooks(schema: Schema, dim: int, seed: int = 0) -> Codebooks:
@@ -155,6 +155,12 @@ class VSAModel(pl.LightningModule):
         silhouette: give the encoder the objects' filled silhouette (the same for an outlined and a
             filled shape) and the holes inside it (only outlined shapes have them) as two more input
             channels, so that shape and fill generalise to unseen shape x fill combinations.
+        denoise_masks: compute those channels from a denoised image (a 3 x 3 median and a light blur;
+            :func:`~vsa_vision.encoder.object_masks`), for encoders meant to read noisy and compressed
+            images; checkpoints trained without it keep the plain masks.
+        init_from: a checkpoint (path or shipped name) whose weights start a fit (fine-tuning: the
+            optimiser and schedule start afresh, unlike ``--ckpt_path``); its schema, dimension and
+            codebooks must be this model's. Read at the start of ``fit`` only.
     """
 
     def __init__(self, schema: str | dict[str, Any] = "default", dim: int = 1024, codebook_seed: int = 0,
@@ -165,7 +171,8 @@ class VSAModel(pl.LightningModule):
                  method_options: dict[str, Any] | None = None,
                  test_methods: Sequence[str] = DEFAULT_TEST_METHODS, channels_last: bool = True,
                  heldout_method: str = "brute_force", silhouette: bool = False,
-                 val_head_cos: float | None = 0.9, early_val_method: str = "brute_force") -> None:
+                 val_head_cos: float | None = 0.9, early_val_method: str = "brute_force",
+                 denoise_masks: bool = False, init_from: str | None = None) -> None:
         super().__init__()
         self.schema = load_schema(schema)
         check_choice("loss", loss, LOSSES)
@@ -183,7 +190,7 @@ class VSAModel(pl.LightningModule):
         _register_codebooks(self, cb.tensors)
         self.encoder = Encoder(dim=dim, num_factors=cb.num_factors, backbone=backbone, head=head,
                                image_size=self.schema.image_size, width=width, features=features, norm=norm,
-                               silhouette=silhouette)
+                               silhouette=silhouette, denoise_masks=denoise_masks)
         if channels_last:
             self.encoder = self.encoder.to(memory_format=torch.channels_last)
         self._heads: dict[str, Any] = {}
@@ -192,6 +199,8 @@ class VSAModel(pl.LightningModule):
         self.last_val_cos: float | None = None  # the previous validation's mean cosine to the target
         self._val_cos = torch.zeros(2, dtype=torch.float64)  # this validation's sum of cosines, count
         self._val_by_head = False
+        #: the fitted rules of known / probability (:func:`vsa_vision.trust_fit.fit_trust`), or None
+        self.trust: dict[str, Any] | None = None
 
     # -- codebooks and heads -------------------------------------------------------------------
 
@@ -280,12 +289,29 @@ class VSAModel(pl.LightningModule):
     # -- Lightning hooks -----------------------------------------------------------------------
 
     def setup(self, stage: str) -> None:
+        if stage == "fit" and self.hparams.get("init_from") and not getattr(self, "_initialised", False):
+            self._init_weights(self.hparams.init_from)
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         other = getattr(dm, "schema", None)
         if isinstance(other, Schema) and other.to_dict() != self.schema.to_dict():
             raise ValueError(f"the data's schema {other.name!r} ({dict(zip(other.names, other.sizes))}) does not "
                              f"match the model's {self.schema.name!r} "
                              f"({dict(zip(self.schema.names, self.schema.sizes))})")
+
+    def _init_weights(self, source: str) -> None:
+        """Start from the weights of checkpoint ``source`` (see ``init_from``)."""
+        from .checkpoint import load_model
+
+        other = load_model(source)
+        if type(other) is not type(self) or other.schema.to_dict() != self.schema.to_dict():
+            raise ValueError(f"init_from {source!r}: a {type(other).__name__} of schema {other.schema.name!r}, "
+                             f"not a {type(self).__name__} of {self.schema.name!r}")
+        check_codebook_record(codebook_record(other.codebooks), self.codebooks)
+        missing, unexpected = self.load_state_dict(other.state_dict(), strict=False)
+        if missing or unexpected:
+            raise ValueError(f"init_from {source!r}: its weights do not fit this model (missing {missing[:3]}, "
+                             f"unexpected {unexpected[:3]})")
+        self._initialised = True
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("state_dict", {})
@@ -301,9 +327,13 @@ class VSAModel(pl.LightningModule):
 
         if checkpoint.get(VAL_COS_KEY) is not None:
             self.last_val_cos = float(checkpoint[VAL_COS_KEY])
+        if checkpoint.get(TRUST_KEY) is not None:
+            self.trust = dict(checkpoint[TRUST_KEY])
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CODEBOOKS_KEY] = codebook_record(self.codebooks)
+        if self.trust is not None:
+            checkpoint[TRUST_KEY] = self.trust
         checkpoint[VAL_COS_KEY] = self.last_val_cos  # a resumed run picks the same validation decoder
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
@@ -323,7 +353,7 @@ class VSAModel(pl.LightningModule):
             torch.cuda.synchronize()
         dt = time.perf_counter() - t0
         hit = res.indices.to(labels.device) == labels
-        return {"hit": hit, "seconds": dt}
+        return {"hit": hit, "seconds": dt, "indices": res.indices}
 
     def val_uses_head(self) -> bool:
         """Whether this validation decodes with the head: not in the sanity check, and once the
@@ -391,8 +421,13 @@ class VSAModel(pl.LightningModule):
             acc["factor"] += r["hit"].sum(0).cpu()
             acc["seconds"] += r["seconds"]
             acc["cos"] += float(cos.sum())
+            if method == self.hparams.method:  # the model's own head: kept for the per-attribute metrics
+                acc.setdefault("decoded", []).append(r["indices"].cpu())
+                acc.setdefault("truth", []).append(labels.cpu())
 
     def on_test_epoch_end(self) -> None:
+        from .metrics import attribute_metrics
+
         names = self.test_split_names()
         report: dict[str, Any] = {"schema": self.schema.name, "dim": self.hparams.dim,
                                   "iterations": self.hparams.iterations, "splits": {}}
@@ -409,6 +444,9 @@ class VSAModel(pl.LightningModule):
                    "acc": {f: float(v) / n for f, v in zip(self.factor_names, vals[2:])},
                    "mean_cos": float(extra[1]) / n, "decode_ms_per_image": 1e3 * float(extra[0]) / n}
             report["splits"].setdefault(split, {})[method] = row
+            if acc.get("decoded") and self.trainer.world_size == 1:
+                report.setdefault("attributes", {}).setdefault(split, {})[method] = attribute_metrics(
+                    torch.cat(acc["decoded"]), torch.cat(acc["truth"]), self.schema.factors())
             key = f"test_{split}/{method}"
             self.log(f"{key}/acc_all", row["acc_all"], add_dataloader_idx=False)
         self.test_report = report
@@ -434,42 +472,3 @@ class VSAModel(pl.LightningModule):
         else:
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-
-def format_report(report: Mapping[str, Any]) -> str:
-    """The test report as a Markdown table: one row per split x head."""
-    if any("acc_count" in row for methods in report["splits"].values() for row in methods.values()):
-        return _format_set_report(report)
-    factors = None
-    lines = []
-    for split, methods in report["splits"].items():
-        for method, row in methods.items():
-            if factors is None:
-                factors = list(row["acc"])
-                lines.append("| split | head | images | all attributes | " + " | ".join(factors)
-                             + " | mean cos | decode ms/image |")
-                lines.append("| --- | --- | ---: | ---: | " + " | ".join("---:" for _ in factors) + " | ---: | ---: |")
-            lines.append(f"| {split} | {method} | {row['images']} | {100 * row['acc_all']:.2f}% | "
-                         + " | ".join(f"{100 * row['acc'][f]:.2f}" for f in factors)
-                         + f" | {row['mean_cos']:.3f} | {row['decode_ms_per_image']:.2f} |")
-    return "\n".join(lines)
-
-
-def _format_set_report(report: Mapping[str, Any]) -> str:
-    """The test report of a model of several objects: scenes with every object right, by count."""
-    counts = sorted({m for methods in report["splits"].values() for row in methods.values()
-                     for m in row["acc_by_objects"]}, key=int)
-    lines = ["| split | head | images | every object right | count right | "
-             + " | ".join(f"{m} object{'s' if m != '1' else ''}" for m in counts) + " | mean cos | decode ms/image |",
-             "| --- | --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in counts) + " | ---: | ---: |"]
-    for split, methods in report["splits"].items():
-        for method, row in methods.items():
-            by = [f"{100 * row['acc_by_objects'][m]:.2f}" if m in row["acc_by_objects"] else "" for m in counts]
-            lines.append(f"| {split} | {method} | {row['images']} | {100 * row['acc_all']:.2f}% | "
-                         f"{100 * row['acc_count']:.2f}% | " + " | ".join(by)
-                         + f" | {row['mean_cos']:.3f} | {row['decode_ms_per_image']:.2f} |")
-    return "\n".join(lines)
-
-
-def report_json(report: Mapping[str, Any]) -> str:
-    return json.dumps(report, indent=2) + "\n"

@@ -44,12 +44,12 @@ class GridSlotEncoder(nn.Module):
 
     def __init__(self, dim: int, sizes: Sequence[int], x_factor: int, y_factor: int, image_size: int = 96,
                  width: int = 32, features: int = 256, norm: str = "group", silhouette: bool = True,
-                 hidden: int = 256, cell_stage: int = 3) -> None:
+                 hidden: int = 256, cell_stage: int = 3, denoise_masks: bool = False) -> None:
         super().__init__()
         self.dim, self.sizes, self.kx, self.ky = dim, tuple(sizes), x_factor, y_factor
         self.nx, self.ny = sizes[x_factor], sizes[y_factor]
         self.slots = self.nx * self.ny
-        self.silhouette = bool(silhouette)
+        self.silhouette, self.denoise_masks = bool(silhouette), bool(denoise_masks)
         self.backbone = SmallCNN(image_size=image_size, width=width, features=features, norm=norm,
                                  in_channels=5 if self.silhouette else 3)
         self.cell_stage = cell_stage
@@ -64,7 +64,7 @@ class GridSlotEncoder(nn.Module):
 
     def _input(self, x: Tensor) -> Tensor:
         if self.silhouette:
-            x = torch.cat([x, *object_masks(x)], 1)
+            x = torch.cat([x, *object_masks(x, denoise=self.denoise_masks)], 1)
         return (x - 0.5) * 4.0
 
     def cells(self, labels: Tensor) -> Tensor:
@@ -121,13 +121,14 @@ class MultiVSAModel(VSAModel):
                  test_methods: Sequence[str] = DEFAULT_TEST_METHODS, channels_last: bool = True,
                  heldout_method: str = "brute_force", silhouette: bool = True, val_head_cos: float | None = 0.9,
                  early_val_method: str = "brute_force", slot_hidden: int = 256, presence_weight: float = 1.0,
-                 mse_weight: float = 1.0) -> None:
+                 mse_weight: float = 1.0, denoise_masks: bool = False, init_from: str | None = None) -> None:
         super().__init__(schema=schema, dim=dim, codebook_seed=codebook_seed, backbone=backbone, head="factorised",
                          width=width, features=features, norm=norm, loss="factor_contrastive",
                          temperature=temperature, lr=lr, weight_decay=weight_decay, schedule=schedule, method=method,
                          iterations=iterations, method_options=method_options, test_methods=test_methods,
                          channels_last=channels_last, heldout_method=heldout_method, silhouette=silhouette,
-                         val_head_cos=val_head_cos, early_val_method=early_val_method)
+                         val_head_cos=val_head_cos, early_val_method=early_val_method,
+                         denoise_masks=denoise_masks, init_from=init_from)
         if self.schema.max_objects < 2:
             raise ValueError(f"schema {self.schema.name!r}: one object a scene; use VSAModel")
         self.save_hyperparameters()
@@ -140,7 +141,7 @@ class MultiVSAModel(VSAModel):
             raise ValueError(f"schema {self.schema.name!r}: the slots follow the position grid; it needs x and y")
         self.encoder = GridSlotEncoder(dim=dim, sizes=self.schema.sizes, x_factor=kx, y_factor=ky,
                                        image_size=self.schema.image_size, width=width, features=features, norm=norm,
-                                       silhouette=silhouette, hidden=slot_hidden)
+                                       silhouette=silhouette, hidden=slot_hidden, denoise_masks=denoise_masks)
         if channels_last:
             self.encoder = self.encoder.to(memory_format=torch.channels_last)
 

@@ -55,6 +55,17 @@ class Recognition:
     #: leave of the encoder's vector)
     objects: list[dict[str, str]] = field(default_factory=list)
     object_confidence: list[float] = field(default_factory=list)
+    #: whether the input is a scene of the model's schema, by the rule fitted into the checkpoint
+    #: (:mod:`vsa_vision.trust`); False for a blank frame, noise, a photograph, an inverted image, an
+    #: object of a kind the schema lacks, too many objects. ``labels`` are given either way.
+    known: bool = True
+    #: the calibrated probability that the whole answer is right (every attribute; for several
+    #: objects, every object and the count); None for a checkpoint without fitted rules
+    probability: float | None = None
+    #: per attribute, the calibrated probability that its value is right (one object a scene)
+    attribute_probability: dict[str, float] = field(default_factory=dict)
+    #: per object (in ``objects`` order), the calibrated probability that it is one of the scene's
+    object_probability: list[float] = field(default_factory=list)
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -249,7 +260,8 @@ class Pipeline:
         time: a tensor, PIL images, or an iterator of PIL images (shrunk one batch at a time)."""
         recs: list[Recognition] = []
         for x in self.batches(images, batch_size):
-            recs.extend(self._records(self.decode(self.encode(x, batch_size=batch_size), method)))
+            q = self.encode(x, batch_size=batch_size)
+            recs.extend(self._records(self.decode(q, method), x, q))
         return recs
 
     def recognize_files(self, paths: Iterable[str | os.PathLike], method: str | None = None,
@@ -276,7 +288,8 @@ class Pipeline:
 
         recs = []
         for x in _batched(shrunk(), batch_size):
-            recs.extend(self._records(self.decode(self.encode(x, batch_size=batch_size), method)))
+            q = self.encode(x, batch_size=batch_size)
+            recs.extend(self._records(self.decode(q, method), x, q))
         return list(zip(good, recs)), errors
 
     # -- editing ------------------------------------------------------------------------------------
@@ -370,15 +383,41 @@ class Pipeline:
         return Edit(labels=rec.labels, confidence=rec.confidence, image=self.render(rec.objects), before=before,
                     vector=edited.cpu(), changes=dict(changes), objects=rec.objects)
 
-    def _records(self, res: Decomposition | SetDecomposition) -> list[Recognition]:
-        if isinstance(res, SetDecomposition):
-            return self._set_records(res)
+    def _records(self, res: Decomposition | SetDecomposition, images: Tensor | None = None,
+                 q: Tensor | None = None) -> list[Recognition]:
+        """Recognitions of a decomposition; with the images and vectors it came from, the model's
+        trust rule adds ``known`` and the probabilities."""
+        recs = self._set_records(res) if isinstance(res, SetDecomposition) else self._object_records(res)
+        if images is not None and q is not None:
+            self._add_trust(recs, res, images, q)
+        return recs
+
+    def _object_records(self, res: Decomposition) -> list[Recognition]:
         names = self.codebooks.names
         conf = res.confidence.clamp(0, 1).cpu().tolist()
         sim = res.similarity.cpu().tolist()
         return [Recognition(labels=lab, confidence=dict(zip(names, c)), indices=idx, similarity=s, objects=[lab],
                             object_confidence=[min(c)])
                 for lab, c, idx, s in zip(res.labels, conf, res.indices.cpu().tolist(), sim)]
+
+    def _add_trust(self, recs: list[Recognition], res: Decomposition | SetDecomposition, images: Tensor,
+                   q: Tensor) -> None:
+        from .scenes.objects import object_order
+        from .trust import assess
+
+        judged = assess(self.model, images, q, res)
+        names = self.codebooks.names
+        for i, rec in enumerate(recs):
+            rec.known = bool(judged["known"][i])
+            if judged["probability"] is not None:
+                rec.probability = float(judged["probability"][i])
+            if judged["attribute_probability"] is not None:
+                rec.attribute_probability = dict(zip(names, judged["attribute_probability"][i].tolist()))
+                rec.object_probability = [rec.probability] if rec.probability is not None else []
+            if judged["object_probability"] is not None:
+                found = res.objects[i]
+                order = object_order(self.schema, found.cpu().numpy()) if len(found) else []
+                rec.object_probability = judged["object_probability"][i][list(order)].tolist()
 
     def _set_records(self, res: SetDecomposition) -> list[Recognition]:
         """Recognitions of sets of objects, each ordered by position (``y``, then ``x``)."""

@@ -19,7 +19,8 @@ from torch.utils.data import Dataset
 
 from .checkpoint import export_model, model_class
 from .io import atomic_write
-from .model import VSAModel, format_report, report_json
+from .metrics import format_report, report_json
+from .model import VSAModel
 from .scenes.datamodule import SceneDataModule
 
 

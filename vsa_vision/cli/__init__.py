@@ -26,7 +26,7 @@ __all__ = ["main", "build_parser", "default_methods", "DEFAULT_METHODS", "PORTFO
            "EXIT_OK", "EXIT_SOME_FAILED", "EXIT_USAGE", "EXIT_INTERNAL", "EXIT_INTERRUPTED"]
 
 #: the modules of ``vsa_vision.cli`` that register commands, in the order of ``vsa-vision --help``
-COMMANDS = ("vision", "decompose_demo", "bench", "data", "tune")
+COMMANDS = ("vision", "calibrate", "decompose_demo", "bench", "data", "tune")
 
 
 #: exit codes: everything done; some inputs failed (e.g. unreadable images skipped); a usage or input error

@@ -56,6 +56,9 @@ def register(sub) -> None:
     add_checkpoint(r)
     add_head(r)
     r.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    r.add_argument("--allow-unknown", dest="allow_unknown", action="store_true",
+                   help="exit 0 even when some inputs are no scene of the model's schema (marked unknown); by "
+                        "default such inputs make the exit status 1")
     r.add_argument("--batch-size", dest="batch_size", type=positive, default=256)
     add_device(r)
     r.set_defaults(func=cmd_recognize)
@@ -126,15 +129,30 @@ def cmd_recognize(args: argparse.Namespace) -> int:
         _print_objects(pipe, results, errors, args.json)
     elif args.json:
         out = {"method": pipe.method, "images": [
-            {"path": f, "labels": r.labels, "confidence": r.confidence, "similarity": r.similarity}
-            for f, r in results], "errors": [{"path": f, "error": msg} for f, msg in errors]}
+            {"path": f, "known": r.known, "labels": r.labels, "probability": r.probability,
+             "attribute_probability": r.attribute_probability, "confidence": r.confidence,
+             "similarity": r.similarity} for f, r in results],
+            "errors": [{"path": f, "error": msg} for f, msg in errors]}
         print(json.dumps(out, indent=2))
     else:
         width = max([len("image")] + [len(f) for f, _ in results])
-        print(f"{'image':{width}s}  " + "  ".join(f"{n:>8s}" for n in names) + "  similarity")
+        print(f"{'image':{width}s}  known  " + "  ".join(f"{n:>8s}" for n in names) + "  probability  similarity")
         for f, r in results:
-            print(f"{f:{width}s}  " + "  ".join(f"{r.labels[n]:>8s}" for n in names) + f"  {r.similarity:10.3f}")
-    return 1 if errors else 0
+            print(f"{f:{width}s}  {_known_text(r)}  " + "  ".join(f"{r.labels[n]:>8s}" for n in names)
+                  + f"  {_probability_text(r):>11s}  {r.similarity:10.3f}")
+    unknown = [f for f, r in results if not r.known]
+    if unknown:
+        print(f"vsa-vision: {len(unknown)} of {len(results)} inputs are no scene this model knows (marked "
+              f"unknown{'' if args.allow_unknown else '; --allow-unknown to exit 0 anyway'})", file=sys.stderr)
+    return 1 if errors or (unknown and not args.allow_unknown) else 0
+
+
+def _known_text(r) -> str:
+    return "  yes" if r.known else "   NO"
+
+
+def _probability_text(r) -> str:
+    return "-" if r.probability is None else f"{r.probability:.3f}"
 
 
 def _print_objects(pipe, results, errors, as_json: bool) -> None:
@@ -143,13 +161,15 @@ def _print_objects(pipe, results, errors, as_json: bool) -> None:
 
     if as_json:
         print(json.dumps({"method": pipe.method, "images": [
-            {"path": f, "objects": r.objects, "object_confidence": r.object_confidence, "similarity": r.similarity}
+            {"path": f, "known": r.known, "objects": r.objects, "probability": r.probability,
+             "object_probability": r.object_probability, "object_confidence": r.object_confidence,
+             "similarity": r.similarity}
             for f, r in results], "errors": [{"path": f, "error": msg} for f, msg in errors]}, indent=2))
         return
     width = max([len("image")] + [len(f) for f, _ in results])
-    print(f"{'image':{width}s}  objects ({' '.join(pipe.schema.names)}), ordered by position")
+    print(f"{'image':{width}s}  known  probability  objects ({' '.join(pipe.schema.names)}), ordered by position")
     for f, r in results:
-        print(f"{f:{width}s}  {_objects_text(r.objects)}")
+        print(f"{f:{width}s}  {_known_text(r)}  {_probability_text(r):>11s}  {_objects_text(r.objects)}")
 
 
 def _parse_pairs(items: list[str], flag: str, verb: str = "given") -> dict[str, str]:

@@ -1,0 +1,155 @@
+"""Abstention and calibration: foreign inputs, the features, the fitted rules, where they are stored
+and how the pipeline and the CLI report them."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from vsa_vision.scenes.dataset import RenderedScenes
+from vsa_vision.scenes.foreign import FOREIGN_KINDS, foreign_images
+from vsa_vision.trust import FEATURES, TrustRule, image_agreement
+from vsa_vision.trust_fit import evaluate_trust, expected_calibration_error, fit_trust
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    """The shipped default model with rules fitted here (exhaustive search: fast), and the record."""
+    from vsa_vision.checkpoint import load_model
+
+    model = load_model("default")
+    model.trust = fit_trust(model, method="brute_force", n_scenes=300, n_foreign=140, seed=3)
+    return model
+
+
+def test_foreign_images_are_reproducible_of_every_kind_and_refuse_unknown_kinds():
+    x, kinds = foreign_images("default", 14, seed=2)
+    assert x.dtype == torch.uint8 and x.shape == (14, 3, 64, 64)
+    assert kinds == list(FOREIGN_KINDS) * 2
+    assert torch.equal(x, foreign_images("default", 14, seed=2)[0])
+    assert not torch.equal(x, foreign_images("default", 14, seed=3)[0])
+    with pytest.raises(ValueError, match="unknown kind"):
+        foreign_images("default", 2, kinds=["fog"])
+
+
+def test_several_objects_are_more_than_the_schema_holds():
+    from scipy.ndimage import label
+
+    for schema, least in (("default", 2), ("multi", 4)):
+        x, _ = foreign_images(schema, 4, seed=1, kinds=["several"])
+        for img in x:
+            assert label(img.amax(0).numpy() > 25)[1] >= least
+
+
+def test_unknown_colours_are_far_from_the_palette():
+    from vsa_vision.scenes import load_schema
+
+    palette = np.array(load_schema("default").attributes[1].render_params(), dtype=float)
+    x, _ = foreign_images("default", 8, seed=5, kinds=["unknown_colour"])
+    for img in x:
+        pix = img.flatten(1).T.numpy().astype(float)
+        brightest = pix[pix.max(1).argmax()]
+        assert np.linalg.norm(palette - brightest, axis=1).min() > 60
+
+
+def test_image_agreement_is_one_for_the_same_image_and_low_for_a_blank():
+    x = RenderedScenes("default", 4, seed=0, split="test", cache=True)._images
+    corr, overlap, hue = image_agreement(x, x)
+    assert torch.allclose(corr, torch.ones(4), atol=1e-4) and torch.allclose(overlap, torch.ones(4))
+    assert torch.allclose(hue, torch.zeros(4), atol=1e-6)
+    corr, overlap, _ = image_agreement(torch.zeros_like(x), x)
+    assert (corr == 0).all() and (overlap == 0).all()
+    from vsa_vision.scenes.render import render_scene
+
+    scene = {"shape": "square", "size": "huge", "x": "5", "y": "5", "fill": "solid"}
+    red, green = (torch.from_numpy(np.asarray(render_scene("default", {**scene, "colour": c}))).permute(2, 0, 1)[None]
+                  for c in ("red", "green"))
+    assert image_agreement(red, green)[2].item() > 0.5  # the same shape in another colour
+
+
+def test_the_fitted_rule_knows_scenes_and_refuses_foreign_inputs(fitted):
+    rule = TrustRule(fitted.trust)
+    assert rule.features == FEATURES
+    json.dumps(fitted.trust)  # the record is plain JSON
+    report = evaluate_trust(fitted, method="brute_force", n_scenes=200, n_foreign=70, seed=11)
+    assert report["known_clean"] >= 0.99
+    assert report["unknown_foreign"] >= 0.97
+    assert report["auroc"] > 0.99
+    assert 0.0 <= report["ece"] <= 0.1
+    probs = np.array(report["reliability"]["probability"])
+    assert ((probs >= 0) & (probs <= 1)).all()
+
+
+def test_a_record_of_another_version_is_refused(fitted):
+    with pytest.raises(ValueError, match="trust record"):
+        TrustRule({**fitted.trust, "version": 99})
+
+
+def test_the_rules_travel_in_both_checkpoint_formats(fitted, tmp_path):
+    from vsa_vision.checkpoint import export_model, load_model
+
+    path = export_model(fitted, tmp_path / "m.safetensors")
+    assert load_model(path).trust == fitted.trust
+    ckpt = {"state_dict": fitted.state_dict()}
+    fitted.on_save_checkpoint(ckpt)
+    other = load_model("default")
+    other.trust = None
+    other.on_load_checkpoint(ckpt)
+    assert other.trust == fitted.trust
+
+
+def test_the_pipeline_reports_known_and_probabilities(fitted):
+    from vsa_vision import Pipeline
+
+    pipe = Pipeline(fitted, method="brute_force")
+    scenes = RenderedScenes("default", 6, seed=4, split="test", cache=True)._images
+    blank = torch.zeros(2, 3, 64, 64, dtype=torch.uint8)
+    recs = pipe.recognize(torch.cat([scenes, blank]))
+    assert [r.known for r in recs] == [True] * 6 + [False] * 2
+    for r in recs:
+        assert 0.0 <= r.probability <= 1.0
+        assert set(r.attribute_probability) == set(pipe.schema.names)
+        assert min(r.attribute_probability.values()) >= r.probability - 1e-9
+    assert min(r.probability for r in recs[:6]) > 0.9
+
+
+def test_without_fitted_rules_known_follows_the_similarity():
+    from vsa_vision import Pipeline
+    from vsa_vision.checkpoint import load_model
+
+    model = load_model("default")
+    model.trust = None
+    pipe = Pipeline(model, method="brute_force")
+    recs = pipe.recognize(torch.cat([RenderedScenes("default", 2, seed=4, split="test", cache=True)._images,
+                                     torch.zeros(1, 3, 64, 64, dtype=torch.uint8)]))
+    assert [r.known for r in recs] == [True, True, False]
+    assert all(r.probability is None for r in recs)
+
+
+def test_expected_calibration_error_of_known_cases():
+    assert expected_calibration_error(np.array([0.8] * 10), np.array([1] * 8 + [0] * 2)) == pytest.approx(0.0)
+    assert expected_calibration_error(np.array([1.0] * 4), np.array([1, 1, 0, 0])) == pytest.approx(0.5)
+
+
+def test_the_cli_marks_unknown_inputs_and_exits_1_unless_allowed(fitted, tmp_path, capsys):
+    from PIL import Image
+
+    from vsa_vision.checkpoint import export_model
+    from vsa_vision.cli import main
+    from vsa_vision.scenes.render import render_scene
+
+    ckpt = export_model(fitted, tmp_path / "m.safetensors")
+    render_scene("default", {"shape": "star", "colour": "green", "size": "large", "x": "5", "y": "6",
+                             "fill": "solid"}).save(tmp_path / "scene.png")
+    Image.new("RGB", (64, 64), (0, 0, 0)).save(tmp_path / "blank.png")
+    args = ["recognize", str(tmp_path / "scene.png"), str(tmp_path / "blank.png"), "--checkpoint", ckpt,
+            "--method", "brute_force"]
+    assert main(args + ["--json"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert [im["known"] for im in out["images"]] == [True, False]
+    assert out["images"][0]["labels"]["shape"] == "star" and out["images"][0]["probability"] > 0.9
+    assert main(args + ["--allow-unknown"]) == 0
+    table = capsys.readouterr().out
+    assert " NO " in table and " yes " in table
+    assert main(args[:2] + args[3:]) == 0

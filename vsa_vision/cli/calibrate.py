@@ -1,0 +1,72 @@
+"""``vsa-vision calibrate``: fit a checkpoint's abstention and calibration rules and write them into it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from .common import add_device, add_threads, apply_threads, positive
+from .outputs import check_file, check_folder, same_path
+from .vision import add_checkpoint, add_head, load_pipeline
+
+
+def register(sub) -> None:
+    c = sub.add_parser("calibrate", help="fit when to abstain (known) and calibrated probabilities on degraded "
+                                         "scenes and foreign inputs; write them into a checkpoint")
+    add_checkpoint(c)
+    add_head(c)
+    c.add_argument("--out", required=True, help="the checkpoint to write (.safetensors), the model with its rules")
+    c.add_argument("--scenes", type=positive, default=6000, help="calibration scenes, clean and degraded (6000)")
+    c.add_argument("--foreign", type=positive, default=3000, help="calibration foreign inputs (3000)")
+    c.add_argument("--seed", type=int, default=7, help="seed of the calibration draws (7)")
+    c.add_argument("--eval-scenes", dest="eval_scenes", type=positive, default=3000,
+                   help="fresh test scenes to measure the rules on (3000)")
+    c.add_argument("--eval-foreign", dest="eval_foreign", type=positive, default=1400,
+                   help="fresh foreign inputs to measure the rules on (1400)")
+    c.add_argument("--eval-seed", dest="eval_seed", type=int, default=101, help="seed of the measurement draws (101)")
+    c.add_argument("--report", default=None, help="also write the full measurement here (JSON)")
+    c.add_argument("--figures", default=None, metavar="PREFIX",
+                   help="write PREFIX-roc.png and PREFIX-reliability.png")
+    c.add_argument("--batch-size", dest="batch_size", type=positive, default=256)
+    add_device(c)
+    add_threads(c)
+    c.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..checkpoint import export_model
+    from ..io import atomic_write
+    from ..trust_fit import evaluate_trust, fit_trust, summary, trust_figures
+
+    if not args.out.endswith(".safetensors"):
+        raise ValueError(f"--out: expected a .safetensors path, got {args.out!r}")
+    if args.seed == args.eval_seed:
+        raise ValueError("--eval-seed: must differ from --seed (the rules are measured on fresh draws)")
+    check_file(args.out, "--out")
+    if args.report:
+        check_file(args.report, "--report")
+    if args.figures:
+        check_folder(os.path.dirname(os.path.abspath(args.figures)), "--figures")
+    if args.checkpoint and args.report and same_path(args.checkpoint, args.report):
+        raise ValueError("--report: is the input checkpoint")
+    apply_threads(args)
+    pipe = load_pipeline(args)
+    model = pipe.model
+    print(f"fitting on {args.scenes} scenes and {args.foreign} foreign inputs (seed {args.seed}) ...")
+    model.trust = fit_trust(model, method=args.method, n_scenes=args.scenes, n_foreign=args.foreign, seed=args.seed,
+                            batch_size=args.batch_size)
+    print(f"measuring on {args.eval_scenes} fresh scenes and {args.eval_foreign} foreign inputs "
+          f"(seed {args.eval_seed}) ...")
+    report = evaluate_trust(model, method=args.method, n_scenes=args.eval_scenes, n_foreign=args.eval_foreign,
+                            seed=args.eval_seed, batch_size=args.batch_size)
+    model.trust["report"] = summary(report)
+    print(json.dumps(summary(report), indent=2))
+    if args.report:
+        atomic_write(args.report, lambda f: f.write(json.dumps(report) + "\n"))
+    if args.figures:
+        trust_figures(report, f"{args.figures}-roc.png", f"{args.figures}-reliability.png",
+                      title=model.schema.name)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    print(f"wrote {export_model(model, args.out)}")
+    return 0

@@ -1,0 +1,220 @@
+"""Knowing when not to answer: whether an input is a scene of the model's schema (``known``), and the
+probability that an answer is right, from rules fitted on data and stored in the checkpoint.
+
+Every answer is described by a few numbers (:func:`trust_features`), from the encoder's vector, the
+decomposition, and the image against a fresh render of the answer (analysis by synthesis):
+
+- one object a scene: ``similarity`` (cosine of the vector to the bound answer), the smallest and
+  the mean per-factor ``margin`` (how far each chosen value leads every other value of its factor),
+  ``norm`` (the vector's length over sqrt(D)), ``render_corr`` (the correlation of the lightly blurred
+  image with the render of the answer) and ``render_overlap`` (how much of each one's silhouette the
+  other covers, within a pixel) and ``render_hue`` (how far the image's colours, as proportions of
+  red, green and blue, are from the render's inside the objects: blind to brightness and contrast);
+- several objects: ``fit`` (1 minus the residual), the smallest and mean object confidence, the
+  smallest and largest amplitude relative to the first object's, the count, ``norm`` and the same two
+  render features.
+
+:func:`fit_trust` draws a calibration set (scenes of the schema, clean and degraded at every
+severity of :mod:`~vsa_vision.scenes.degrade`, and foreign inputs of every kind of
+:mod:`~vsa_vision.scenes.foreign`), fits with scikit-learn a logistic rule for ``known`` (its threshold
+keeps 99.9% of the clean scenes) and, per answer and per attribute (per object for several), a
+logistic score calibrated by isotonic regression on a second half of the data, and returns a JSON
+record that :class:`TrustRule` evaluates with plain tensor arithmetic (no scikit-learn at inference).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .decompose import Decomposition, SetDecomposition
+from .encoder import object_masks
+
+__all__ = ["FEATURES", "SET_FEATURES", "TrustRule", "trust_features", "render_answers", "image_agreement"]
+
+FEATURES = ("similarity", "min_margin", "mean_margin", "norm", "render_corr", "render_overlap", "render_hue")
+SET_FEATURES = ("fit", "min_confidence", "mean_confidence", "min_amplitude", "max_amplitude", "count", "norm",
+                "render_corr", "render_overlap", "render_hue")
+OBJECT_FEATURES = ("confidence", "amplitude", "fit", "render_corr", "render_overlap", "render_hue")
+RECORD_VERSION = 1
+
+
+# -- features ------------------------------------------------------------------------------------
+
+
+def _blurred(x: Tensor) -> Tensor:
+    t = torch.arange(-2, 3, dtype=x.dtype, device=x.device)
+    k = torch.exp(-0.5 * t ** 2)
+    k = (k / k.sum()).repeat(x.shape[1], 1)
+    x = F.conv2d(F.pad(x, (2, 2, 0, 0), mode="replicate"), k[:, None, None, :], groups=x.shape[1])
+    return F.conv2d(F.pad(x, (0, 0, 2, 2), mode="replicate"), k[:, None, :, None], groups=x.shape[1])
+
+
+def image_agreement(images: Tensor, rendered: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``(corr, overlap, hue)`` ``[B]`` of images against renders of the answers (both ``uint8 [B, 3, H, W]``):
+    the Pearson correlation of the blurred (sigma 1 px) images over every pixel and channel (0 when
+    either is flat); the fraction of each silhouette (denoised masks) within one pixel of the
+    other's, summed over both and divided by both areas (1: the same objects in the same places); and
+    the mean, over the image's silhouette, of the L1 distance between the colour proportions
+    ``rgb / (r + g + b)`` of the blurred image and of the render (0: the same colours)."""
+    a_img, b_img = _blurred(images.float() / 255.0), _blurred(rendered.float() / 255.0)
+    a, b = a_img.flatten(1), b_img.flatten(1)
+    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+    den = (a.norm(dim=1) * b.norm(dim=1))
+    corr = torch.where(den > 1e-6, (a * b).sum(1) / den.clamp_min(1e-6), torch.zeros_like(den))
+    ma = object_masks(images.float() / 255.0, denoise=True)[0]
+    mb = object_masks(rendered.float() / 255.0, denoise=True)[0]
+    da, db = F.max_pool2d(ma, 3, 1, 1), F.max_pool2d(mb, 3, 1, 1)
+    covered = (ma * db).flatten(1).sum(1) + (mb * da).flatten(1).sum(1)
+    area = ma.flatten(1).sum(1) + mb.flatten(1).sum(1)
+    overlap = torch.where(area > 0, covered / area.clamp_min(1.0), torch.ones_like(area))
+    pa = a_img / a_img.sum(1, keepdim=True).clamp_min(0.05)
+    pb = b_img / b_img.sum(1, keepdim=True).clamp_min(0.05)
+    inside = ma.flatten(1).sum(1)
+    hue = ((pa - pb).abs().sum(1, keepdim=True) * ma).flatten(1).sum(1) / inside.clamp_min(1.0)
+    return corr, overlap, hue
+
+
+def render_answers(schema, res: Decomposition | SetDecomposition) -> Tensor:
+    """The answers drawn by the schema's renderer (standard nuisances): ``uint8 [B, 3, H, W]``."""
+    from .scenes.render import Renderer
+
+    renderer = Renderer(schema)
+    if isinstance(res, SetDecomposition):
+        arrays = [renderer.render_objects(o.cpu().tolist()) for o in res.objects]
+        return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    arrays = renderer.render_batch(res.indices.cpu().numpy())
+    return torch.from_numpy(arrays).permute(0, 3, 1, 2).contiguous()
+
+
+def _amplitudes(res: SetDecomposition) -> tuple[Tensor, Tensor]:
+    lo, hi = [], []
+    for a in res.amplitude:
+        rel = a.abs() / a.abs()[0].clamp_min(1e-6) if len(a) else torch.zeros(1)
+        lo.append(float(rel.min()))
+        hi.append(float(rel.max()))
+    return torch.tensor(lo, dtype=torch.float64), torch.tensor(hi, dtype=torch.float64)
+
+
+def trust_features(schema, images: Tensor, q: Tensor, res: Decomposition | SetDecomposition) -> Tensor:
+    """The features of :data:`FEATURES` (one object a scene) or :data:`SET_FEATURES` (several),
+    ``float64 [B, F]``, for ``uint8`` images, the encoder's vectors ``q`` and their decomposition."""
+    corr, overlap, hue = image_agreement(images.cpu(), render_answers(schema, res))
+    norm = (q.detach().double().norm(dim=-1) / math.sqrt(q.shape[-1])).cpu()
+    if isinstance(res, SetDecomposition):
+        conf = [c.double().cpu() for c in res.confidence]
+        cmin = torch.tensor([float(c.min()) if len(c) else 0.0 for c in conf], dtype=torch.float64)
+        cmean = torch.tensor([float(c.mean()) if len(c) else 0.0 for c in conf], dtype=torch.float64)
+        alo, ahi = _amplitudes(res)
+        cols = [1 - res.residual.double().cpu(), cmin, cmean, alo, ahi, res.counts.double().cpu(), norm,
+                corr.double(), overlap.double(), hue.double()]
+    else:
+        margin = res.margin.double().cpu()
+        cols = [res.similarity.double().cpu(), margin.min(1).values, margin.mean(1), norm, corr.double(),
+                overlap.double(), hue.double()]
+    return torch.stack(cols, 1)
+
+
+def object_features(res: SetDecomposition, scene_features: Tensor) -> list[Tensor]:
+    """Per scene, ``float64 [m, 6]`` features of each found object (:data:`OBJECT_FEATURES`)."""
+    out = []
+    for c, a, f in zip(res.confidence, res.amplitude, scene_features):
+        rel = a.double().cpu().abs() / a.double().cpu().abs()[0].clamp_min(1e-6) if len(a) else a.double().cpu()
+        rest = f[[0, 7, 8, 9]].expand(len(c), 4)
+        out.append(torch.cat([c.double().cpu()[:, None], rel[:, None], rest], 1))
+    return out
+
+
+# -- the fitted rule -----------------------------------------------------------------------------
+
+
+def _logit(part: Mapping[str, Any], x: Tensor) -> Tensor:
+    mean, scale = torch.tensor(part["mean"], dtype=torch.float64), torch.tensor(part["scale"], dtype=torch.float64)
+    coef = torch.tensor(part["coef"], dtype=torch.float64)
+    return ((x - mean) / scale) @ coef + float(part["intercept"])
+
+
+def _interp(x: Tensor, xs: Sequence[float], ys: Sequence[float]) -> Tensor:
+    """The isotonic map: piecewise linear through (xs, ys), constant outside."""
+    return torch.from_numpy(np.interp(x.numpy(), np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64)))
+
+
+def _calibrated(part: Mapping[str, Any], x: Tensor) -> Tensor:
+    return _interp(_logit(part, x), part["iso_x"], part["iso_y"]).clamp(0.0, 1.0)
+
+
+class TrustRule:
+    """A fitted record (from :func:`vsa_vision.trust_fit.fit_trust`, stored in the checkpoint) evaluated
+    on features: :meth:`known`, :meth:`probability`, :meth:`attribute_probability` (one object a
+    scene) and :meth:`object_probability` (several)."""
+
+    def __init__(self, record: Mapping[str, Any]) -> None:
+        if not isinstance(record, Mapping) or record.get("version") != RECORD_VERSION or "known" not in record:
+            raise ValueError("trust record: not a record this version of vsa_vision reads (refit it with "
+                             "'vsa-vision calibrate')")
+        self.record = dict(record)
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return tuple(self.record["features"])
+
+    def known_score(self, x: Tensor) -> Tensor:
+        """The logit of the input being a scene of the schema ``[B]``."""
+        return _logit(self.record["known"], x)
+
+    def known(self, x: Tensor) -> Tensor:
+        return self.known_score(x) >= float(self.record["known"]["threshold"])
+
+    def probability(self, x: Tensor) -> Tensor:
+        """The calibrated probability that the whole answer is right ``[B]``."""
+        return _calibrated(self.record["probability"], x)
+
+    def attribute_probability(self, x: Tensor, margins: Tensor) -> Tensor:
+        """Per attribute, the calibrated probability that its value is right ``[B, K]``."""
+        cols = []
+        for k, part in enumerate(self.record["attributes"]):
+            cols.append(_calibrated(part, torch.cat([margins[:, k:k + 1].double().cpu(), x], 1)))
+        return torch.stack(cols, 1)
+
+    def object_probability(self, objects: Sequence[Tensor]) -> list[Tensor]:
+        """Per scene, the calibrated probability that each found object is one of the scene's ``[m]``."""
+        part = self.record["objects"]
+        return [_calibrated(part, f) if len(f) else torch.zeros(0, dtype=torch.float64) for f in objects]
+
+
+FALLBACK_SIMILARITY = 0.5  # without a fitted rule: known when the answer explains this much of the vector
+
+
+def _uint8(images: Tensor) -> Tensor:
+    return images if images.dtype == torch.uint8 else (images.float().clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def assess(model, images: Tensor, q: Tensor, res: Decomposition | SetDecomposition) -> dict[str, Any]:
+    """What the model's rule says of each answer: ``known`` ``[B]`` bool, ``probability`` ``[B]`` (None
+    without a fitted rule), ``attribute_probability`` ``[B, K]`` (one object a scene) and
+    ``object_probability`` (several: one ``[m]`` tensor per scene). A model without a fitted rule
+    calls an answer known when it explains at least half of the vector (similarity, or 1 minus the
+    residual, >= :data:`FALLBACK_SIMILARITY`) and gives no probabilities."""
+    sets = isinstance(res, SetDecomposition)
+    record = getattr(model, "trust", None)
+    if record is None:
+        fit = (1 - res.residual) if sets else res.similarity
+        return {"known": (fit.detach().cpu() >= FALLBACK_SIMILARITY), "probability": None,
+                "attribute_probability": None, "object_probability": None}
+    rule = TrustRule(record)
+    x = trust_features(model.schema, _uint8(images.cpu()), q, res)
+    out: dict[str, Any] = {"known": rule.known(x), "probability": rule.probability(x),
+                           "attribute_probability": None, "object_probability": None}
+    if sets:
+        out["object_probability"] = rule.object_probability(object_features(res, x))
+    else:
+        # every attribute is right when the whole answer is: an attribute is never less likely than the whole
+        out["attribute_probability"] = torch.maximum(rule.attribute_probability(x, res.margin),
+                                                     out["probability"][:, None])
+    return out

@@ -1,0 +1,272 @@
+"""Fitting and measuring the rules of :mod:`vsa_vision.trust` with scikit-learn.
+
+:func:`fit_trust` returns the JSON record a checkpoint stores; :func:`evaluate_trust` measures a
+fitted model on fresh draws (another seed): the share of clean and degraded scenes it calls known,
+the share of foreign inputs of each kind it calls unknown, ROC / AUROC, and the expected calibration
+error of its probabilities with the data of a reliability diagram.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .checks import check_int
+from .decompose import SetDecomposition
+from .scenes.dataset import RenderedScenes
+from .scenes.degrade import CORRUPTIONS, SEVERITIES, apply
+from .scenes.foreign import FOREIGN_KINDS, foreign_images
+from .trust import FEATURES, OBJECT_FEATURES, RECORD_VERSION, SET_FEATURES, TrustRule, object_features, trust_features
+
+__all__ = ["calibration_set", "measure", "fit_trust", "evaluate_trust", "expected_calibration_error"]
+
+CLEAN_SHARE = 0.25  # of the calibration scenes, the share left clean; the rest spread over corruption x severity
+
+
+def degrade_mixed(images: Tensor, seed: int, clean_share: float = CLEAN_SHARE) -> tuple[Tensor, list[str]]:
+    """Each image clean (``clean_share``) or with one corruption at one severity, evenly spread;
+    returns the images and each one's condition (``"clean"`` or ``"<corruption>-<severity>"``)."""
+    g = torch.Generator().manual_seed(int(seed))
+    n = images.shape[0]
+    conditions = [(k, s) for k in CORRUPTIONS for s in range(1, 6)]
+    clean = torch.rand(n, generator=g) < clean_share
+    pick = torch.randint(len(conditions), (n,), generator=g)
+    out, names = images.clone(), ["clean"] * n
+    for j, (kind, sev) in enumerate(conditions):
+        rows = torch.nonzero(~clean & (pick == j)).flatten()
+        if len(rows):
+            out[rows] = apply(images[rows], kind, torch.tensor(SEVERITIES[kind][sev - 1]), generator=g)
+            for r in rows.tolist():
+                names[r] = f"{kind}-{sev}"
+    return out, names
+
+
+def calibration_set(schema, n_scenes: int, n_foreign: int, seed: int) -> dict[str, Any]:
+    """Scenes of the schema (val split, degraded by :func:`degrade_mixed`) and foreign inputs."""
+    scenes = RenderedScenes(schema, n_scenes, seed=seed, split="val", cache=True)
+    images, conditions = degrade_mixed(scenes._images, seed)
+    foreign, kinds = foreign_images(schema, n_foreign, seed=seed)
+    return {"images": images, "labels": scenes.indices, "conditions": conditions, "foreign": foreign,
+            "foreign_kinds": kinds}
+
+
+@torch.inference_mode()
+def measure(model, images: Tensor, method: str | None = None, batch_size: int = 256) -> dict[str, Any]:
+    """Encode and decode ``images`` in batches: ``{"q", "res" (one per batch), "features"}``."""
+    qs, results, feats = [], [], []
+    device = model.device
+    for i in range(0, len(images), batch_size):
+        x = images[i:i + batch_size]
+        q = model(x.to(device))
+        res = model.decode(q, method)
+        qs.append(q.cpu())
+        results.append(res)
+        feats.append(trust_features(model.schema, x, q, res))
+    return {"q": torch.cat(qs), "res": results, "features": torch.cat(feats)}
+
+
+def _right(results: Sequence[Any], labels: Tensor) -> tuple[Tensor, Tensor | None, list[Tensor] | None]:
+    """(whole answer right ``[B]``, per attribute ``[B, K]`` or None, per found object or None)."""
+    if isinstance(results[0], SetDecomposition):
+        whole, per_object, start = [], [], 0
+        for res in results:
+            lab = labels[start:start + len(res)]
+            start += len(res)
+            truth = [row[(row >= 0).all(-1)] for row in lab]
+            whole.append(res.hits(truth)[0])
+            for found, t in zip(res.objects, truth):
+                per_object.append((found.cpu()[:, None, :] == t[None]).all(-1).any(-1) if len(found)
+                                  else torch.zeros(0, dtype=torch.bool))
+        return torch.cat(whole), None, per_object
+    idx = torch.cat([r.indices.cpu() for r in results])
+    return (idx == labels).all(1), idx == labels, None
+
+
+def _standardise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean, scale = x.mean(0), x.std(0)
+    return mean, np.where(scale > 1e-9, scale, 1.0)
+
+
+def _logistic(x: np.ndarray, y: np.ndarray, balanced: bool = False) -> dict[str, Any]:
+    from sklearn.linear_model import LogisticRegression
+
+    mean, scale = _standardise(x)
+    if len(np.unique(y)) < 2:  # one class only: a constant rule
+        return {"mean": mean.tolist(), "scale": scale.tolist(), "coef": [0.0] * x.shape[1],
+                "intercept": 8.0 if y.all() else -8.0}
+    lr = LogisticRegression(C=1.0, max_iter=2000, class_weight="balanced" if balanced else None)
+    lr.fit((x - mean) / scale, y)
+    return {"mean": mean.tolist(), "scale": scale.tolist(), "coef": lr.coef_[0].tolist(),
+            "intercept": float(lr.intercept_[0])}
+
+
+def _calibrate(part: dict[str, Any], x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    """Isotonic regression of ``y`` on the rule's logit (scikit-learn), stored as its breakpoints."""
+    from sklearn.isotonic import IsotonicRegression
+
+    from .trust import _logit
+
+    z = _logit(part, torch.from_numpy(x)).numpy()
+    iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(z, y.astype(np.float64))
+    return {**part, "iso_x": iso.X_thresholds_.tolist(), "iso_y": iso.y_thresholds_.tolist()}
+
+
+def _fit_calibrated(x: np.ndarray, y: np.ndarray, half: np.ndarray) -> dict[str, Any]:
+    return _calibrate(_logistic(x[half], y[half]), x[~half], y[~half])
+
+
+def fit_trust(model, method: str | None = None, n_scenes: int = 6000, n_foreign: int = 3000, seed: int = 7,
+              batch_size: int = 256, clean_keep: float = 0.999) -> dict[str, Any]:
+    """Fit the rules of :class:`~vsa_vision.trust.TrustRule` for ``model`` (a ``VSAModel`` or
+    ``MultiVSAModel``) with its head ``method``; returns the record to store in the checkpoint.
+
+    Half the draws fit the logistic rules, the other half calibrates them (isotonic) and sets the
+    threshold of ``known`` (:func:`_threshold`)."""
+    n_scenes, n_foreign = check_int("n_scenes", n_scenes, 100), check_int("n_foreign", n_foreign, 50)
+    data = calibration_set(model.schema, n_scenes, n_foreign, seed)
+    scenes = measure(model, data["images"], method, batch_size)
+    foreign = measure(model, data["foreign"], method, batch_size)
+    xs, xf = scenes["features"].numpy(), foreign["features"].numpy()
+    rng = np.random.default_rng(seed)
+    half_s, half_f = rng.random(len(xs)) < 0.5, rng.random(len(xf)) < 0.5
+    x_known = np.concatenate([xs[half_s], xf[half_f]])
+    y_known = np.concatenate([np.ones(half_s.sum()), np.zeros(half_f.sum())])
+    known = _logistic(x_known, y_known, balanced=True)
+    from .trust import _logit
+
+    clean = np.array([c == "clean" for c in data["conditions"]])
+    known.update(_threshold(_logit(known, torch.from_numpy(xs[~half_s & clean])).numpy(),
+                            _logit(known, torch.from_numpy(xf[~half_f])).numpy(), clean_keep))
+    whole, per_attr, per_object = _right(scenes["res"], data["labels"])
+    record: dict[str, Any] = {
+        "version": RECORD_VERSION, "method": method or model.hparams.method, "seed": int(seed),
+        "n_scenes": n_scenes, "n_foreign": n_foreign,
+        "features": list(SET_FEATURES if per_object is not None else FEATURES),
+        "known": known, "probability": _fit_calibrated(xs, whole.numpy(), half_s)}
+    if per_attr is not None:
+        margins = torch.cat([r.margin.double().cpu() for r in scenes["res"]]).numpy()
+        record["attributes"] = [_fit_calibrated(np.concatenate([margins[:, k:k + 1], xs], 1),
+                                                per_attr[:, k].numpy(), half_s)
+                                for k in range(per_attr.shape[1])]
+    else:
+        feats = [f for r, chunk in zip(scenes["res"], _chunks(scenes["features"], scenes["res"]))
+                 for f in object_features(r, chunk)]
+        halves = np.concatenate([np.full(len(f), h) for f, h in zip(feats, half_s)])
+        record["objects"] = _fit_calibrated(torch.cat(feats).numpy(), torch.cat(per_object).numpy(), halves)
+        record["object_features"] = list(OBJECT_FEATURES)
+    return record
+
+
+def _threshold(clean: np.ndarray, foreign: np.ndarray, clean_keep: float) -> dict[str, float]:
+    """The threshold of ``known`` on the calibration half: midway (in logit) between the score that
+    keeps ``clean_keep`` of the clean scenes and the score that rejects 99.8% of the foreign inputs
+    when the first lies above the second (degraded scenes, between the two, are then mostly known);
+    the clean scenes' score otherwise."""
+    hi = float(np.quantile(clean, 1.0 - clean_keep)) if len(clean) else 0.0
+    lo = float(np.quantile(foreign, 0.998)) if len(foreign) else hi
+    return {"threshold": (lo + hi) / 2 if hi > lo else hi, "clean_score": hi, "foreign_score": lo}
+
+
+def _chunks(features: Tensor, results: Sequence[Any]) -> list[Tensor]:
+    out, start = [], 0
+    for r in results:
+        out.append(features[start:start + len(r)])
+        start += len(r)
+    return out
+
+
+def expected_calibration_error(prob: np.ndarray, right: np.ndarray, bins: int = 15) -> float:
+    """The mean over equal-width probability bins of |accuracy - mean probability|, weighted by the
+    bin's share of the answers."""
+    prob, right = np.asarray(prob, dtype=np.float64), np.asarray(right, dtype=np.float64)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(prob, edges[1:-1]), 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        m = which == b
+        if m.any():
+            total += m.mean() * abs(right[m].mean() - prob[m].mean())
+    return float(total)
+
+
+def evaluate_trust(model, method: str | None = None, n_scenes: int = 3000, n_foreign: int = 1400, seed: int = 101,
+                   batch_size: int = 256) -> dict[str, Any]:
+    """Measure ``model``'s stored rule on fresh draws (``seed`` other than the fit's): known rates of
+    clean scenes (test split), of degraded ones and of every foreign kind, AUROC, and calibration."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    rule = TrustRule(model.trust)
+    clean_set = RenderedScenes(model.schema, n_scenes, seed=seed, split="test", cache=True)
+    degraded, conditions = degrade_mixed(clean_set._images, seed + 1, clean_share=0.2)
+    foreign, kinds = foreign_images(model.schema, n_foreign, seed=seed)
+    m_clean = measure(model, clean_set._images, method, batch_size)
+    m_deg = measure(model, degraded, method, batch_size)
+    m_for = measure(model, foreign, method, batch_size)
+    s_clean, s_deg, s_for = (rule.known_score(m["features"]).numpy() for m in (m_clean, m_deg, m_for))
+    t = float(model.trust["known"]["threshold"])
+    y = np.concatenate([np.ones(len(s_clean)), np.zeros(len(s_for))])
+    score = np.concatenate([s_clean, s_for])
+    fpr, tpr, _ = roc_curve(y, score)
+    kinds_arr = np.array(kinds)
+    whole, _, _ = _right(m_deg["res"], clean_set.indices)
+    prob = rule.probability(m_deg["features"]).numpy()
+    clean_right, _, _ = _right(m_clean["res"], clean_set.indices)
+    report: dict[str, Any] = {
+        "seed": seed, "method": method or model.hparams.method, "threshold": t,
+        "known_clean": float((s_clean >= t).mean()), "known_degraded": float((s_deg >= t).mean()),
+        "unknown_foreign": float((s_for < t).mean()),
+        "unknown_by_kind": {k: float((s_for[kinds_arr == k] < t).mean()) for k in FOREIGN_KINDS
+                            if (kinds_arr == k).any()},
+        "auroc": float(roc_auc_score(y, score)), "roc": {"fpr": fpr.tolist(), "tpr": tpr.tolist()},
+        "accuracy_clean": float(clean_right.float().mean()), "accuracy_degraded": float(whole.float().mean()),
+        "ece": expected_calibration_error(prob, whole.numpy()),
+        "reliability": {"probability": prob.tolist(), "right": whole.numpy().astype(int).tolist()},
+        "known_by_condition": _by_condition(conditions, s_deg >= t)}
+    return report
+
+
+def _by_condition(conditions: Sequence[str], flags: np.ndarray) -> dict[str, float]:
+    arr = np.array(conditions)
+    return {c: float(flags[arr == c].mean()) for c in sorted(set(conditions))}
+
+
+def summary(report: dict[str, Any]) -> dict[str, Any]:
+    """The report without its per-answer arrays (what a checkpoint keeps beside its rule)."""
+    return {k: v for k, v in report.items() if k not in ("roc", "reliability")}
+
+
+def trust_figures(report: dict[str, Any], roc_path: str, reliability_path: str, title: str = "") -> None:
+    """The ROC curve of ``known`` (scenes against foreign inputs) and the reliability diagram of
+    ``probability`` on degraded scenes (``sklearn.calibration.CalibrationDisplay``), written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.calibration import CalibrationDisplay
+
+    from .io import atomic_path
+
+    fig, ax = plt.subplots(figsize=(4.2, 4.0))
+    ax.plot(report["roc"]["fpr"], report["roc"]["tpr"], lw=2)
+    ax.set_xscale("symlog", linthresh=1e-3)
+    ax.set_xlabel("foreign inputs called known (FPR)")
+    ax.set_ylabel("clean scenes called known (TPR)")
+    ax.set_title(f"{title} known: AUROC {report['auroc']:.4f}", fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(roc_path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    rel = report["reliability"]
+    fig, ax = plt.subplots(figsize=(4.2, 4.0))
+    CalibrationDisplay.from_predictions(np.asarray(rel["right"]), np.asarray(rel["probability"]), n_bins=10,
+                                        strategy="quantile", ax=ax, name="probability")
+    ax.set_title(f"{title} degraded scenes: ECE {report['ece']:.4f}", fontsize=9)
+    fig.tight_layout()
+    with atomic_path(reliability_path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
