@@ -99,7 +99,9 @@ __all__ = ["InMemoryFactorizer", "PUBLISHED", "published_settings", "iteration_c
 #: grid it was meant for, from n = 4 on), activation threshold ``at``, flipped fraction ``g0``,
 #: rolled codebooks ``perm``, accuracy (the fraction of *factors* right, mc:L216) and mean
 #: iterations (the repository's count, detection iteration + 1, dbb:L473, L507). One row per n (the
-#: csv's second n = 3 row is left out).
+#: csv's second n = 3 row is left out). Measured with this module in the repository's experiment
+#: (2026-12-02, means over codebook draws): n = 59, 128, 166, 214, 463 within 10% of these
+#: iterations, n = 76 at +21%, n = 99 at -39% (101, sd 11 over 40 draws, against 167).
 PUBLISHED: tuple[tuple[int, float, float, bool, float, float], ...] = (
     (2, 0.1, 0.0005, True, 1.0, 1.0), (3, 0.1, 0.0005, True, 1.0, 2.0), (4, 0.05, 0.0, True, 1.0, 2.0),
     (5, 0.001, 0.0, True, 1.0, 2.0615234375), (7, 0.001, 0.0005, False, 1.0, 2.2529296875),
