@@ -17,7 +17,7 @@ import numpy as np
 from ..checks import check_int
 from .sampling import IndexStream, check_in_memory
 
-__all__ = ["sample_object_sets", "decode_object_sets", "object_order"]
+__all__ = ["ObjectSetStream", "sample_object_sets", "decode_object_sets", "object_order"]
 
 _COUNT_STREAM, _OTHER_STREAM = 11, 13
 
@@ -39,31 +39,50 @@ def _places(schema: Any, idx: np.ndarray) -> np.ndarray:
     return out
 
 
+class ObjectSetStream:
+    """The scenes ``[m, M, K]`` of a split taken ``m`` at a time: ``take(a)`` then ``take(b)`` are the
+    rows of ``sample_object_sets(..., a + b)`` (the same random streams, drawn in the same order: the
+    object counts, the split's own objects, a held-out scene's other objects)."""
+
+    def __init__(self, schema: Any, seed: int = 0, split: str | None = None) -> None:
+        self.schema = schema
+        seed = check_int("seed", seed, 0)
+        self._counts = np.random.default_rng([seed, _COUNT_STREAM])
+        self._first = IndexStream(schema, seed, split)  # the split's own objects; refuses an empty split
+        # a held-out scene's other objects are of the training kind, from a stream of their own
+        self._others = (IndexStream(schema, seed, "train", stream=_OTHER_STREAM) if split == "heldout"
+                        else self._first)
+
+    def take(self, m: int) -> np.ndarray:
+        """The next ``m`` scenes as object slots ``[m, M, K]`` (int64; absent slots -1)."""
+        m = check_int("m", m, 0)
+        schema = self.schema
+        M = schema.max_objects
+        out = np.full((m, M, len(schema.sizes)), -1, dtype=np.int64)
+        if m == 0:
+            return out
+        counts = self._counts.integers(1, M + 1, size=m)  # numpy draws these the same in blocks as at once
+        for i in range(m):  # one scene after the other: prefix-stable, M small
+            objs = [self._first.take(1)[0]]
+            taken = {int(_places(schema, objs[0]))}
+            while len(objs) < counts[i]:
+                cand = self._others.take(1)[0]
+                place = int(_places(schema, cand))
+                if place not in taken:
+                    objs.append(cand)
+                    taken.add(place)
+            rows = np.stack(objs)
+            out[i, : len(rows)] = rows[object_order(schema, rows)]
+        return out
+
+
 def sample_object_sets(schema: Any, n: int, seed: int = 0, split: str | None = None) -> np.ndarray:
     """``n`` scenes ``[n, M, K]`` int64 of the split (see the module notes), seeded, prefix-stable."""
     n = check_int("n", n, 0)
     seed = check_int("seed", seed, 0)
     M, K = schema.max_objects, len(schema.sizes)
     check_in_memory(f"n: {n} scenes of {M} objects", n * M * K * 8)
-    out = np.full((n, M, K), -1, dtype=np.int64)
-    if n == 0:
-        return out
-    counts = np.random.default_rng([seed, _COUNT_STREAM]).integers(1, M + 1, size=n)
-    first = IndexStream(schema, seed, split)  # the split's own objects
-    # a held-out scene's other objects are of the training kind, from a stream of their own
-    others = IndexStream(schema, seed, "train", stream=_OTHER_STREAM) if split == "heldout" else first
-    for i in range(n):  # one scene after the other: prefix-stable, M small
-        objs = [first.take(1)[0]]
-        taken = {int(_places(schema, objs[0]))}
-        while len(objs) < counts[i]:
-            cand = others.take(1)[0]
-            place = int(_places(schema, cand))
-            if place not in taken:
-                objs.append(cand)
-                taken.add(place)
-        rows = np.stack(objs)
-        out[i, : len(rows)] = rows[object_order(schema, rows)]
-    return out
+    return ObjectSetStream(schema, seed, split).take(n)
 
 
 def decode_object_sets(schema: Any, sets: np.ndarray) -> list[list[dict[str, str]]]:
