@@ -80,7 +80,7 @@ def base_args(command: tuple[str, ...], f: dict) -> dict[str, list[str]]:
     table = {
         ("decompose-demo",): {**tiny, "--methods": ["resonator"]},
         ("demo",): {**model, "--count": ["1"], "--out": [out + ".png"]},
-        ("recognize",): {"paths": [f["image"]], **model},
+        ("recognize",): {"paths": [f["image"]], **model, "--allow-unknown": []},  # an untrained model knows nothing
         ("edit",): {"image": [f["image"]], "--set": ["colour=red"], "--out": [out + ".png"], **model},
         ("bench", "accuracy"): {**tiny, "--methods": ["resonator"], "--out": [out]},
         ("bench", "speed"): {**tiny, "--batches": ["2"], "--repeats": ["1"], "--methods": ["resonator"],
@@ -91,6 +91,10 @@ def base_args(command: tuple[str, ...], f: dict) -> dict[str, list[str]]:
                             "--iterations": ["2"], "--methods": ["resonator"], "--out": [out]},
         ("bench", "vision"): {"--checkpoint": [f["ckpt"]], "--images": ["2"], "--methods": ["resonator"],
                               "--batch-size": ["2"], "--out": [out]},
+        ("bench", "robustness"): {"--checkpoint": [f["ckpt"]], "--images": ["2"], "--methods": ["resonator"],
+                                  "--corruptions": ["jpeg"], "--batch-size": ["2"], "--out": [out]},
+        ("calibrate",): {**model, "--out": [out + ".safetensors"], "--scenes": ["20"], "--foreign": ["14"],
+                         "--eval-scenes": ["4"], "--eval-foreign": ["7"]},
         ("bench", "data"): {"--images": ["4"], "--workers": ["0"], "--batch-size": ["2"]},
         ("bench", "training-curve"): {"metrics": [f["metrics"]], "--out": [out + ".png"]},
         ("data", "generate"): {"--n": ["2"], "--val": ["0"], "--test": ["0"], "--heldout": ["0"],
@@ -138,7 +142,13 @@ for _cmd in [("demo",), ("edit",), ("bench", "training-curve"), ("tune",)]:
     # a file name without an extension is a PNG (tune: JSON); an existing file is replaced; folders are made
     ACCEPTED[(_cmd, "--out")] = {"word", "nan", "huge float", "huge int", "negative", "missing path", "not an image"}
 ACCEPTED[(("edit",), "--grid")] = ACCEPTED[(("edit",), "--out")]
-for _cmd in [("bench", "accuracy"), ("bench", "speed"), ("bench", "sets"), ("bench", "vision"), ("data", "generate")]:
+# calibrate: a report may replace any file; the figures are PREFIX-roc.png and PREFIX-reliability.png, any prefix
+ACCEPTED[(("calibrate",), "--report")] = {"word", "nan", "huge float", "huge int", "negative", "missing path",
+                                          "not an image"}
+ACCEPTED[(("calibrate",), "--figures")] = {"word", "nan", "huge float", "huge int", "negative", "missing path",
+                                           "not an image", "folder"}
+for _cmd in [("bench", "accuracy"), ("bench", "speed"), ("bench", "sets"), ("bench", "vision"), ("bench", "robustness"),
+             ("data", "generate")]:
     # an output folder may have any name, exist already, or be created with its parents
     ACCEPTED[(_cmd, "--out")] = {"word", "folder", "nan", "huge float", "huge int", "negative", "missing path"}
 

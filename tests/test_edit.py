@@ -84,11 +84,13 @@ def test_cli_recognize_reports_a_corrupt_file_and_goes_on(tiny_ckpt, tmp_path, c
     assert len(data["images"]) == 3 and len(data["errors"]) == 1
     assert data["errors"][0]["path"].endswith("broken.png") and "broken.png" in captured.err
     assert all(set(r["labels"]) == set(schema.names) for r in data["images"])
-    assert main(["recognize", str(folder / "s0.png"), "--checkpoint", tiny_ckpt]) == 0
+    # an untrained model knows no scene: --allow-unknown keeps the exit status at 0
+    assert main(["recognize", str(folder / "s0.png"), "--checkpoint", tiny_ckpt, "--allow-unknown"]) == 0
     table = capsys.readouterr().out.splitlines()
     expect = Pipeline.from_checkpoint(tiny_ckpt).recognize([Image.open(folder / "s0.png")])[0].labels
-    assert table[0].split()[1:-1] == list(schema.names)  # header: image, the attributes, similarity
-    assert table[1].split()[1:-1] == [expect[n] for n in schema.names]  # the pipeline's reading
+    # header: image, known, the attributes, probability, similarity
+    assert table[0].split()[2:-2] == list(schema.names) and table[0].split()[1] == "known"
+    assert table[1].split()[2:-2] == [expect[n] for n in schema.names]  # the pipeline's reading
 
 
 def test_cli_edit_writes_the_edit_and_grid_and_refuses_bad_input(tiny_ckpt, tmp_path, capsys):

@@ -85,10 +85,11 @@ def test_cli_lists_objects_and_edits_need_a_selection(tmp_path, capsys):
     ckpt = export_model(model, str(tmp_path / "multi.safetensors"))
     img = tmp_path / "scene.png"
     render_scene(schema, sample_scenes(schema, 1, seed=3, split="test")[0]).save(img)
-    assert main(["recognize", str(img), "--checkpoint", ckpt, "--json"]) == 0
+    assert main(["recognize", str(img), "--checkpoint", ckpt, "--json", "--allow-unknown"]) == 0  # untrained
     out = json.loads(capsys.readouterr().out)["images"][0]
-    assert set(out) == {"path", "objects", "object_confidence", "similarity"}
-    assert main(["recognize", str(img), "--checkpoint", ckpt]) == 0
+    assert set(out) == {"path", "known", "objects", "probability", "object_probability", "object_confidence",
+                        "similarity"}
+    assert main(["recognize", str(img), "--checkpoint", ckpt, "--allow-unknown"]) == 0
     assert "objects (shape colour size x y fill), ordered by position" in capsys.readouterr().out
     assert main(["edit", str(img), "--checkpoint", ckpt, "--set", "colour=red", "--out", str(tmp_path / "e.png")]) == 2
     assert "select what to change with --where" in capsys.readouterr().err
@@ -130,3 +131,12 @@ def test_cli_demo_shows_the_shipped_multi_object_model(tmp_path, capsys):
     assert Image.open(out).size[0] > 3 * 96
     assert main(["demo", "--schema", "multi", "--checkpoint", "default", "--out", str(out)]) == 2
     assert "the checkpoint's schema is 'default'" in capsys.readouterr().err
+
+
+def test_the_object_edit_benchmark_counts_edits_and_refusals():
+    from vsa_vision import Pipeline
+    from vsa_vision.bench.object_edits import object_edit_benchmark
+
+    r = object_edit_benchmark(Pipeline.from_checkpoint("multi", method="brute_force"), scenes=6, seed=11)
+    assert r["edits"] + r["refused"] == 6
+    assert r["right"] == r["edits"] and r["accuracy"] == 1.0

@@ -19,7 +19,7 @@ def fitted():
     from vsa_vision.checkpoint import load_model
 
     model = load_model("default")
-    model.trust = fit_trust(model, method="brute_force", n_scenes=300, n_foreign=140, seed=3)
+    model.trust = fit_trust(model, method="brute_force", n_scenes=800, n_foreign=140, seed=3)
     return model
 
 
@@ -153,3 +153,34 @@ def test_the_cli_marks_unknown_inputs_and_exits_1_unless_allowed(fitted, tmp_pat
     table = capsys.readouterr().out
     assert " NO " in table and " yes " in table
     assert main(args[:2] + args[3:]) == 0
+
+
+def test_blobs_count_the_separate_shapes_of_an_image():
+    from vsa_vision.trust import count_blobs
+
+    scenes = RenderedScenes("default", 20, seed=0, split="test", cache=True)._images
+    assert count_blobs(scenes).tolist() == [1.0] * 20
+    multi = RenderedScenes("multi", 20, seed=0, split="test", cache=True)
+    assert count_blobs(multi._images).tolist() == (multi.indices >= 0).all(-1).sum(1).double().tolist()
+    assert count_blobs(torch.zeros(2, 3, 64, 64, dtype=torch.uint8)).tolist() == [0.0, 0.0]
+
+
+def test_a_record_fitted_on_other_features_is_refused(fitted):
+    with pytest.raises(ValueError, match="refit"):
+        TrustRule({**fitted.trust, "features": ["similarity"]})
+
+
+@pytest.mark.parametrize("name", ["default", "multi"])
+def test_the_shipped_models_know_their_scenes_and_refuse_foreign_inputs(name):
+    from vsa_vision import Pipeline
+
+    pipe = Pipeline.from_checkpoint(name)
+    assert pipe.model.trust is not None and pipe.model.trust["report"]["auroc"] > 0.99
+    scenes = RenderedScenes(name, 12, seed=21, split="test", cache=True)._images
+    foreign, kinds = foreign_images(name, 8, seed=21, kinds=["blank", "noise", "photo", "inverted"])
+    recs = pipe.recognize(torch.cat([scenes, foreign]))
+    assert [r.known for r in recs] == [True] * 12 + [False] * 8, kinds
+    assert all(0.0 <= r.probability <= 1.0 for r in recs)
+    if name == "multi":
+        assert all(len(r.object_probability) == len(r.objects) for r in recs)
+        assert min(min(r.object_probability) for r in recs[:12]) > 0.5

@@ -35,9 +35,11 @@ def _denoised_brightness(images: Tensor) -> Tensor:
     mx = images.amax(1, keepdim=True)
     p = F.pad(mx, (1, 1, 1, 1), mode="replicate")
     c = p[..., 1:-1, 1:-1]
-    mx = torch.maximum(
-        torch.maximum(_median3(p[..., 1:-1, :-2], c, p[..., 1:-1, 2:]), _median3(p[..., :-2, 1:-1], c, p[..., 2:, 1:-1])),
-        torch.maximum(_median3(p[..., :-2, :-2], c, p[..., 2:, 2:]), _median3(p[..., :-2, 2:], c, p[..., 2:, :-2])))
+    rows = _median3(p[..., 1:-1, :-2], c, p[..., 1:-1, 2:])
+    cols = _median3(p[..., :-2, 1:-1], c, p[..., 2:, 1:-1])
+    diag = _median3(p[..., :-2, :-2], c, p[..., 2:, 2:])
+    anti = _median3(p[..., :-2, 2:], c, p[..., 2:, :-2])
+    mx = torch.maximum(torch.maximum(rows, cols), torch.maximum(diag, anti))
     t = torch.arange(-2, 3, dtype=mx.dtype, device=mx.device)
     k = torch.exp(-0.5 * (t / 0.7) ** 2)
     k = k / k.sum()

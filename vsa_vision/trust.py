@@ -9,7 +9,9 @@ decomposition, and the image against a fresh render of the answer (analysis by s
   ``norm`` (the vector's length over sqrt(D)), ``render_corr`` (the correlation of the lightly blurred
   image with the render of the answer) and ``render_overlap`` (how much of each one's silhouette the
   other covers, within a pixel) and ``render_hue`` (how far the image's colours, as proportions of
-  red, green and blue, are from the render's inside the objects: blind to brightness and contrast);
+  red, green and blue, are from the render's inside the objects: blind to brightness and contrast),
+  and ``blobs``, the number of separate objects in the image (:func:`count_blobs`) beyond what the
+  answer holds;
 - several objects: ``fit`` (1 minus the residual), the smallest and mean object confidence, the
   smallest and largest amplitude relative to the first object's, the count, ``norm`` and the same two
   render features.
@@ -38,9 +40,10 @@ from .encoder import object_masks
 
 __all__ = ["FEATURES", "SET_FEATURES", "TrustRule", "trust_features", "render_answers", "image_agreement"]
 
-FEATURES = ("similarity", "min_margin", "mean_margin", "norm", "render_corr", "render_overlap", "render_hue")
+FEATURES = ("similarity", "min_margin", "mean_margin", "norm", "render_corr", "render_overlap", "render_hue",
+            "blobs")
 SET_FEATURES = ("fit", "min_confidence", "mean_confidence", "min_amplitude", "max_amplitude", "count", "norm",
-                "render_corr", "render_overlap", "render_hue")
+                "render_corr", "render_overlap", "render_hue", "blobs")
 OBJECT_FEATURES = ("confidence", "amplitude", "fit", "render_corr", "render_overlap", "render_hue")
 RECORD_VERSION = 1
 
@@ -81,6 +84,30 @@ def image_agreement(images: Tensor, rendered: Tensor) -> tuple[Tensor, Tensor, T
     return corr, overlap, hue
 
 
+def count_blobs(images: Tensor, min_area: float = 12.0) -> Tensor:
+    """The number of separate shapes in each image ``[B]``: 8-connected components of the denoised
+    silhouette (:func:`~vsa_vision.encoder.object_masks`) of at least ``min_area`` pixels at 64 px
+    (scaled with the side; the smallest outline of the default schema covers about 30). SciPy's
+    labelling of the whole batch at once, each image its own plane."""
+    from scipy.ndimage import label
+
+    masks = object_masks(images.float() / 255.0, denoise=True)[0][:, 0].bool().numpy()
+    B = masks.shape[0]
+    structure = np.zeros((3, 3, 3), dtype=bool)
+    structure[1] = True  # 8-connected within an image, never across images
+    labels, n = label(masks, structure=structure)
+    if n == 0:
+        return torch.zeros(B, dtype=torch.float64)
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    big = sizes >= min_area * (masks.shape[-1] / 64.0) ** 2
+    big[0] = False
+    image_of = np.zeros(n + 1, dtype=np.int64)
+    flat = labels.reshape(B, -1)
+    for_image = np.repeat(np.arange(B), flat.shape[1])
+    image_of[flat.ravel()] = for_image  # the image each component lies in
+    return torch.from_numpy(np.bincount(image_of[big], minlength=B).astype(np.float64))
+
+
 def render_answers(schema, res: Decomposition | SetDecomposition) -> Tensor:
     """The answers drawn by the schema's renderer (standard nuisances): ``uint8 [B, 3, H, W]``."""
     from .scenes.render import Renderer
@@ -106,6 +133,9 @@ def trust_features(schema, images: Tensor, q: Tensor, res: Decomposition | SetDe
     """The features of :data:`FEATURES` (one object a scene) or :data:`SET_FEATURES` (several),
     ``float64 [B, F]``, for ``uint8`` images, the encoder's vectors ``q`` and their decomposition."""
     corr, overlap, hue = image_agreement(images.cpu(), render_answers(schema, res))
+    answered = res.counts.double().cpu() if isinstance(res, SetDecomposition) else torch.ones(len(images),
+                                                                                              dtype=torch.float64)
+    blobs = count_blobs(images.cpu()) - answered
     norm = (q.detach().double().norm(dim=-1) / math.sqrt(q.shape[-1])).cpu()
     if isinstance(res, SetDecomposition):
         conf = [c.double().cpu() for c in res.confidence]
@@ -113,11 +143,11 @@ def trust_features(schema, images: Tensor, q: Tensor, res: Decomposition | SetDe
         cmean = torch.tensor([float(c.mean()) if len(c) else 0.0 for c in conf], dtype=torch.float64)
         alo, ahi = _amplitudes(res)
         cols = [1 - res.residual.double().cpu(), cmin, cmean, alo, ahi, res.counts.double().cpu(), norm,
-                corr.double(), overlap.double(), hue.double()]
+                corr.double(), overlap.double(), hue.double(), blobs]
     else:
         margin = res.margin.double().cpu()
         cols = [res.similarity.double().cpu(), margin.min(1).values, margin.mean(1), norm, corr.double(),
-                overlap.double(), hue.double()]
+                overlap.double(), hue.double(), blobs]
     return torch.stack(cols, 1)
 
 
@@ -134,10 +164,20 @@ def object_features(res: SetDecomposition, scene_features: Tensor) -> list[Tenso
 # -- the fitted rule -----------------------------------------------------------------------------
 
 
+def expand(z: Tensor, degree: int) -> Tensor:
+    """Standardised features ``[B, F]`` and, for ``degree`` 2, every product ``z_i z_j`` (i <= j, in
+    the order of scikit-learn's ``PolynomialFeatures``): a logistic rule on them draws curved
+    boundaries (one object is a scene; two are not; noise makes many specks)."""
+    if degree == 1:
+        return z
+    i, j = torch.triu_indices(z.shape[1], z.shape[1])
+    return torch.cat([z, z[:, i] * z[:, j]], 1)
+
+
 def _logit(part: Mapping[str, Any], x: Tensor) -> Tensor:
     mean, scale = torch.tensor(part["mean"], dtype=torch.float64), torch.tensor(part["scale"], dtype=torch.float64)
     coef = torch.tensor(part["coef"], dtype=torch.float64)
-    return ((x - mean) / scale) @ coef + float(part["intercept"])
+    return expand((x - mean) / scale, int(part.get("degree", 1))) @ coef + float(part["intercept"])
 
 
 def _interp(x: Tensor, xs: Sequence[float], ys: Sequence[float]) -> Tensor:
@@ -159,6 +199,9 @@ class TrustRule:
             raise ValueError("trust record: not a record this version of vsa_vision reads (refit it with "
                              "'vsa-vision calibrate')")
         self.record = dict(record)
+        if tuple(self.record.get("features", ())) not in (FEATURES, SET_FEATURES):
+            raise ValueError(f"trust record: fitted on features {self.record.get('features')}, which this version "
+                             "of vsa_vision no longer computes; refit it with 'vsa-vision calibrate'")
 
     @property
     def features(self) -> tuple[str, ...]:

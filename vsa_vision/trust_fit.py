@@ -91,17 +91,22 @@ def _standardise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.where(scale > 1e-9, scale, 1.0)
 
 
-def _logistic(x: np.ndarray, y: np.ndarray, balanced: bool = False) -> dict[str, Any]:
+def _logistic(x: np.ndarray, y: np.ndarray, balanced: bool = False, degree: int = 1) -> dict[str, Any]:
+    """A logistic rule (scikit-learn) on standardised features, expanded to ``degree``
+    (:func:`~vsa_vision.trust.expand`)."""
     from sklearn.linear_model import LogisticRegression
 
+    from .trust import expand
+
     mean, scale = _standardise(x)
+    z = expand(torch.from_numpy((x - mean) / scale), degree).numpy()
     if len(np.unique(y)) < 2:  # one class only: a constant rule
-        return {"mean": mean.tolist(), "scale": scale.tolist(), "coef": [0.0] * x.shape[1],
-                "intercept": 8.0 if y.all() else -8.0}
-    lr = LogisticRegression(C=1.0, max_iter=2000, class_weight="balanced" if balanced else None)
-    lr.fit((x - mean) / scale, y)
+        return {"mean": mean.tolist(), "scale": scale.tolist(), "coef": [0.0] * z.shape[1],
+                "intercept": 8.0 if y.all() else -8.0, "degree": degree}
+    lr = LogisticRegression(C=1.0, max_iter=5000, class_weight="balanced" if balanced else None)
+    lr.fit(z, y)
     return {"mean": mean.tolist(), "scale": scale.tolist(), "coef": lr.coef_[0].tolist(),
-            "intercept": float(lr.intercept_[0])}
+            "intercept": float(lr.intercept_[0]), "degree": degree}
 
 
 def _calibrate(part: dict[str, Any], x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
@@ -126,7 +131,7 @@ def fit_trust(model, method: str | None = None, n_scenes: int = 6000, n_foreign:
 
     Half the draws fit the logistic rules, the other half calibrates them (isotonic) and sets the
     threshold of ``known`` (:func:`_threshold`)."""
-    n_scenes, n_foreign = check_int("n_scenes", n_scenes, 100), check_int("n_foreign", n_foreign, 50)
+    n_scenes, n_foreign = check_int("n_scenes", n_scenes, 20), check_int("n_foreign", n_foreign, 14)
     data = calibration_set(model.schema, n_scenes, n_foreign, seed)
     scenes = measure(model, data["images"], method, batch_size)
     foreign = measure(model, data["foreign"], method, batch_size)
@@ -135,7 +140,7 @@ def fit_trust(model, method: str | None = None, n_scenes: int = 6000, n_foreign:
     half_s, half_f = rng.random(len(xs)) < 0.5, rng.random(len(xf)) < 0.5
     x_known = np.concatenate([xs[half_s], xf[half_f]])
     y_known = np.concatenate([np.ones(half_s.sum()), np.zeros(half_f.sum())])
-    known = _logistic(x_known, y_known, balanced=True)
+    known = _logistic(x_known, y_known, balanced=True, degree=2)
     from .trust import _logit
 
     clean = np.array([c == "clean" for c in data["conditions"]])

@@ -6,7 +6,7 @@ import argparse
 import json
 import os
 
-from .common import add_device, add_threads, apply_threads, positive
+from .common import add_device, add_threads, apply_threads, positive, seed
 from .outputs import check_file, check_folder, same_path
 from .vision import add_checkpoint, add_head, load_pipeline
 
@@ -19,12 +19,13 @@ def register(sub) -> None:
     c.add_argument("--out", required=True, help="the checkpoint to write (.safetensors), the model with its rules")
     c.add_argument("--scenes", type=positive, default=6000, help="calibration scenes, clean and degraded (6000)")
     c.add_argument("--foreign", type=positive, default=3000, help="calibration foreign inputs (3000)")
-    c.add_argument("--seed", type=int, default=7, help="seed of the calibration draws (7)")
+    c.add_argument("--seed", type=seed, default=7, help="seed of the calibration draws (7)")
     c.add_argument("--eval-scenes", dest="eval_scenes", type=positive, default=3000,
                    help="fresh test scenes to measure the rules on (3000)")
     c.add_argument("--eval-foreign", dest="eval_foreign", type=positive, default=1400,
                    help="fresh foreign inputs to measure the rules on (1400)")
-    c.add_argument("--eval-seed", dest="eval_seed", type=int, default=101, help="seed of the measurement draws (101)")
+    c.add_argument("--eval-seed", dest="eval_seed", type=seed, default=101,
+                   help="seed of the measurement draws (101)")
     c.add_argument("--report", default=None, help="also write the full measurement here (JSON)")
     c.add_argument("--figures", default=None, metavar="PREFIX",
                    help="write PREFIX-roc.png and PREFIX-reliability.png")
@@ -44,9 +45,11 @@ def run(args: argparse.Namespace) -> int:
     if args.seed == args.eval_seed:
         raise ValueError("--eval-seed: must differ from --seed (the rules are measured on fresh draws)")
     check_file(args.out, "--out")
-    if args.report:
+    if args.report is not None:
         check_file(args.report, "--report")
-    if args.figures:
+    if args.figures is not None:
+        if not args.figures:
+            raise ValueError("--figures: an empty prefix")
         check_folder(os.path.dirname(os.path.abspath(args.figures)), "--figures")
     if args.checkpoint and args.report and same_path(args.checkpoint, args.report):
         raise ValueError("--report: is the input checkpoint")
@@ -62,9 +65,9 @@ def run(args: argparse.Namespace) -> int:
                             seed=args.eval_seed, batch_size=args.batch_size)
     model.trust["report"] = summary(report)
     print(json.dumps(summary(report), indent=2))
-    if args.report:
+    if args.report is not None:
         atomic_write(args.report, lambda f: f.write(json.dumps(report) + "\n"))
-    if args.figures:
+    if args.figures is not None:
         trust_figures(report, f"{args.figures}-roc.png", f"{args.figures}-reliability.png",
                       title=model.schema.name)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
