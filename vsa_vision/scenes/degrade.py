@@ -19,7 +19,11 @@ Corruptions (the severity table gives the parameter at levels 1..5):
   the labels still hold.
 
 Every random draw comes from the ``torch.Generator`` passed in (on the CPU), so a seed gives the same
-pixels on every machine; the arithmetic runs on the images' device.
+pixels on every machine; the arithmetic runs on the images' device. That is why these are written
+here rather than taken from ``torchvision.transforms.v2``: its random transforms draw from the global
+generator and one parameter per call, not a seeded parameter per image of a batch (contrast and gamma
+follow its ``adjust_contrast`` and ``adjust_gamma``; its JPEG encoder is deprecated from torchvision
+0.29, so JPEG goes through Pillow).
 """
 
 from __future__ import annotations
