@@ -184,3 +184,20 @@ def test_the_shipped_models_know_their_scenes_and_refuse_foreign_inputs(name):
     if name == "multi":
         assert all(len(r.object_probability) == len(r.objects) for r in recs)
         assert min(min(r.object_probability) for r in recs[:12]) > 0.5
+
+
+def test_an_edit_says_whether_its_input_was_a_scene():
+    from vsa_vision import Pipeline
+    from vsa_vision.scenes.render import render_scene
+
+    pipe = Pipeline.from_checkpoint("default", method="brute_force")
+    scene = render_scene("default", {"shape": "star", "colour": "green", "size": "large", "x": "5", "y": "6",
+                                     "fill": "solid"})
+    before = pipe.edit(scene, colour="red").before
+    assert before.known and before.probability > 0.9
+    blank = pipe.edit(torch.zeros(1, 3, 64, 64, dtype=torch.uint8), colour="red").before
+    assert not blank.known
+    multi = Pipeline.from_checkpoint("multi", method="brute_force")
+    img = render_scene("multi", [{"shape": "star", "colour": "green", "size": "large", "x": "1", "y": "2",
+                                  "fill": "solid"}])
+    assert multi.edit(img, object=0, colour="red").before.known

@@ -164,7 +164,8 @@ def open_image(path: str | os.PathLike) -> Image.Image:
 class Edit:
     """The result of :meth:`Pipeline.edit`: the decoded attributes of the edited vector (``labels``,
     ``confidence``), the scene they describe rendered (``image``), what the input was recognised as
-    (``before``), the edited vector and the changes asked for."""
+    (``before``, with ``known`` and the probabilities of the model's trust rule: an edit of an input
+    that is no scene can be refused by the caller), the edited vector and the changes asked for."""
 
     labels: dict[str, str]
     confidence: dict[str, float]
@@ -361,7 +362,7 @@ class Pipeline:
         after = self.decode(edited, method)
         rec = self._records(after)[0]
         return Edit(labels=rec.labels, confidence=rec.confidence, image=self.render(rec.labels),
-                    before=self._records(before)[0], vector=edited[0].cpu(), changes=dict(changes))
+                    before=self._records(before, x, q)[0], vector=edited[0].cpu(), changes=dict(changes))
 
     def _edit_objects(self, image: Any, method: str | None, where: Mapping[str, Any] | None, index: int | None,
                       remove: bool, add: Mapping[str, Any] | None, changes: dict[str, Any]) -> Edit:
@@ -373,7 +374,7 @@ class Pipeline:
         if len(x) != 1:
             raise ValueError(f"edit: expected one image, got {len(x)}")
         q = self.encode(x)
-        before = self._records(self.decode(q, method))[0]
+        before = self._records(self.decode(q, method), x, q)[0]
         objects = self.codebooks.indices_of(before.objects) if before.objects else \
             torch.zeros(0, self.codebooks.num_factors, dtype=torch.long, device=self.device)
         rows = [] if add is not None and where is None and index is None else \
