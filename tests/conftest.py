@@ -1,3 +1,4 @@
+import os
 import pickle
 
 import pytest
@@ -33,3 +34,25 @@ def problems(n, k=3, dim=1000, count=100, seed=0, **kw):
     from vsa_vision.bench.problems import make_problems
 
     return make_problems(n, dim, count, seed=seed, k=k, **kw)
+
+
+def same_files(a, b):
+    """Folders ``a`` and ``b`` hold the same file names with the same bytes."""
+    names = sorted(os.listdir(a))
+    assert names == sorted(os.listdir(b))
+    for name in names:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+def count_shard_writes(monkeypatch):
+    """The names of the dataset shards written from now on (``dataset._write_shard`` wrapped)."""
+    from vsa_vision.scenes import dataset as dataset_module
+
+    real, written = dataset_module._write_shard, []
+
+    def write(path, images):
+        written.append(os.path.basename(path))
+        real(path, images)
+
+    monkeypatch.setattr(dataset_module, "_write_shard", write)
+    return written

@@ -3,7 +3,6 @@ a row per object, resumable and self-repairing like the single-object datasets, 
 
 import csv
 import json
-import os
 
 import numpy as np
 import pytest
@@ -27,6 +26,8 @@ from vsa_vision.scenes.labels import label_header, label_rows
 from vsa_vision.scenes.object_stream import ObjectSetStream
 from vsa_vision.scenes.objects import sample_object_sets
 
+from .conftest import count_shard_writes, same_files
+
 SPLITS = ("train", "val", "test", "heldout")
 
 
@@ -40,24 +41,6 @@ def _small(tmp_path, name="ds", **kw):
     args.update(kw)
     out = tmp_path / name
     return out, generate_dataset(out, **args)
-
-
-def _same_files(a, b):
-    names = sorted(os.listdir(a))
-    assert names == sorted(os.listdir(b))
-    for name in names:
-        assert (a / name).read_bytes() == (b / name).read_bytes(), name
-
-
-def _count_shard_writes(monkeypatch):
-    real, written = dataset_module._write_shard, []
-
-    def write(path, images):
-        written.append(os.path.basename(path))
-        real(path, images)
-
-    monkeypatch.setattr(dataset_module, "_write_shard", write)
-    return written
 
 
 def test_the_stream_draws_the_object_sets_of_sample_object_sets_in_any_blocks(multi):
@@ -110,10 +93,10 @@ def test_an_interrupted_multi_generation_resumes_to_the_same_bytes(tmp_path, mon
         _small(tmp_path, "run", preview=True)
     assert not (tmp_path / "run" / "manifest.json").exists()
     monkeypatch.setattr(dataset_module, "_write_shard", real)
-    written = _count_shard_writes(monkeypatch)
+    written = count_shard_writes(monkeypatch)
     _small(tmp_path, "run", preview=True)
     assert len(written) == 6 - 2  # the finished shards were kept
-    _same_files(tmp_path / "run", ref)
+    same_files(tmp_path / "run", ref)
     # the preview is the contact sheet of the first 60 training scenes of several objects
     fly = RenderedScenes("multi", 60, seed=5, split="train")
     sheet = contact_sheet(np.stack([fly[i][0].permute(1, 2, 0).numpy() for i in range(60)]), columns=10, scale=2)
@@ -126,10 +109,10 @@ def test_a_damaged_multi_dataset_is_repaired_to_the_clean_bytes(tmp_path, monkey
     data = (out / "train-00001.npy").read_bytes()
     (out / "train-00001.npy").write_bytes(data[: len(data) // 2])  # truncated
     (out / "val-00000.npy").unlink()  # deleted
-    written = _count_shard_writes(monkeypatch)
+    written = count_shard_writes(monkeypatch)
     _small(tmp_path, "run")
     assert sorted(written) == ["train-00001.npy", "val-00000.npy"]
-    _same_files(out, clean)
+    same_files(out, clean)
     # without a manifest, a whole shard is kept only if its first and last scenes render the same
     (out / "manifest.json").unlink()
     data = (out / "test-00000.npy").read_bytes()
@@ -137,7 +120,7 @@ def test_a_damaged_multi_dataset_is_repaired_to_the_clean_bytes(tmp_path, monkey
     written.clear()
     _small(tmp_path, "run")
     assert written == ["test-00000.npy"]
-    _same_files(out, clean)
+    same_files(out, clean)
     written.clear()
     _small(tmp_path, "run")  # an intact dataset is left alone
     assert written == []
@@ -167,7 +150,7 @@ def test_a_damaged_labels_file_is_detected_and_rewritten(tmp_path):
         with pytest.raises(ValueError, match=match):
             SceneShards(out, split)
     _small(tmp_path, "run")  # generating again writes it anew
-    _same_files(out, clean)
+    same_files(out, clean)
 
 
 def test_multi_manifests_are_version_2_and_single_object_ones_keep_version_1(tmp_path):

@@ -25,6 +25,8 @@ from vsa_vision.scenes import (
 )
 from vsa_vision.scenes import dataset as dataset_module
 
+from .conftest import count_shard_writes, same_files
+
 
 def test_default_schema_is_rich_enough():
     s = default_schema()
@@ -450,38 +452,20 @@ def test_generation_refuses_a_filesystem_too_small(tmp_path, monkeypatch):
     assert written <= need < 1.1 * written
 
 
-def _same_files(a, b):
-    names = sorted(os.listdir(a))
-    assert names == sorted(os.listdir(b))
-    for name in names:
-        assert (a / name).read_bytes() == (b / name).read_bytes(), name
-
-
-def _count_shard_writes(monkeypatch):
-    real, written = dataset_module._write_shard, []
-
-    def write(path, images):
-        written.append(os.path.basename(path))
-        real(path, images)
-
-    monkeypatch.setattr(dataset_module, "_write_shard", write)
-    return written
-
-
 def test_resume_repairs_a_damaged_finished_dataset_to_the_clean_bytes(tmp_path, monkeypatch):
     clean, _ = _small(tmp_path, "clean", preview=True)
     out, _ = _small(tmp_path, "run", preview=True)
     data = (out / "train-00001.npy").read_bytes()
     (out / "train-00001.npy").write_bytes(data[: len(data) // 2])  # truncated
     (out / "test-00000.npy").unlink()  # deleted
-    written = _count_shard_writes(monkeypatch)
+    written = count_shard_writes(monkeypatch)
     _small(tmp_path, "run", preview=True)
     assert sorted(written) == ["test-00000.npy", "train-00001.npy"]
-    _same_files(out, clean)
+    same_files(out, clean)
     # a damaged labels.csv is written again; an intact dataset is left alone
     (out / "labels.csv").write_text("split,index\n")
     _small(tmp_path, "run", preview=True)
-    _same_files(out, clean)
+    same_files(out, clean)
     written.clear()
     _small(tmp_path, "run", preview=True)
     assert written == []
@@ -496,10 +480,10 @@ def test_resume_without_a_manifest_checks_the_shards_it_keeps(tmp_path, monkeypa
     data = (out / "val-00000.npy").read_bytes()
     (out / "val-00000.npy").write_bytes(data[:128] + bytes(len(data) - 128))  # whole, but black images
     (out / "heldout-00000.npy").write_bytes(b"not an npy file")
-    written = _count_shard_writes(monkeypatch)
+    written = count_shard_writes(monkeypatch)
     _small(tmp_path, "run")
     assert sorted(written) == ["heldout-00000.npy", "train-00000.npy", "val-00000.npy"]
-    _same_files(out, clean)
+    same_files(out, clean)
 
 
 @pytest.mark.parametrize("bad", ["../outside/train-00000.npy", "ABSOLUTE", "../../../../../../etc/passwd"])
