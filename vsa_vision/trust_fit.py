@@ -22,7 +22,7 @@ from .scenes.degrade import CORRUPTIONS, SEVERITIES, apply
 from .scenes.foreign import FOREIGN_KINDS, foreign_images
 from .trust import FEATURES, OBJECT_FEATURES, RECORD_VERSION, SET_FEATURES, TrustRule, object_features, trust_features
 
-__all__ = ["calibration_set", "measure", "fit_trust", "evaluate_trust", "expected_calibration_error"]
+__all__ = ["calibration_set", "measure", "fit_trust", "evaluate_trust", "expected_calibration_error", "answers_right"]
 
 CLEAN_SHARE = 0.25  # of the calibration scenes, the share left clean; the rest spread over corruption x severity
 
@@ -69,6 +69,17 @@ def measure(model, images: Tensor, method: str | None = None, batch_size: int = 
     return {"q": torch.cat(qs), "res": results, "features": torch.cat(feats)}
 
 
+def answers_right(res: Any, labels: Tensor) -> Tensor:
+    """Per problem ``[B]`` bool: the whole answer right, every attribute of a ``Decomposition`` against
+    labels ``[B, K]``, or the set of a ``SetDecomposition`` (count included) against object slots
+    ``[B, M, K]`` (:func:`vsa_vision.multi.set_hits`)."""
+    if isinstance(res, SetDecomposition):
+        from .multi import set_hits
+
+        return set_hits(res, labels.cpu())[0]
+    return (res.indices.cpu() == labels.cpu()).all(1)
+
+
 def _right(results: Sequence[Any], labels: Tensor) -> tuple[Tensor, Tensor | None, list[Tensor] | None]:
     """(whole answer right ``[B]``, per attribute ``[B, K]`` or None, per found object or None)."""
     if isinstance(results[0], SetDecomposition):
@@ -77,7 +88,7 @@ def _right(results: Sequence[Any], labels: Tensor) -> tuple[Tensor, Tensor | Non
             lab = labels[start:start + len(res)]
             start += len(res)
             truth = [row[(row >= 0).all(-1)] for row in lab]
-            whole.append(res.hits(truth)[0])
+            whole.append(answers_right(res, lab))
             for found, t in zip(res.objects, truth):
                 per_object.append((found.cpu()[:, None, :] == t[None]).all(-1).any(-1) if len(found)
                                   else torch.zeros(0, dtype=torch.bool))

@@ -19,20 +19,13 @@ from ..scenes.degrade import CORRUPTIONS, corrupt
 FIELDS = ["corruption", "severity", "method", "images", "acc_all", "known", "mean_probability"]
 
 
-def _hits(model, res, labels: torch.Tensor) -> torch.Tensor:
-    from ..decompose import SetDecomposition
-
-    if isinstance(res, SetDecomposition):
-        return res.hits([row[(row >= 0).all(-1)] for row in labels])[0]
-    return (res.indices.cpu() == labels).all(1)
-
-
 @torch.inference_mode()
 def robustness_benchmark(pipe, methods: Sequence[str], images: int = 500, seed: int = 0,
                          corruptions: Sequence[str] = CORRUPTIONS, severities: Sequence[int] = (1, 2, 3, 4, 5),
                          batch_size: int = 256, log=print) -> list[dict[str, Any]]:
     """Rows of :data:`FIELDS`: clean first (severity 0), then every corruption x severity."""
     from ..trust import assess
+    from ..trust_fit import answers_right
 
     model = pipe.model
     scenes = RenderedScenes(model.schema, images, seed=seed, split="test", cache=True)
@@ -45,7 +38,7 @@ def robustness_benchmark(pipe, methods: Sequence[str], images: int = 500, seed: 
             hits, known, probs = [], [], []
             for i, q in zip(range(0, len(x), batch_size), qs):
                 res = pipe.decode(q, method)
-                hits.append(_hits(model, res, scenes.indices[i:i + batch_size]))
+                hits.append(answers_right(res, scenes.indices[i:i + batch_size]))
                 judged = assess(model, x[i:i + batch_size], q, res)
                 known.append(judged["known"])
                 if judged["probability"] is not None:
