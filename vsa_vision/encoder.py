@@ -39,12 +39,17 @@ def _denoised_brightness(images: Tensor) -> Tensor:
     cols = _median3(p[..., :-2, 1:-1], c, p[..., 2:, 1:-1])
     diag = _median3(p[..., :-2, :-2], c, p[..., 2:, 2:])
     anti = _median3(p[..., :-2, 2:], c, p[..., 2:, :-2])
-    mx = torch.maximum(torch.maximum(rows, cols), torch.maximum(diag, anti))
-    t = torch.arange(-2, 3, dtype=mx.dtype, device=mx.device)
-    k = torch.exp(-0.5 * (t / 0.7) ** 2)
-    k = k / k.sum()
-    mx = F.conv2d(F.pad(mx, (2, 2, 0, 0), mode="replicate"), k.view(1, 1, 1, 5))
-    return F.conv2d(F.pad(mx, (0, 0, 2, 2), mode="replicate"), k.view(1, 1, 5, 1))
+    return gaussian_blur5(torch.maximum(torch.maximum(rows, cols), torch.maximum(diag, anti)), 0.7)
+
+
+def gaussian_blur5(x: Tensor, sigma: float) -> Tensor:
+    """Each channel of float images ``[B, C, H, W]`` blurred by a separable 5-tap Gaussian of
+    ``sigma`` pixels (normalised; edges replicated)."""
+    t = torch.arange(-2, 3, dtype=x.dtype, device=x.device)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = (k / k.sum()).repeat(x.shape[1], 1)
+    x = F.conv2d(F.pad(x, (2, 2, 0, 0), mode="replicate"), k[:, None, None, :], groups=x.shape[1])
+    return F.conv2d(F.pad(x, (0, 0, 2, 2), mode="replicate"), k[:, None, :, None], groups=x.shape[1])
 
 
 def _adaptive_threshold(mx: Tensor) -> Tensor:

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .decompose import Decomposition, SetDecomposition
-from .encoder import object_masks
+from .encoder import gaussian_blur5, object_masks
 
 __all__ = ["FEATURES", "SET_FEATURES", "TrustRule", "trust_features", "render_answers", "image_agreement"]
 
@@ -51,28 +51,26 @@ RECORD_VERSION = 1
 # -- features ------------------------------------------------------------------------------------
 
 
-def _blurred(x: Tensor) -> Tensor:
-    t = torch.arange(-2, 3, dtype=x.dtype, device=x.device)
-    k = torch.exp(-0.5 * t ** 2)
-    k = (k / k.sum()).repeat(x.shape[1], 1)
-    x = F.conv2d(F.pad(x, (2, 2, 0, 0), mode="replicate"), k[:, None, None, :], groups=x.shape[1])
-    return F.conv2d(F.pad(x, (0, 0, 2, 2), mode="replicate"), k[:, None, :, None], groups=x.shape[1])
+def _silhouettes(images: Tensor) -> Tensor:
+    """The denoised silhouettes ``float [B, 1, H, W]`` of ``uint8`` images (:func:`object_masks`)."""
+    return object_masks(images.float() / 255.0, denoise=True)[0]
 
 
-def image_agreement(images: Tensor, rendered: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def image_agreement(images: Tensor, rendered: Tensor, masks: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """``(corr, overlap, hue)`` ``[B]`` of images against renders of the answers (both ``uint8 [B, 3, H, W]``):
     the Pearson correlation of the blurred (sigma 1 px) images over every pixel and channel (0 when
     either is flat); the fraction of each silhouette (denoised masks) within one pixel of the
     other's, summed over both and divided by both areas (1: the same objects in the same places); and
     the mean, over the image's silhouette, of the L1 distance between the colour proportions
-    ``rgb / (r + g + b)`` of the blurred image and of the render (0: the same colours)."""
-    a_img, b_img = _blurred(images.float() / 255.0), _blurred(rendered.float() / 255.0)
+    ``rgb / (r + g + b)`` of the blurred image and of the render (0: the same colours). ``masks``: the
+    images' silhouettes when already computed."""
+    a_img, b_img = gaussian_blur5(images.float() / 255.0, 1.0), gaussian_blur5(rendered.float() / 255.0, 1.0)
     a, b = a_img.flatten(1), b_img.flatten(1)
     a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
     den = (a.norm(dim=1) * b.norm(dim=1))
     corr = torch.where(den > 1e-6, (a * b).sum(1) / den.clamp_min(1e-6), torch.zeros_like(den))
-    ma = object_masks(images.float() / 255.0, denoise=True)[0]
-    mb = object_masks(rendered.float() / 255.0, denoise=True)[0]
+    ma = _silhouettes(images) if masks is None else masks
+    mb = _silhouettes(rendered)
     da, db = F.max_pool2d(ma, 3, 1, 1), F.max_pool2d(mb, 3, 1, 1)
     covered = (ma * db).flatten(1).sum(1) + (mb * da).flatten(1).sum(1)
     area = ma.flatten(1).sum(1) + mb.flatten(1).sum(1)
@@ -84,14 +82,15 @@ def image_agreement(images: Tensor, rendered: Tensor) -> tuple[Tensor, Tensor, T
     return corr, overlap, hue
 
 
-def count_blobs(images: Tensor, min_area: float = 12.0) -> Tensor:
+def count_blobs(images: Tensor, min_area: float = 12.0, masks: Tensor | None = None) -> Tensor:
     """The number of separate shapes in each image ``[B]``: 8-connected components of the denoised
     silhouette (:func:`~vsa_vision.encoder.object_masks`) of at least ``min_area`` pixels at 64 px
     (scaled with the side; the smallest outline of the default schema covers about 30). SciPy's
-    labelling of the whole batch at once, each image its own plane."""
+    labelling of the whole batch at once, each image its own plane. ``masks``: the images'
+    silhouettes when already computed."""
     from scipy.ndimage import label
 
-    masks = object_masks(images.float() / 255.0, denoise=True)[0][:, 0].bool().numpy()
+    masks = (_silhouettes(images) if masks is None else masks)[:, 0].bool().numpy()
     B = masks.shape[0]
     structure = np.zeros((3, 3, 3), dtype=bool)
     structure[1] = True  # 8-connected within an image, never across images
@@ -132,10 +131,12 @@ def _amplitudes(res: SetDecomposition) -> tuple[Tensor, Tensor]:
 def trust_features(schema, images: Tensor, q: Tensor, res: Decomposition | SetDecomposition) -> Tensor:
     """The features of :data:`FEATURES` (one object a scene) or :data:`SET_FEATURES` (several),
     ``float64 [B, F]``, for ``uint8`` images, the encoder's vectors ``q`` and their decomposition."""
-    corr, overlap, hue = image_agreement(images.cpu(), render_answers(schema, res))
+    images = images.cpu()
+    masks = _silhouettes(images)  # the input's silhouettes, for the render comparison and the shape count
+    corr, overlap, hue = image_agreement(images, render_answers(schema, res), masks)
     answered = res.counts.double().cpu() if isinstance(res, SetDecomposition) else torch.ones(len(images),
                                                                                               dtype=torch.float64)
-    blobs = count_blobs(images.cpu()) - answered
+    blobs = count_blobs(images, masks=masks) - answered
     norm = (q.detach().double().norm(dim=-1) / math.sqrt(q.shape[-1])).cpu()
     if isinstance(res, SetDecomposition):
         conf = [c.double().cpu() for c in res.confidence]
