@@ -86,6 +86,8 @@ def base_args(command: tuple[str, ...], f: dict) -> dict[str, list[str]]:
         ("bench", "speed"): {**tiny, "--batches": ["2"], "--repeats": ["1"], "--methods": ["resonator"],
                              "--out": [out]},
         ("bench", "cost"): {**tiny, "--methods": ["resonator"], "--batch": ["2"], "--rounds": ["1"]},
+        ("bench", "capacity"): {**tiny, "--methods": ["resonator"], "--dims": ["64"], "--shape": ["k3"],
+                                "--out": [out]},
         ("bench", "chains"): {**tiny, "--seeds": ["0"], "--method": ["stochastic_resonator"]},
         ("bench", "sets"): {"--objects": ["1"], "--sizes": ["3,3,2,4,4,2"], "--dim": ["64"], "--scenes": ["2"],
                             "--iterations": ["2"], "--methods": ["resonator"], "--out": [out]},
@@ -136,6 +138,7 @@ ACCEPTED = {
     (("bench", "sets"), "--snr-db"): {"negative", "huge float", "huge int"},
     (("bench", "accuracy"), "--max-brute-flop"): {"huge float", "huge int"},
     (("bench", "speed"), "--max-brute-flop"): {"huge float", "huge int"},
+    (("bench", "capacity"), "--max-space"): {"huge float", "huge int"},  # a cap on the search: any size above 1
     (("recognize",), "paths"): {"not an image"},  # skipped, exit 1: some inputs failed
 }
 for _cmd in [("demo",), ("edit",), ("bench", "training-curve"), ("tune",)]:
@@ -148,7 +151,7 @@ ACCEPTED[(("calibrate",), "--report")] = {"word", "nan", "huge float", "huge int
 ACCEPTED[(("calibrate",), "--figures")] = {"word", "nan", "huge float", "huge int", "negative", "missing path",
                                            "not an image", "folder"}
 for _cmd in [("bench", "accuracy"), ("bench", "speed"), ("bench", "sets"), ("bench", "vision"), ("bench", "robustness"),
-             ("data", "generate")]:
+             ("bench", "capacity"), ("data", "generate")]:
     # an output folder may have any name, exist already, or be created with its parents
     ACCEPTED[(_cmd, "--out")] = {"word", "folder", "nan", "huge float", "huge int", "negative", "missing path"}
 

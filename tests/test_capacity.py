@@ -1,0 +1,254 @@
+"""The capacity frontier and the crossover with exhaustive search (``vsa-vision bench capacity``):
+tiny dimensions, few problems and small budgets, so that each test runs in a few seconds on a CPU."""
+
+import csv
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from vsa_vision.bench.accuracy import write_csv
+from vsa_vision.bench.capacity import (
+    CAPACITY_FIELDS,
+    PUBLISHED_CAPACITY,
+    capacity_frontier,
+    capacity_table,
+    evaluate_size,
+    frontier_problems,
+    plot_capacity,
+    search_frontier,
+    shape_sizes,
+)
+from vsa_vision.bench.crossover import CROSSOVER_FIELDS, crossover_point, crossover_table, exhaustive_crossover
+from vsa_vision.cli import main
+from vsa_vision.decompose import build_method
+from vsa_vision.decompose.brute_force import BruteForce
+from vsa_vision.decompose.resonator import Resonator
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny problems: one thread is fastest, and keeps these tests quick on a loaded machine."""
+    torch.set_num_threads(1)
+    yield
+
+
+def _allowed(problems: int, target: float) -> int:
+    return math.floor(problems * (1 - target) + 1e-9)
+
+
+# ---------------------------------------------------------------------------------------------
+# the search
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("threshold,start", [(37, 5), (370, 5), (37, 300), (2, 2)])
+def test_the_search_brackets_a_threshold_to_the_resolution(threshold, start):
+    calls = []
+
+    def passes(v):
+        calls.append(v)
+        return v <= threshold
+
+    lo, hi = search_frontier(passes, start, least=2, cap=10_000, growth=1.5, resolution=0.05)
+    assert lo == threshold or (lo < threshold < hi)
+    assert lo <= threshold < hi and (hi - lo == 1 or hi <= lo * 1.05)
+    assert len(calls) == len(set(calls)) and len(calls) <= 25  # no size evaluated twice; geometric, then bisected
+
+
+def test_the_search_reports_the_cap_and_a_failure_at_the_least_value():
+    assert search_frontier(lambda v: True, 5, 2, 40) == (40, None)
+    assert search_frontier(lambda v: False, 5, 2, 40) == (None, 2)
+    assert search_frontier(lambda v: v <= 2, 50, 2, 40) == (2, 3)  # a start above the cap starts at the cap
+
+
+def test_shapes_and_their_search_spaces():
+    assert shape_sizes("k3", 7) == [7, 7, 7]
+    assert shape_sizes("vision", 5) == [10, 12, 6, 5, 5, 2, 8] and math.prod(shape_sizes("vision", 1)) == 11_520
+    with pytest.raises(ValueError, match="shape"):
+        shape_sizes("k4", 3)
+
+
+# ---------------------------------------------------------------------------------------------
+# the frontier
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spec,dim", [("resonator", 64), ("diffusion", 64)])
+def test_the_frontier_passed_and_the_first_fail_failed_at_the_reported_accuracies(spec, dim):
+    problems, target, its = 16, 0.9, 30
+    (row,) = capacity_frontier([spec], dims=(dim,), shape="k3", iterations=its, problems=problems, target=target)
+    n, fail = row["frontier"], row["fail_at"]
+    assert n is not None and fail is not None and fail > n and (fail - n == 1 or fail <= n * 1.05)
+    assert row["search_space"] == n ** 3 and row["fail_search_space"] == fail ** 3
+    assert row["accuracy"] >= target and row["acc_lo"] <= row["accuracy"] <= row["acc_hi"]
+    assert row["fail_accuracy"] < target
+    assert row["log10_space"] == pytest.approx(3 * math.log10(n), abs=1e-3)
+    # the same problems and the same method again: the same outcomes
+    d = build_method(spec, its, 0)
+    allowed = _allowed(problems, target)
+    again = evaluate_size(d, frontier_problems("k3", dim, n, problems), 4, allowed)
+    assert again["passed"] and again["hits"] / again["evaluated"] == row["accuracy"]
+    again = evaluate_size(d, frontier_problems("k3", dim, fail, problems), 4, allowed)
+    assert not again["passed"] and again["evaluated"] == row["fail_evaluated"]
+    assert again["hits"] / again["evaluated"] == row["fail_accuracy"]
+    assert row["mean_iterations"] <= its and row["chain_iterations"] == row["mean_iterations"] * row["chains"]
+
+
+def test_a_method_that_always_succeeds_up_to_the_cap_reports_the_cap():
+    rows = capacity_frontier(["diffusion"], dims=(256,), shape="k3", iterations=50, problems=12, max_space=6 ** 3)
+    (row,) = rows
+    assert row["frontier"] == 6 and row["cap"] == 6 and row["capped"] is True
+    assert row["fail_at"] is None and row["fail_accuracy"] is None and row["accuracy"] == 1.0
+    assert row["search_space"] == 216 and row["chains"] == 2  # the diffusion decomposer's default chains
+
+
+def test_early_stopping_skips_the_rest_of_a_failing_size(monkeypatch):
+    batches = []
+    original = Resonator.decompose
+
+    def counting(self, s, codebooks, callback=None):
+        batches.append(s.shape[0])
+        return original(self, s, codebooks, callback)
+
+    monkeypatch.setattr(Resonator, "decompose", counting)
+    (row,) = capacity_frontier(["resonator"], dims=(64,), shape="k3", iterations=20, problems=40, target=0.99)
+    assert sum(batches) == row["problems_run"] < row["sizes_tried"] * 40  # some sizes stopped early
+    assert row["fail_evaluated"] < 40 and set(batches) == {10}  # four chunks of ten
+    # a method that never succeeds: one chunk and done
+    wrong = SimpleNamespace(iterations=5, decompose=lambda s, cb: SimpleNamespace(
+        indices=torch.full((s.shape[0], 3), -1), iterations=torch.ones(s.shape[0], dtype=torch.long)))
+    r = evaluate_size(wrong, frontier_problems("k3", 32, 4, 100), chunks=4, allowed=1)
+    assert r == {**r, "passed": False, "hits": 0, "evaluated": 25, "budget": 5}
+
+
+def test_rows_have_the_documented_fields_and_exhaustive_methods_are_skipped():
+    notes = []
+    rows = capacity_frontier(["brute_force", "resonator"], dims=(32, 64), shape="both", iterations=10, problems=8,
+                             log=notes.append)
+    assert [(r["shape"], r["method"], r["dim"]) for r in rows] == [
+        (sh, "resonator", d) for sh in ("k3", "vision") for d in (32, 64)]
+    assert all(set(r) == set(CAPACITY_FIELDS) for r in rows)
+    assert any("brute_force: skipped" in n and "time" in n for n in notes)
+    for r in rows:
+        assert r["parameter"] == ("n" if r["shape"] == "k3" else "p") and r["device"] == "cpu"
+        assert r["problems"] == 8 and r["iterations"] == 10 and r["target"] == 0.99 and r["chains"] == 1
+    vision = [r for r in rows if r["shape"] == "vision"]
+    assert all(r["frontier"] is None or r["sizes"].startswith("10x12x6x") for r in vision)
+
+
+def test_bad_arguments_are_refused_by_name():
+    for kwargs, name in [({"target": 0.0}, "target"), ({"target": 1.5}, "target"), ({"problems": 0}, "problems"),
+                         ({"shape": "k4"}, "shape"), ({"dims": (0,)}, "dims"), ({"iterations": 0}, "iterations"),
+                         ({"growth": 1.0}, "growth")]:
+        with pytest.raises(ValueError, match=name):
+            capacity_frontier(["resonator"], **{"dims": (32,), **kwargs})
+    with pytest.raises(ValueError, match="methods"):
+        capacity_frontier("resonator", dims=(32,))
+
+
+def test_plot_table_and_csv_are_written(tmp_path):
+    rows = capacity_frontier(["resonator", "diffusion"], dims=(32, 64), shape="both", iterations=10, problems=8)
+    plot_capacity(rows, str(tmp_path / "capacity.png"))
+    assert (tmp_path / "capacity.png").read_bytes()[:8] == PNG
+    write_csv(rows, str(tmp_path / "capacity.csv"), CAPACITY_FIELDS)
+    back = list(csv.DictReader(open(tmp_path / "capacity.csv")))
+    assert list(back[0]) == CAPACITY_FIELDS and len(back) == len(rows)
+    table = capacity_table(rows)
+    assert table.count("\n| `") == len(rows) and "| `diffusion` | k3 | 64 |" in table
+    # the published points: Kent et al.'s resonator and the in-memory factorizer's largest n at >= 99% of factors
+    assert {(p["dim"], p["n"]) for p in PUBLISHED_CAPACITY} == {(1500, 79), (2000, 128), (3000, 205), (5000, 323),
+                                                                (1500, 999)}
+
+
+# ---------------------------------------------------------------------------------------------
+# the crossover
+# ---------------------------------------------------------------------------------------------
+
+
+def test_the_crossover_compares_the_same_problems(monkeypatch):
+    seen = {"brute": [], "iterative": []}
+    brute, iterative = BruteForce.decompose, Resonator.decompose
+
+    def spy(kind, original):
+        def wrapped(self, s, codebooks, callback=None):
+            if max(codebooks.sizes) > 2:  # not the warm-up
+                seen[kind].append(s.clone())
+            return original(self, s, codebooks, callback)
+        return wrapped
+
+    monkeypatch.setattr(BruteForce, "decompose", spy("brute", brute))
+    monkeypatch.setattr(Resonator, "decompose", spy("iterative", iterative))
+    rows = exhaustive_crossover([[4, 4, 4], [3, 5, 4, 6]], dim=128, method="resonator", iterations=20, problems=6,
+                                exhaustive_problems=3)
+    assert all(set(r) == set(CROSSOVER_FIELDS) for r in rows)
+    for b, it in zip(seen["brute"], seen["iterative"]):
+        assert b.shape[0] == 3 and it.shape[0] == 6 and torch.equal(b, it[:3])  # the first three, the same vectors
+    for r, sizes in zip(rows, ([4, 4, 4], [3, 5, 4, 6])):
+        assert r["schema"] == "x".join(map(str, sizes)) and r["search_space"] == math.prod(sizes)
+        assert r["exhaustive_accuracy"] == 1.0 and r["exhaustive_problems"] == 3 and r["problems"] == 6
+        assert r["speed_ratio"] == pytest.approx(r["exhaustive_ms_per_problem"] / r["ms_per_problem"])
+        assert r["faster"] == ("iterative" if r["speed_ratio"] > 1 else "exhaustive")
+    assert "crossover:" in crossover_table(rows)
+    with pytest.raises(ValueError, match="iterative method"):
+        exhaustive_crossover([[4, 4]], dim=32, method="brute_force")
+
+
+def test_the_crossover_point():
+    rows = [{"search_space": s, "speed_ratio": q} for s, q in [(10, 0.5), (100, 2.0), (1000, 0.8), (10**4, 3.0),
+                                                               (10**5, 4.0)]]
+    first, est = crossover_point(rows)
+    assert first == 10**4 and 1000 < est < 10**4
+    assert crossover_point([{"search_space": 5, "speed_ratio": 2.0}]) == (5, None)
+    assert crossover_point([{"search_space": 5, "speed_ratio": 0.5}]) == (None, None)
+
+
+# ---------------------------------------------------------------------------------------------
+# the command
+# ---------------------------------------------------------------------------------------------
+
+
+def test_the_command_runs_a_tiny_case(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["bench", "capacity", "--methods", "resonator;diffusion", "--dims", "32,64", "--shape", "k3",
+                 "--problems", "8", "--iterations", "10", "--threads", "1", "--out", str(out)]) == 0
+    rows = list(csv.DictReader(open(out / "capacity.csv")))
+    assert list(rows[0]) == CAPACITY_FIELDS and [(r["method"], r["dim"]) for r in rows] == [
+        (m, d) for m in ("resonator", "diffusion") for d in ("32", "64")]
+    assert (out / "capacity.png").read_bytes()[:8] == PNG
+    assert "| `diffusion` | k3 | 64 |" in capsys.readouterr().out
+    assert main(["bench", "capacity", "--crossover", "--schemas", "4,4,4;3,5,4,6", "--crossover-dim", "64",
+                 "--crossover-method", "resonator", "--problems", "4", "--iterations", "10",
+                 "--exhaustive-problems", "2", "--out", str(tmp_path / "x")]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "x" / "crossover.csv")))
+    assert [r["schema"] for r in rows] == ["4x4x4", "3x5x4x6"] and all(r["exhaustive_accuracy"] == "1.0" for r in rows)
+    assert not (tmp_path / "x" / "capacity.csv").exists()  # --crossover alone runs the crossover only
+    assert "crossover:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("words,message", [
+    (["--target", "0"], "argument --target: expected a fraction above 0"),
+    (["--target", "1.5"], "argument --target: expected a fraction from 0 to 1"),
+    (["--dims", "64,0"], "argument --dims: expected a positive integer"),
+    (["--shape", "k4"], "argument --shape: invalid choice"),
+    (["--crossover", "--schemas", "4,x"], "argument --schemas: expected a positive integer"),
+])
+def test_the_command_refuses_bad_values_naming_the_option(words, message, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["bench", "capacity", *words, "--out", str(tmp_path)])
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("words,message", [
+    (["--schemas", "4,4,4"], "--schemas applies to --crossover only"),
+    (["--crossover", "--dims", "64"], "--dims applies to the frontier"),
+    (["--methods", "brute_force"], "--methods: no iterative method to search"),
+    (["--crossover", "--crossover-method", "brute_force"], "--crossover-method: expected an iterative method"),
+])
+def test_the_command_refuses_options_that_would_be_ignored_or_cannot_run(words, message, tmp_path, capsys):
+    assert main(["bench", "capacity", *words, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
