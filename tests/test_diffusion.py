@@ -142,6 +142,7 @@ VARIANTS = [
     # VE variant restarts from its noisiest level
     {"schedule": "ve", "steps": 10, "restart": 1.0},
     {"threshold": 0.3},
+    {"estimate": "sign"},
 ]
 
 
@@ -228,17 +229,34 @@ def test_problem_load_is_log_search_space_over_squared_dimension():
 def test_auto_settings_interpolate_between_anchors_and_clamp_outside():
     from vsa_vision.decompose.diffusion import auto_settings
 
-    assert auto_settings([1], 1, ANCHORS) == pytest.approx(ANCHORS[0]["options"])  # load 0: the light anchor
-    assert auto_settings([100], 1, ANCHORS) == pytest.approx(ANCHORS[1]["options"])  # load ln 100: the heavy one
+    assert _numbers(auto_settings([1], 1, ANCHORS)) == pytest.approx(ANCHORS[0]["options"])  # load 0: the light anchor
+    assert _numbers(auto_settings([100], 1, ANCHORS)) == pytest.approx(ANCHORS[1]["options"])  # load ln 100
     mid = auto_settings([10], 1, ANCHORS)  # half way
     assert mid["guidance_scale"] == pytest.approx(0.4)  # geometric mean of 0.2 and 0.8
     assert mid["steps"] == 6 and mid["lambda_max"] == pytest.approx(-1.0) and mid["restart"] == pytest.approx(0.9)
-    assert auto_settings([10**5], 1, ANCHORS) == pytest.approx(ANCHORS[1]["options"])  # no extrapolation
-    assert auto_settings([1], 10, ANCHORS) == pytest.approx(ANCHORS[0]["options"])
-    # an anchor written before an option existed reads it as "off"
+    assert _numbers(auto_settings([10**5], 1, ANCHORS)) == pytest.approx(ANCHORS[1]["options"])  # no extrapolation
+    assert _numbers(auto_settings([1], 10, ANCHORS)) == pytest.approx(ANCHORS[0]["options"])
+    # an anchor written before an option existed reads it as "off": no threshold, the dense estimate
     old = [{"load": a["load"], "options": {k: v for k, v in a["options"].items() if k != "threshold"}}
            for a in ANCHORS]
-    assert auto_settings([1], 1, old)["threshold"] == 0.0
+    got = auto_settings([1], 1, old)
+    assert got["threshold"] == 0.0 and got["estimate"] == "mean" and got["activation"] == "magnitude"
+
+
+def _numbers(settings):
+    """The numeric adaptive options of a settings dict (the named ones are checked on their own)."""
+    return {k: v for k, v in settings.items() if not isinstance(v, str)}
+
+
+def test_named_adaptive_options_come_from_the_nearer_anchor():
+    from vsa_vision.decompose.diffusion import auto_settings
+
+    hard = {**ANCHORS[1], "options": {**ANCHORS[1]["options"], "estimate": "sign", "activation": "positive"}}
+    anchors = [ANCHORS[0], hard]  # loads 0 and ln 100
+    for n, want in ((1, "mean"), (9, "mean"), (11, "sign"), (100, "sign")):  # ln n against the midpoint ln 10
+        got = auto_settings([n], 1, anchors)
+        assert got["estimate"] == want and got["activation"] == ("positive" if want == "sign" else "magnitude"), n
+    assert auto_settings([9], 1, anchors)["threshold"] == pytest.approx(0.4 * math.log(9) / math.log(100))
 
 
 def test_auto_settings_use_the_anchors_of_the_nearest_number_of_factors():
@@ -248,7 +266,7 @@ def test_auto_settings_use_the_anchors_of_the_nearest_number_of_factors():
     three = [{**a, "factors": 3} for a in ANCHORS]
     anchors = three + [many]
     # K = 3 and K = 4 (nearer 3 than 6) interpolate between the K = 3 anchors only
-    assert auto_settings([1, 1, 1], 1, anchors) == pytest.approx(ANCHORS[0]["options"])
+    assert _numbers(auto_settings([1, 1, 1], 1, anchors)) == pytest.approx(ANCHORS[0]["options"])
     assert auto_settings([10, 10, 1, 1], 1, anchors)["steps"] == 8  # load ln 100: the heavy K = 3 anchor
     # K = 5 and more: the six-factor anchor, clamped at every load
     assert auto_settings([1] * 6, 1, anchors)["steps"] == 12
@@ -278,8 +296,8 @@ def test_decomposer_adapts_to_the_problem_shape_and_explicit_options_win(monkeyp
     light = Codebooks.random({"a": 2, "b": 3}, 100, seed=0)  # load ln 6 - 2 ln 100 < 0
     heavy = Codebooks.random({"a": 100, "b": 100}, 10, seed=0)  # load ln 1e4 - 2 ln 10 = ln 100
     d = get_decomposer("diffusion", iterations=20)
-    assert d.settings(light) == pytest.approx(ANCHORS[0]["options"])
-    assert d.settings(heavy) == pytest.approx(ANCHORS[1]["options"])
+    assert _numbers(d.settings(light)) == pytest.approx(ANCHORS[0]["options"])
+    assert _numbers(d.settings(heavy)) == pytest.approx(ANCHORS[1]["options"])
     assert d.plan(light).passes == 5 and d.plan(heavy).passes == 3  # 4 and 8 steps a pass in 20 iterations
     fixed = get_decomposer("diffusion", iterations=20, steps=5, guidance_scale=0.3)
     cfg = fixed.settings(heavy)
@@ -298,6 +316,49 @@ def test_adaptive_settings_change_the_answer_path_not_the_api():
     d = get_decomposer("diffusion", iterations=50, seed=1)
     b = get_decomposer("diffusion", iterations=50, seed=1, **d.settings(p.codebooks)).decompose(p.s, p.codebooks)
     assert torch.equal(a.indices, b.indices) and torch.equal(a.iterations, b.iterations)  # same as spelt out
+
+
+def test_an_anchor_with_min_dim_serves_only_problems_that_large():
+    from vsa_vision.decompose.diffusion import auto_settings
+
+    big = {**ANCHORS[1], "min_dim": 1000}
+    anchors = [ANCHORS[0], big]
+    # load ln 100 at D = 1000 (sizes 1e8) and at D = 10 (sizes 1e4): the big anchor serves only the first
+    assert auto_settings([10**8], 1000, anchors)["steps"] == 8
+    assert auto_settings([10**4], 10, anchors)["steps"] == 4
+    assert auto_settings([10**4], 10, [big])["steps"] == 8  # no other anchor: it serves anyway
+
+
+def test_positive_activation_keeps_only_atoms_the_guidance_favours():
+    proj = torch.tensor([[0.1, -0.5, 2.0, -0.05, 0.4]])
+    dense = posterior_weights(proj, 1.0, 1.0, "symmetric")
+    pos = posterior_weights(proj, 1.0, 1.0, "symmetric", threshold=0.3, activation="positive")
+    assert pos[0, 1] == 0  # logit -0.5: kept by magnitude, dropped here
+    assert torch.equal(pos[0, [2, 4]], dense[0, [2, 4]]) and (pos[0, [0, 1, 3]] == 0).all()
+    mag = posterior_weights(proj, 1.0, 1.0, "symmetric", threshold=0.3)
+    assert mag[0, 1] == dense[0, 1] != 0
+    # near zero the kept weights are linear in the logits (sinh l ~ l), as the in-memory factorizer's
+    small = posterior_weights(1e-3 * torch.tensor([[1.0, 2.0, 4.0]]), 1.0, 1.0, "symmetric", threshold=1.5e-3,
+                              activation="positive")
+    assert small[0, 0] == 0 and small[0, 2] / small[0, 1] == pytest.approx(2.0, rel=1e-5)
+    with pytest.raises(ValueError, match="activation: expected 'magnitude' or 'positive'"):
+        posterior_weights(proj, 1.0, 1.0, threshold=0.3, activation="relu")
+
+
+def test_sign_estimate_makes_every_estimate_bipolar():
+    p = problems(20, dim=500, count=6, seed=2)
+    seen = []
+    d = get_decomposer("diffusion", iterations=5, estimate="sign", stop_similarity=None, keep_best=False)
+    d.decompose(p.s, p.codebooks, callback=lambda info: seen.append(info.state.x))
+    assert seen and all(((x == 1) | (x == -1)).all() for x in seen)
+    seen.clear()
+    get_decomposer("diffusion", iterations=5, estimate="mean", stop_similarity=None,
+                   keep_best=False).decompose(p.s, p.codebooks, callback=lambda info: seen.append(info.state.x))
+    assert not all(((x == 1) | (x == -1)).all() for x in seen)  # the dense estimate is a superposition
+    with pytest.raises(ValueError, match="estimate: expected one of"):
+        get_decomposer("diffusion", estimate="round")
+    with pytest.raises(ValueError, match="activation: expected one of"):
+        get_decomposer("diffusion", activation="relu")
 
 
 def test_threshold_zeroes_weak_atoms_and_keeps_the_rest():

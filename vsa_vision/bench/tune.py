@@ -71,6 +71,24 @@ PORTFOLIOS: dict[str, dict[str, Any]] = {
     "high": {"reference": {"sizes": [150, 150, 150], "dim": 1000}, "shapes": [
         PORTFOLIO[1],
         {"name": "K=3 n=200, 1000 iterations", "sizes": 200, **_K3, "iterations": 1000, "problems": 100}]},
+    # the capacity regime (the published in-memory factorizer's table, D = 1500): scored at a budget
+    # near the mean iterations to beat, so that accuracy there measures the rate at which problems
+    # are solved; searched in the sparse, hard-estimate regime only (PORTFOLIO_SPACES["capacity"]); the
+    # anchors serve D >= 1200 only (at D = 400, 500 and 1000, loads 1.8, 2.6 and 2.1, the dense regime
+    # solved more, or as many in fewer iterations)
+    "capacity": {"reference": {"sizes": [214, 214, 214], "dim": 1500}, "space": "capacity", "min_dim": 1200, "shapes": [
+        {"name": "K=3 n=214 D=1500, 150 iterations", "sizes": 214, "k": 3, "dim": 1500, "iterations": 150,
+         "problems": 100}]},
+    "vast": {"reference": {"sizes": [463, 463, 463], "dim": 1500}, "space": "capacity", "min_dim": 1200, "shapes": [
+        {"name": "K=3 n=463 D=1500, 700 iterations", "sizes": 463, "k": 3, "dim": 1500, "iterations": 700,
+         "problems": 60}]},
+    # seven-factor vision schemas too large to enumerate cheaply (D = 4096)
+    "vision7": {"reference": {"sizes": [10, 12, 6, 32, 32, 2, 8], "dim": 4096}, "shapes": [
+        {"name": "10,12,6,32,32,2,8 D=4096, 300 iterations", "sizes": [10, 12, 6, 32, 32, 2, 8], "dim": 4096,
+         "iterations": 300, "problems": 100}]},
+    "vision7_large": {"reference": {"sizes": [10, 12, 6, 64, 64, 2, 12], "dim": 4096}, "shapes": [
+        {"name": "10,12,6,64,64,2,12 D=4096, 1000 iterations", "sizes": [10, 12, 6, 64, 64, 2, 12],
+         "dim": 4096, "iterations": 1000, "problems": 60}]},
 }
 
 # each entry: (kind, low, high) for "float" / "logfloat" / "int" / "logint", or ("choice", [options])
@@ -84,6 +102,8 @@ SPACES: dict[str, dict[str, tuple]] = {
         "restart": ("float", 0.7, 1.0),
         "normalize": ("choice", ["null", "zscore", "rms"]),
         "threshold": ("float", 0.0, 0.8),
+        "estimate": ("choice", ["mean", "sign"]),
+        "activation": ("choice", ["magnitude", "positive"]),
     },
     "stochastic_resonator": {
         "noise": ("logfloat", 0.003, 0.1),
@@ -93,6 +113,24 @@ SPACES: dict[str, dict[str, tuple]] = {
     "attention_resonator": {
         "beta": ("logfloat", 0.5, 60.0),
         "update": ("choice", ["sequential", "sync"]),
+    },
+}
+
+
+#: a portfolio's own search space (``"space"``), replacing the method's for the options it names: the
+#: capacity regime of the diffusion decomposer (hard estimates, sparse positive activation, a weak
+#: prior: the logits' noise is a small fraction of the guidance's)
+PORTFOLIO_SPACES: dict[str, dict[str, tuple]] = {
+    "capacity": {
+        "guidance_scale": ("choice", [0.05]),
+        "steps": ("choice", [3, 10, 30, 100]),
+        "lambda_min": ("float", -14.0, -8.0),
+        "lambda_span": ("float", 0.0, 4.0),
+        "eta": ("float", 0.5, 1.0),
+        "restart": ("float", 0.5, 1.0),
+        "threshold": ("float", 0.06, 0.13),
+        "estimate": ("choice", ["sign"]),
+        "activation": ("choice", ["positive"]),
     },
 }
 
@@ -228,15 +266,17 @@ def _evaluate_best(method: str, best: dict[str, Any], shapes: list[dict[str, Any
 def tune(method: str, n: int = 80, k: int = 3, dim: int = 1000, iterations: int = 100, trials: int = 200,
          problems: int = 300, eval_problems: int = 500, seed: int = 0, eval_seed: int | None = None,
          portfolio: list[dict[str, Any]] | None = None, only: list[str] | None = None,
-         starts: list[dict[str, Any]] | None = None, log=print) -> dict[str, Any]:
+         starts: list[dict[str, Any]] | None = None, space: dict[str, tuple] | None = None,
+         log=print) -> dict[str, Any]:
     """Search ``method``'s options; returns a report with the best options and their evaluation.
 
     One problem shape (``n``, ``k``, ``dim``, ``iterations``, ``problems``) or, with ``portfolio``, a
     list of shapes (see :data:`PORTFOLIO`) scored by their mean accuracy; shape ``i`` draws its
     tuning problems from ``seed + i`` and its evaluation problems from ``eval_seed + i``. ``only``
-    restricts the search to those options (the others keep their defaults). The first trial is the
-    current defaults; ``starts`` (option dicts, e.g. the other anchors' settings) are tried next."""
-    space = _search_space(method, only)
+    restricts the search to those options (the others keep their defaults); ``space`` replaces the
+    ranges of the options it names. The first trial is the current defaults; ``starts`` (option
+    dicts, e.g. the other anchors' settings) are tried next (each where it lies in the space)."""
+    space = {**_search_space(method, only), **(space or {})}
     if trials < 1:
         raise ValueError(f"trials: expected >= 1, got {trials}")
     eval_seed = seed + 10_000 if eval_seed is None else eval_seed
@@ -305,8 +345,9 @@ def tune_anchor(name: str, trials: int = 40, eval_problems: int = 500, seed: int
     others = [{**MISSING, **a.options} for a in (*anchors_in_force(), *FALLBACK_ANCHORS)
               if abs(a.load - load) > 1e-6 or a.factors not in (None, factors)]
     report = tune("diffusion", trials=trials, eval_problems=eval_problems, seed=seed, eval_seed=eval_seed,
-                  portfolio=folio["shapes"], only=list(ADAPTIVE_OPTIONS), starts=others, log=log)
-    report.update(anchor=name, load=round(load, 4), factors=factors)
+                  portfolio=folio["shapes"], only=list(ADAPTIVE_OPTIONS), starts=others,
+                  space=PORTFOLIO_SPACES.get(folio.get("space")), log=log)
+    report.update(anchor=name, load=round(load, 4), factors=factors, min_dim=folio.get("min_dim"))
     return report
 
 
@@ -320,12 +361,12 @@ def write_defaults(report: dict[str, Any], path: str) -> str:
     """Write the tuned options to ``path`` atomically (and the full report beside it, see
     :func:`report_path`); returns the path.
 
-    A report with an ``anchor`` (``tune --portfolio light|small|low|mid|high``) becomes that anchor of
+    A report with an ``anchor`` (``tune --portfolio <anchor>``, e.g. ``light`` or ``vast``) becomes that anchor of
     the anchors file at ``path`` (the other anchors are kept; a new file starts from the anchors in
     force); any other report writes ``{"method", "options"}``."""
     if "anchor" in report:
         write_anchor(path, Anchor(report["anchor"], float(report["load"]), dict(report["options"]),
-                                  report.get("factors")))
+                                  report.get("factors"), report.get("min_dim")))
     else:
         data = {"method": report["method"], "options": report["options"]}
         atomic_write(path, lambda f: f.write(json.dumps(data, indent=2, sort_keys=True) + "\n"))

@@ -9,7 +9,7 @@ from .common import add_out, add_seed, add_threads, apply_threads, positive, see
 from .outputs import check_file
 
 #: the names of ``vsa_vision.bench.tune.PORTFOLIOS`` (spelt out: the parser must not import torch)
-PORTFOLIO_NAMES = ["mixed", "light", "small", "low", "mid", "high"]
+PORTFOLIO_NAMES = ["mixed", "light", "small", "low", "mid", "high", "capacity", "vast", "vision7", "vision7_large"]
 
 
 def register(sub) -> None:
@@ -23,8 +23,8 @@ def register(sub) -> None:
     t.add_argument("--problems", type=positive, default=None, help="tuning problems per trial (300)")
     t.add_argument("--portfolio", nargs="?", const="mixed", default=None, choices=PORTFOLIO_NAMES,
                    help="score each setting by its mean accuracy over several problem shapes "
-                        "(vsa_vision.bench.tune.PORTFOLIOS) instead of one; light / small / low / mid / high tune "
-                        "that anchor of the diffusion decomposer's adaptive defaults")
+                        "(vsa_vision.bench.tune.PORTFOLIOS) instead of one; the others (light, small, ..., vast, "
+                        "vision7_large) tune that anchor of the diffusion decomposer's adaptive defaults")
     t.add_argument("--eval-problems", dest="eval_problems", type=positive, default=500)
     add_seed(t, help="seed of the search and of the tuning problems")
     t.add_argument("--eval-seed", dest="eval_seed", type=seed, default=None,
@@ -44,7 +44,7 @@ def _output(args: argparse.Namespace, anchor: bool) -> str:
 
     if args.into_package:
         if not anchor:
-            raise ValueError("tune --into-package: only the diffusion anchors (--portfolio light|small|low|mid|high) "
+            raise ValueError("tune --into-package: only the diffusion anchors (--portfolio <anchor>) "
                              "live in the package; fixed options go to --out")
         if args.out is not None:
             raise ValueError("tune: give --out or --into-package, not both")

@@ -33,12 +33,20 @@ class DiffusionConfig:
     - ``restart``: the restart level as a fraction of the schedule (1 = noisiest); ``restarts``: the
       number of restarts (None: as many as the budget allows; 0: one pass only);
     - ``threshold``: sparse posterior weights (atoms whose logit is below it in magnitude get 0);
+      ``activation``: ``"magnitude"`` (keep ``|logit| >= threshold``) or ``"positive"`` (keep
+      ``logit >= threshold``: the in-memory factorizer's sparse positive activation, which also fixes
+      each factor's sign);
+    - ``estimate``: the estimate ``x_k`` a factor hands the others, ``"mean"`` (the posterior mean
+      ``w_k X_k``) or ``"sign"`` (its sign: the nearest point of the bipolar cube every codeword
+      lies on);
     - ``chains``: independent chains per problem, the best returned;
     - the common options of every iterative decomposer: ``iterations``, ``seed``, ``keep_best``,
       ``stop_similarity``, ``sign_invariant``, ``record_trajectory``.
 
-    ``guidance_scale``, ``steps``, ``lambda_min``, ``lambda_max``, ``eta``, ``restart`` and
-    ``threshold`` default to None: chosen per call from the problem's shape (:mod:`.defaults`)."""
+    ``guidance_scale``, ``steps``, ``lambda_min``, ``lambda_max``, ``eta``, ``restart``,
+    ``threshold``, ``estimate`` and ``activation`` default to None: chosen per call from the
+    problem's shape (:mod:`.defaults`; at high loads and D >= 1200 the capacity regime: sign
+    estimates, positive activation, a prior whose noise is a small fraction of the guidance)."""
 
     iterations: int = 100
     seed: int = 0
@@ -66,6 +74,8 @@ class DiffusionConfig:
     sign_invariant: bool = True
     record_trajectory: bool = False
     chains: int = 2
+    estimate: str | None = None
+    activation: str | None = None
 
     def __post_init__(self) -> None:
         for name, choices in (("space", SPACES), ("energy", ENERGIES), ("schedule", SCHEDULES)):
@@ -75,6 +85,9 @@ class DiffusionConfig:
                               ("normalize", NORMALIZATIONS), ("coupling", ("sequential", "parallel")),
                               ("spacing", ("linear", "power", "inverse_power")), ("step", ("ddim", "ddpm"))):
             check_choice(name, getattr(self, name), choices)
+        for name, choices in (("estimate", ("mean", "sign")), ("activation", ("magnitude", "positive"))):
+            if getattr(self, name) is not None:
+                check_choice(name, getattr(self, name), choices)
         ints = {"iterations": (1, False), "seed": (0, False), "steps": (1, True), "restarts": (0, True),
                 "chains": (1, False)}
         floats = {"guidance_scale": (0.0, None), "clip": (0.0, None), "lambda_min": (None, None),

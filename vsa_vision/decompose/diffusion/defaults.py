@@ -5,8 +5,11 @@ default to None; each call then chooses them from the problem's *load* (:func:`p
 ``ln(prod_k n_k) - 2 ln D``: the search space against the squared dimension, since a resonator's
 capacity grows about as ``D^2``) and its number of factors. Among the :class:`Anchor` settings
 tuned for the nearest number of factors, every option is interpolated linearly in the load (the
-guidance scale geometrically, the steps rounded); outside them the nearest anchor's settings hold
-(:func:`auto_settings`).
+guidance scale geometrically, the steps rounded, the named options ``estimate`` and
+``activation`` taken from the nearer anchor); outside them the nearest anchor's settings hold
+(:func:`auto_settings`). An anchor may serve only problems of at least ``min_dim`` dimensions: the
+capacity regime (hard estimates, sparse positive activation) leads at D = 1500 and loads above 1.4,
+and trails the dense regime at D = 400 to 1000 at the same loads.
 
 The anchors live in ``vsa_vision/defaults/diffusion.json`` (only what is used: name, load, number
 of factors, options; an anchor may say ``"same_as": "<name>"`` where its search chose another
@@ -31,10 +34,13 @@ __all__ = ["ADAPTIVE_OPTIONS", "Anchor", "PACKAGE_ANCHORS", "ANCHORS_ENV", "prob
            "anchors_in_force", "auto_settings", "write_anchor", "FALLBACK_ANCHORS"]
 
 #: the options chosen per problem when left unset (None)
-ADAPTIVE_OPTIONS = ("guidance_scale", "steps", "lambda_min", "lambda_max", "eta", "restart", "threshold")
+ADAPTIVE_OPTIONS = ("guidance_scale", "steps", "lambda_min", "lambda_max", "eta", "restart", "threshold", "estimate",
+                    "activation")
+#: the adaptive options that take one of a few names: taken from the nearer anchor, not interpolated
+CHOICE_OPTIONS = ("estimate", "activation")
 
 #: the value of an adaptive option that an anchor does not set (written before the option existed)
-MISSING = {"threshold": 0.0}
+MISSING = {"threshold": 0.0, "estimate": "mean", "activation": "magnitude"}
 
 #: the anchors file shipped with the package
 PACKAGE_ANCHORS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
@@ -46,12 +52,14 @@ ANCHORS_ENV = "VSA_VISION_DIFFUSION_ANCHORS"
 @dataclass(frozen=True)
 class Anchor:
     """Settings of the adaptive options tuned on problems of one ``load`` and number of ``factors``
-    (None: serves every number of factors)."""
+    (None: serves every number of factors); ``min_dim``: serves only problems of at least that
+    dimension (None: every dimension)."""
 
     name: str
     load: float
-    options: Mapping[str, float] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict)
     factors: int | None = None
+    min_dim: int | None = None
 
     def get(self, key: str) -> float:
         """The anchor's value of an adaptive option (:data:`MISSING` where it predates the option)."""
@@ -82,7 +90,8 @@ def _parse(path: str, data: Any) -> list[Anchor]:
     for r in records:
         try:
             src = by_name[r["same_as"]] if "same_as" in r else r
-            out.append(Anchor(str(r["name"]), float(r["load"]), dict(src["options"]), r.get("factors")))
+            out.append(Anchor(str(r["name"]), float(r["load"]), dict(src["options"]), r.get("factors"),
+                              r.get("min_dim")))
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"{path}: anchor {r!r} is malformed ({type(e).__name__}: {e})") from None
     return out
@@ -114,7 +123,7 @@ def anchors_in_force() -> tuple[Anchor, ...]:
 def _as_anchor(a: Anchor | Mapping[str, Any]) -> Anchor:
     if isinstance(a, Anchor):
         return a
-    return Anchor(str(a.get("name", "")), float(a["load"]), dict(a["options"]), a.get("factors"))
+    return Anchor(str(a.get("name", "")), float(a["load"]), dict(a["options"]), a.get("factors"), a.get("min_dim"))
 
 
 def _same_factor_count(anchors: Sequence[Anchor], K: int) -> list[Anchor]:
@@ -139,6 +148,7 @@ def auto_settings(sizes: Sequence[int], dim: int,
     if not pool:
         raise ValueError("anchors: expected at least one")
     load = problem_load(sizes, dim)
+    pool = [a for a in pool if a.min_dim is None or dim >= a.min_dim] or pool
     pool = sorted(_same_factor_count(pool, len(list(sizes))), key=lambda a: a.load)
     lo = max([a for a in pool if a.load <= load], key=lambda a: a.load, default=pool[0])
     hi = min([a for a in pool if a.load >= load], key=lambda a: a.load, default=pool[-1])
@@ -151,6 +161,8 @@ def auto_settings(sizes: Sequence[int], dim: int,
             out[key] = math.exp((1 - t) * math.log(a) + t * math.log(b))
         elif key == "steps":
             out[key] = max(1, int(round((1 - t) * a + t * b)))
+        elif key in CHOICE_OPTIONS:
+            out[key] = a if t < 0.5 else b
         else:
             out[key] = (1 - t) * a + t * b
     out["lambda_max"] = max(out["lambda_max"], out["lambda_min"])
@@ -166,14 +178,15 @@ def write_anchor(path: str, anchor: Anchor) -> str:
         records = [r for r in data.get("anchors", []) if r.get("name") != anchor.name]
     else:
         data = {"method": "diffusion"}
-        records = [{"name": a.name, "load": a.load, "factors": a.factors, "options": dict(a.options)}
+        records = [{"name": a.name, "load": a.load, "factors": a.factors, "options": dict(a.options),
+                    **({"min_dim": a.min_dim} if a.min_dim is not None else {})}
                    for a in anchors_in_force() if a.name != anchor.name]
     for r in records:  # an anchor that shared the replaced one's settings keeps them
         if r.get("same_as") == anchor.name:
             r.pop("same_as")
             r["options"] = dict(next(a for a in load_anchors(path) if a.name == anchor.name).options)
     records.append({"name": anchor.name, "load": round(anchor.load, 4), "factors": anchor.factors,
-                    "options": dict(anchor.options)})
+                    "options": dict(anchor.options), **({"min_dim": anchor.min_dim} if anchor.min_dim else {})})
     data["anchors"] = sorted(records, key=lambda r: (r.get("factors") or 0, r["load"]))
 
     def write(f):

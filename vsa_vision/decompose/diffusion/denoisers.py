@@ -32,7 +32,7 @@ __all__ = ["posterior_weights", "denoise_latent", "denoise_codebook", "CodebookS
 
 def posterior_weights(proj: Tensor, alpha: float | Tensor, sigma: float | Tensor, prior: str = "symmetric",
                       norm2: float | Tensor = 1.0, extra_logits: Tensor | None = None,
-                      threshold: float = 0.0) -> Tensor:
+                      threshold: float = 0.0, activation: str = "magnitude") -> Tensor:
     """Posterior weights of the atoms given the projections ``proj_i = <c_i, x_t>`` ``[..., n]``.
 
     ``prior="positive"``: softmax over atoms ``c_i`` (``norm2`` is ``|c_i|^2``);
@@ -40,7 +40,12 @@ def posterior_weights(proj: Tensor, alpha: float | Tensor, sigma: float | Tensor
     ``extra_logits`` (guidance) is added to the logits. ``threshold > 0`` makes the weights sparse,
     like the stochastic resonator's activation threshold: atoms whose logit is below it in magnitude
     get weight 0 (the others keep their weights, not renormalised); where no atom reaches it, all
-    keep their weights (a zero estimate of one factor would unbind every other factor to zero)."""
+    keep their weights (a zero estimate of one factor would unbind every other factor to zero).
+    ``activation="positive"`` keeps only the atoms whose logit is at least ``threshold`` (signed):
+    the sparse positive activation of the in-memory factorizer. With the symmetric prior it fixes
+    each factor's sign (bipolar binding cannot tell ``(a, b)`` from ``(-a, -b)``) to the one that
+    agrees with the guidance, so the factors stop trading signs; near zero the weights are then
+    linear in the logits (``sinh l ~ l``), as that activation is."""
     logits = alpha * proj / sigma**2
     if extra_logits is not None:
         logits = logits + extra_logits
@@ -50,8 +55,10 @@ def posterior_weights(proj: Tensor, alpha: float | Tensor, sigma: float | Tensor
         w = torch.softmax(logits - alpha**2 * norm2 / (2 * sigma**2), dim=-1)
     else:
         raise ValueError(f"prior: expected 'symmetric' or 'positive', got {prior!r}")
+    if activation not in ("magnitude", "positive"):
+        raise ValueError(f"activation: expected 'magnitude' or 'positive', got {activation!r}")
     if threshold > 0:
-        keep = logits.abs() >= threshold
+        keep = (logits if activation == "positive" else logits.abs()) >= threshold
         keep |= ~keep.any(-1, keepdim=True)
         w = torch.where(keep, w, torch.zeros_like(w))
     return w

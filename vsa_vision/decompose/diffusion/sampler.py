@@ -5,8 +5,9 @@ One iteration is one guided step of all K factors (the same unit as a resonator 
 factor k in turn, ``u_k = s * prod_{j != k} x_j`` (:class:`~vsa_vision.vsa.LeaveOneOut`, newest
 estimates first with sequential coupling), the guidance ``g_k`` of the energy, the posterior weights
 of the factor's codebook prior with ``g_k`` in the logits (or DPS), one DDIM step of the state, and
-the new estimate ``x_k = w_k X_k``. After a pass of ``steps`` levels the estimates are re-noised to
-the restart level and the pass runs again, within the budget (:func:`plan_levels`).
+the new estimate ``x_k = w_k X_k`` (or its sign, ``estimate="sign"``). After a pass of ``steps``
+levels the estimates are re-noised to the restart level and the pass runs again, within the budget
+(:func:`plan_levels`).
 
 Precision: float16 and bfloat16 problems are solved in float32 (``compute_dtype``; the exponents
 of the schedule's ``1 / sigma^2`` and the posterior's floors do not fit in float16), the answer
@@ -28,7 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ...vsa import Codebooks, LeaveOneOut, is_exact_integer, rowwise_matmul
+from ...vsa import Codebooks, LeaveOneOut, is_exact_integer, rowwise_matmul, sign
 from ..base import Capabilities, IterativeDecomposer, State, Step
 from ..noise import ProblemNoise
 from .config import DiffusionConfig
@@ -238,13 +239,16 @@ class DiffusionDecomposer(IterativeDecomposer):
             h = hs[k]
             if c.guidance == "dps":  # x_t <- x_t - zeta grad E (Jacobian of the denoiser dropped), projected
                 h = h + g
-                w = posterior_weights(h, a, sg, c.prior, threshold=ctx.settings["threshold"])
+                w = posterior_weights(h, a, sg, c.prior, threshold=ctx.settings["threshold"],
+                                      activation=ctx.settings["activation"])
             else:
-                w = posterior_weights(h, a, sg, c.prior, extra_logits=g, threshold=ctx.settings["threshold"])
+                w = posterior_weights(h, a, sg, c.prior, extra_logits=g, threshold=ctx.settings["threshold"],
+                                      activation=ctx.settings["activation"])
             noise = space.draw(ctx.noise, rows, it, k, 0, X.shape[0]) if ctx.eta > 0 else None
             new_h.append(ddim_step(h, space.mean(k, w), a, sg, an, sn, ctx.eta, noise))
             new_w.append(w)
-            new_x.append(rowwise_matmul(w, X, ctx.integer))
+            xk = rowwise_matmul(w, X, ctx.integer)
+            new_x.append(sign(xk) if ctx.settings["estimate"] == "sign" else xk)
             unbind.advance(new_x[k] if sequential else xs[k])
             if squares is not None:
                 squares.advance(new_x[k] * new_x[k] if sequential else xs[k] * xs[k])
