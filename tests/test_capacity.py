@@ -252,3 +252,61 @@ def test_the_command_refuses_options_that_would_be_ignored_or_cannot_run(words, 
     assert main(["bench", "capacity", *words, "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+# -- every method on the published factorizer's problems ------------------------------------------
+
+
+def test_published_problems_alter_the_codebooks_only_in_the_repository_protocol():
+    from vsa_vision.bench.versus import published_problems
+
+    # n = 99: the published row alters a fraction g0 = 0.1 of the entries (not rolled)
+    cb, truth, s = published_problems(99, dim=200, count=8, seed=1, protocol="repo")
+    X = torch.stack(cb.tensors)
+    altered = ((X == 0) | (X == 2)).double().mean()
+    assert set(X.unique().tolist()) == {-1.0, 0.0, 1.0, 2.0} and abs(float(altered) - 0.1) < 0.005
+    assert torch.equal(s, cb.bind_indices(truth)) and truth.shape == (8, 3)
+    bip, truth_b, s_b = published_problems(99, dim=200, count=8, seed=1, protocol="bipolar")
+    B = torch.stack(bip.tensors)
+    assert set(B.unique().tolist()) == {-1.0, 1.0} and bool(((B == 1).sum(-1) == 100).all())  # exactly D/2 +1
+    assert torch.equal(truth_b, truth) and torch.equal(s_b, bip.bind_indices(truth))  # same answers
+    # the alteration is the repository's 1 - x of the bipolar draw, where it altered
+    assert torch.equal(torch.where(X != B, 1 - B, B), X)
+    with pytest.raises(ValueError, match="protocol"):
+        published_problems(99, dim=200, count=2, protocol="leaky")
+
+
+def test_versus_factorizer_runs_every_method_on_the_same_problems(monkeypatch):
+    import vsa_vision.bench.versus as versus
+
+    seen = []
+    real = versus._build
+
+    def spy(spec, n, budget, seed):
+        d = real(spec, n, budget, seed)
+        decompose = d.decompose
+
+        def record(s, cb):
+            seen.append((spec, n, s.clone()))
+            return decompose(s, cb)
+
+        d.decompose = record
+        return d
+
+    monkeypatch.setattr(versus, "_build", spy)
+    rows = versus.versus_factorizer(methods=("diffusion", "resonator"), sizes=(5, 9), dim=128, problems=6,
+                                    protocols=("bipolar",), seed=2)
+    assert [(r["n"], r["method"]) for r in rows] == [(5, "diffusion"), (5, "resonator"), (9, "diffusion"),
+                                                     (9, "resonator")]
+    for n in (5, 9):  # one draw of problems per n, handed to every method
+        a, b = [s for spec, m, s in seen if m == n]
+        assert torch.equal(a, b)
+    for r in rows:
+        assert r["accuracy"] == 1.0  # search spaces of 125 and 729 at D = 128: easy
+        assert r["chain_iterations"] == pytest.approx(r["chains"] * r["mean_iterations"])
+        assert r["budget"] == 3000  # max(3000, 5 x the published mean iterations: 10 and 14)
+    assert [r["chains"] for r in rows] == [2, 1, 2, 1]
+    assert versus.versus_factorizer(methods=("resonator",), sizes=(5,), dim=64, problems=2, protocols=("repo",),
+                                    iterations=7)[0]["budget"] == 7
+    table = versus.versus_table(rows)
+    assert table.count("\n") == len(rows) + 1 and "`diffusion`" in table
