@@ -405,3 +405,13 @@ def test_cli_messages_do_not_name_internals(tmp_path, capsys):
         for msg in re.findall(r'(?:Error|print)\(\s*f?"([^"]*)"', path.read_text()):
             msg = re.sub(r"\{[^}]*\}", "", msg)  # the text, not what is interpolated
             assert "args." not in msg and "tmp" not in msg and not re.search(r"\b_[a-z]", msg), (path, msg)
+
+
+def test_bench_sets_keeps_its_own_default_methods():
+    # a None --methods is filled with every registered method by main(); bench sets has its own list
+    # (torchhd's peer needs equal factor sizes, which the vision shape has not)
+    from vsa_vision.cli import build_parser
+    from vsa_vision.cli.bench.sets import SET_METHODS
+
+    assert build_parser().parse_args(["bench", "sets"]).methods == SET_METHODS
+    assert build_parser().parse_args(["bench", "sets", "--methods", "diffusion"]).methods == ["diffusion"]

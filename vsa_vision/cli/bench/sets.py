@@ -25,7 +25,9 @@ def register(sub) -> None:
     s.add_argument("--snr-db", dest="snr_db", type=any_number, default=None,
                    help="additive Gaussian noise, relative to the power of one object")
     s.add_argument("--joint", action="store_true", help="also run every diffusion method with the joint strategy")
-    s.add_argument("--methods", type=method_list, default=None, help=f"method specs (default {';'.join(SET_METHODS)})")
+    # its own default, not None: the command line fills a None --methods with every registered method
+    s.add_argument("--methods", type=method_list, default=list(SET_METHODS),
+                   help=f"method specs (default {';'.join(SET_METHODS)})")
     add_seed(s, default=1, help="scene seed (scenes of m objects use seed + m)")
     add_threads(s)
     add_out(s)
