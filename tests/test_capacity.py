@@ -310,3 +310,24 @@ def test_versus_factorizer_runs_every_method_on_the_same_problems(monkeypatch):
                                     iterations=7)[0]["budget"] == 7
     table = versus.versus_table(rows)
     assert table.count("\n") == len(rows) + 1 and "`diffusion`" in table
+
+
+def test_bench_versus_writes_the_rows_and_refuses_bad_sizes(tmp_path, capsys):
+    from vsa_vision.bench.versus import PROTOCOLS, VERSUS_METHODS
+    from vsa_vision.cli.bench import versus as cli_versus
+
+    assert cli_versus.VERSUS_METHODS == list(VERSUS_METHODS) and cli_versus.PROTOCOLS == PROTOCOLS
+    assert main(["bench", "versus", "--sizes", "5,9", "--dim", "64", "--problems", "3", "--methods",
+                 "resonator;diffusion", "--protocols", "bipolar", "--threads", "1", "--out", str(tmp_path)]) == 0
+    with open(tmp_path / "versus.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["n"], r["method"], r["protocol"]) for r in rows] == [
+        ("5", "resonator", "bipolar"), ("5", "diffusion", "bipolar"), ("9", "resonator", "bipolar"),
+        ("9", "diffusion", "bipolar")]
+    assert "| bipolar | 9 | `diffusion` |" in capsys.readouterr().out
+    assert main(["bench", "versus", "--sizes", "1", "--out", str(tmp_path)]) == 2
+    assert "--sizes: expected codebook sizes of at least 2" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # a parse error: argparse's usage message
+        main(["bench", "versus", "--protocols", "leaky", "--out", str(tmp_path)])
+    assert e.value.code == 2 and "--protocols: expected comma-separated values from ['repo', 'bipolar']" in \
+        capsys.readouterr().err

@@ -88,6 +88,8 @@ def base_args(command: tuple[str, ...], f: dict) -> dict[str, list[str]]:
         ("bench", "cost"): {**tiny, "--methods": ["resonator"], "--batch": ["2"], "--rounds": ["1"]},
         ("bench", "capacity"): {**tiny, "--methods": ["resonator"], "--dims": ["64"], "--shape": ["k3"],
                                 "--out": [out]},
+        ("bench", "versus"): {**tiny, "--sizes": ["5"], "--methods": ["resonator"], "--protocols": ["bipolar"],
+                              "--out": [out]},
         ("bench", "chains"): {**tiny, "--seeds": ["0"], "--method": ["stochastic_resonator"]},
         ("bench", "sets"): {"--objects": ["1"], "--sizes": ["3,3,2,4,4,2"], "--dim": ["64"], "--scenes": ["2"],
                             "--iterations": ["2"], "--methods": ["resonator"], "--out": [out]},
@@ -151,7 +153,7 @@ ACCEPTED[(("calibrate",), "--report")] = {"word", "nan", "huge float", "huge int
 ACCEPTED[(("calibrate",), "--figures")] = {"word", "nan", "huge float", "huge int", "negative", "missing path",
                                            "not an image", "folder"}
 for _cmd in [("bench", "accuracy"), ("bench", "speed"), ("bench", "sets"), ("bench", "vision"), ("bench", "robustness"),
-             ("bench", "capacity"), ("data", "generate")]:
+             ("bench", "capacity"), ("bench", "versus"), ("data", "generate")]:
     # an output folder may have any name, exist already, or be created with its parents
     ACCEPTED[(_cmd, "--out")] = {"word", "folder", "nan", "huge float", "huge int", "negative", "missing path"}
 

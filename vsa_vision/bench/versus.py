@@ -35,7 +35,8 @@ from ..decompose.registry import build_method, capabilities, parse_method
 from ..vsa import Codebooks
 from .capacity import repo_codebooks
 
-__all__ = ["published_problems", "versus_factorizer", "versus_table", "PROTOCOLS", "VERSUS_METHODS"]
+__all__ = ["published_problems", "versus_factorizer", "versus_table", "PROTOCOLS", "VERSUS_METHODS",
+           "VERSUS_FIELDS"]
 
 #: the protocols of :func:`published_problems`
 PROTOCOLS = ("repo", "bipolar")
@@ -44,6 +45,12 @@ PROTOCOLS = ("repo", "bipolar")
 #: that suits bipolar targets)
 VERSUS_METHODS = ("diffusion", "diffusion:chains=1", "in_memory_factorizer",
                   "in_memory_factorizer:flip_fraction=0.0")
+
+
+#: the columns of ``versus.csv``
+VERSUS_FIELDS = ["protocol", "n", "dim", "search_space", "method", "chains", "problems", "budget", "seed", "accuracy",
+                 "factor_accuracy", "mean_iterations", "chain_iterations", "chain_iterations_sem", "wall_s",
+                 "ms_per_problem", "device", "published_factor_accuracy", "published_iterations"]
 
 
 def _published_row(n: int):
