@@ -331,3 +331,19 @@ def test_bench_versus_writes_the_rows_and_refuses_bad_sizes(tmp_path, capsys):
         main(["bench", "versus", "--protocols", "leaky", "--out", str(tmp_path)])
     assert e.value.code == 2 and "--protocols: expected comma-separated values from ['repo', 'bipolar']" in \
         capsys.readouterr().err
+
+
+def test_capacity_csv_reads_back_typed_for_a_joint_figure(tmp_path):
+    from vsa_vision.bench.capacity import read_capacity_csv
+
+    rows = capacity_frontier(["resonator"], dims=(64,), shape="k3", iterations=20, problems=4, seed=3)
+    more = capacity_frontier(["resonator"], dims=(128,), shape="k3", iterations=20, problems=4, seed=3)
+    write_csv(rows, str(tmp_path / "a.csv"), CAPACITY_FIELDS)
+    write_csv(more, str(tmp_path / "b.csv"), CAPACITY_FIELDS)
+    back = read_capacity_csv(str(tmp_path / "a.csv"), str(tmp_path / "b.csv"))
+    assert [r["dim"] for r in back] == [64, 128] and back[0]["frontier"] == rows[0]["frontier"]
+    assert back[0]["capped"] is rows[0]["capped"] and back[0]["search_space"] == rows[0]["search_space"]
+    assert back[0]["method"] == "resonator"
+    plot_capacity(back, str(tmp_path / "both.png"))
+    assert (tmp_path / "both.png").read_bytes()[:8] == PNG
+    assert capacity_table(back).count("| `resonator` |") == 2

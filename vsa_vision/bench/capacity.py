@@ -35,6 +35,7 @@ L507; at most the cap). Each row reports both our count and the repository's, an
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import math
 import time
@@ -55,7 +56,7 @@ from .stats import wilson_interval
 __all__ = ["repo_codebooks", "reproduce_imf", "capacity_frontier", "plot_capacity",
            "capacity_table", "shape_sizes", "frontier_problems", "search_frontier", "evaluate_size",
            "iteration_budget", "chains_of", "problem_seed", "start_guess", "DEFAULT_ITERATIONS",
-           "PUBLISHED_CAPACITY", "CAPACITY_FIELDS"]
+           "PUBLISHED_CAPACITY", "CAPACITY_FIELDS", "read_capacity_csv"]
 
 def repo_codebooks(n: int, dim: int, factors: int, rolled: bool, seed: int) -> Codebooks:
     """Codebooks as ``densebipolarbatched`` draws them with ``im_sampling="ExactDense"`` (L181-189):
@@ -457,3 +458,26 @@ def plot_capacity(rows: Sequence[dict[str, Any]], path: str,
                  f"{r['problems']} problems, budget {r['iterations']} iterations")
     fig.suptitle((title + "\n" if title else "") + note, fontsize=8)
     save_figure(fig, path)
+
+
+def read_capacity_csv(*paths: str) -> list[dict[str, Any]]:
+    """The rows of one or more ``capacity.csv`` files (e.g. runs of different D), typed again, so that
+    :func:`plot_capacity` and :func:`capacity_table` can draw them together."""
+    def typed(value: str) -> Any:
+        if value == "":
+            return None
+        if value in ("True", "False"):
+            return value == "True"
+        for kind in (int, float):
+            try:
+                return kind(value)
+            except ValueError:
+                pass
+        return value
+
+    rows = []
+    for path in paths:
+        with open(path, newline="") as f:
+            rows += [{k: (v if k in ("method", "sizes") else typed(v)) for k, v in r.items()}
+                     for r in csv.DictReader(f)]
+    return rows
