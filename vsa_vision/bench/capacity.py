@@ -419,8 +419,10 @@ def _plot_shape(ax, rows: Sequence[dict[str, Any]], shape: str, methods: list[st
         ps = [p for p in published if p["source"] == src]
         ax.scatter([p["dim"] for p in ps], [p["search_space"] for p in ps], marker="*D^v"[j % 4], s=70,
                    color="black", zorder=5, label=f"published: {src}")
-    dims = sorted({r["dim"] for r in rows if r["shape"] == shape}
-                  | {p["dim"] for p in published if p["shape"] == shape})
+    ours = {r["dim"] for r in rows if r["shape"] == shape}
+    # a published D within 10% of one of ours gets no tick of its own (2000 beside 2048 would overprint)
+    dims = sorted(ours | {p["dim"] for p in published if p["shape"] == shape
+                          and all(abs(p["dim"] / d - 1) > 0.1 for d in ours)})
     ax.set_xscale("log")
     ax.set_xticks(dims, [str(d) for d in dims], fontsize=7, rotation=45)
     ax.minorticks_off()
