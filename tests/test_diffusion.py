@@ -256,7 +256,12 @@ def test_named_adaptive_options_come_from_the_nearer_anchor():
     for n, want in ((1, "mean"), (9, "mean"), (11, "sign"), (100, "sign")):  # ln n against the midpoint ln 10
         got = auto_settings([n], 1, anchors)
         assert got["estimate"] == want and got["activation"] == ("positive" if want == "sign" else "magnitude"), n
-    assert auto_settings([9], 1, anchors)["threshold"] == pytest.approx(0.4 * math.log(9) / math.log(100))
+    # two regimes are not mixed: every option comes from the nearer anchor
+    assert auto_settings([9], 1, anchors) == {**ANCHORS[0]["options"], "estimate": "mean", "activation": "magnitude"}
+    assert auto_settings([11], 1, anchors) == hard["options"]
+    # anchors of one regime still interpolate
+    same = [ANCHORS[0], {**ANCHORS[1], "options": {**ANCHORS[1]["options"], "estimate": "mean"}}]
+    assert auto_settings([9], 1, same)["threshold"] == pytest.approx(0.4 * math.log(9) / math.log(100))
 
 
 def test_auto_settings_use_the_anchors_of_the_nearest_number_of_factors():
@@ -318,8 +323,9 @@ def test_adaptive_settings_change_the_answer_path_not_the_api():
     assert torch.equal(a.indices, b.indices) and torch.equal(a.iterations, b.iterations)  # same as spelt out
 
 
-def test_an_anchor_with_min_dim_serves_only_problems_that_large():
+def test_anchors_serve_the_dimensions_they_name():
     from vsa_vision.decompose.diffusion import auto_settings
+    from vsa_vision.decompose.diffusion.defaults import Anchor
 
     big = {**ANCHORS[1], "min_dim": 1000}
     anchors = [ANCHORS[0], big]
@@ -327,6 +333,10 @@ def test_an_anchor_with_min_dim_serves_only_problems_that_large():
     assert auto_settings([10**8], 1000, anchors)["steps"] == 8
     assert auto_settings([10**4], 10, anchors)["steps"] == 4
     assert auto_settings([10**4], 10, [big])["steps"] == 8  # no other anchor: it serves anyway
+    small = {**ANCHORS[1], "max_dim": 1000}  # below D = 1000 only
+    assert auto_settings([10**8], 1000, [ANCHORS[0], small])["steps"] == 4
+    assert auto_settings([10**4], 10, [ANCHORS[0], small])["steps"] == 8
+    assert Anchor("a", 0.0, min_dim=10, max_dim=20).serves(10) and not Anchor("a", 0.0, max_dim=20).serves(20)
 
 
 def test_positive_activation_keeps_only_atoms_the_guidance_favours():

@@ -68,7 +68,7 @@ PORTFOLIOS: dict[str, dict[str, Any]] = {
         {"name": "K=3 n=80, 100 iterations", "sizes": 80, **_K3, "iterations": 100, "problems": 500}]},
     "mid": {"reference": {"sizes": [100, 100, 100], "dim": 1000}, "shapes": [
         {"name": "K=3 n=100, 100 iterations", "sizes": 100, **_K3, "iterations": 100, "problems": 500}]},
-    "high": {"reference": {"sizes": [150, 150, 150], "dim": 1000}, "shapes": [
+    "high": {"reference": {"sizes": [150, 150, 150], "dim": 1000}, "max_dim": 3000, "shapes": [
         PORTFOLIO[1],
         {"name": "K=3 n=200, 1000 iterations", "sizes": 200, **_K3, "iterations": 1000, "problems": 100}]},
     # the capacity regime (the published in-memory factorizer's table, D = 1500): scored at a budget
@@ -81,6 +81,10 @@ PORTFOLIOS: dict[str, dict[str, Any]] = {
          "problems": 100}]},
     "vast": {"reference": {"sizes": [463, 463, 463], "dim": 1500}, "space": "capacity", "min_dim": 1200, "shapes": [
         {"name": "K=3 n=463 D=1500, 700 iterations", "sizes": 463, "k": 3, "dim": 1500, "iterations": 700,
+         "problems": 60}]},
+    # from D = 3000 the capacity regime serves from load 0.87 on (the dense high anchor stops there)
+    "wide": {"reference": {"sizes": [345, 345, 345], "dim": 4096}, "space": "capacity", "min_dim": 3000, "shapes": [
+        {"name": "K=3 n=345 D=4096, 300 iterations", "sizes": 345, "k": 3, "dim": 4096, "iterations": 300,
          "problems": 60}]},
     # seven-factor vision schemas too large to enumerate cheaply (D = 4096)
     "vision7": {"reference": {"sizes": [10, 12, 6, 32, 32, 2, 8], "dim": 4096}, "shapes": [
@@ -347,7 +351,8 @@ def tune_anchor(name: str, trials: int = 40, eval_problems: int = 500, seed: int
     report = tune("diffusion", trials=trials, eval_problems=eval_problems, seed=seed, eval_seed=eval_seed,
                   portfolio=folio["shapes"], only=list(ADAPTIVE_OPTIONS), starts=others,
                   space=PORTFOLIO_SPACES.get(folio.get("space")), log=log)
-    report.update(anchor=name, load=round(load, 4), factors=factors, min_dim=folio.get("min_dim"))
+    report.update(anchor=name, load=round(load, 4), factors=factors, min_dim=folio.get("min_dim"),
+                  max_dim=folio.get("max_dim"))
     return report
 
 
@@ -366,7 +371,7 @@ def write_defaults(report: dict[str, Any], path: str) -> str:
     force); any other report writes ``{"method", "options"}``."""
     if "anchor" in report:
         write_anchor(path, Anchor(report["anchor"], float(report["load"]), dict(report["options"]),
-                                  report.get("factors"), report.get("min_dim")))
+                                  report.get("factors"), report.get("min_dim"), report.get("max_dim")))
     else:
         data = {"method": report["method"], "options": report["options"]}
         atomic_write(path, lambda f: f.write(json.dumps(data, indent=2, sort_keys=True) + "\n"))

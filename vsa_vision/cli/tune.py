@@ -9,7 +9,8 @@ from .common import add_out, add_seed, add_threads, apply_threads, positive, see
 from .outputs import check_file
 
 #: the names of ``vsa_vision.bench.tune.PORTFOLIOS`` (spelt out: the parser must not import torch)
-PORTFOLIO_NAMES = ["mixed", "light", "small", "low", "mid", "high", "capacity", "vast", "vision7", "vision7_large"]
+PORTFOLIO_NAMES = ["mixed", "light", "small", "low", "mid", "high", "capacity", "vast", "wide", "vision7",
+                   "vision7_large"]
 
 
 def register(sub) -> None:

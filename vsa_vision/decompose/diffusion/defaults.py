@@ -5,11 +5,16 @@ default to None; each call then chooses them from the problem's *load* (:func:`p
 ``ln(prod_k n_k) - 2 ln D``: the search space against the squared dimension, since a resonator's
 capacity grows about as ``D^2``) and its number of factors. Among the :class:`Anchor` settings
 tuned for the nearest number of factors, every option is interpolated linearly in the load (the
-guidance scale geometrically, the steps rounded, the named options ``estimate`` and
-``activation`` taken from the nearer anchor); outside them the nearest anchor's settings hold
-(:func:`auto_settings`). An anchor may serve only problems of at least ``min_dim`` dimensions: the
-capacity regime (hard estimates, sparse positive activation) leads at D = 1500 and loads above 1.4,
-and trails the dense regime at D = 400 to 1000 at the same loads.
+guidance scale geometrically, the steps rounded; between two anchors whose named options
+``estimate`` or ``activation`` differ, two regimes, the nearer anchor's settings hold whole); outside
+them the nearest anchor's settings hold
+(:func:`auto_settings`). An anchor may serve only problems of at least ``min_dim`` or below
+``max_dim`` dimensions. The dense regime's reach grows little with D (about 5e6 combinations within
+1000 iterations at D = 512 and 1024 alike), the capacity regime's (hard estimates, sparse positive
+activation) much faster; so the capacity anchors serve D >= 1200, where they lead from loads near
+1.4 (D = 1500), and from D = 3000 a ``wide`` anchor with the capacity settings takes over from load
+0.87 (D = 4096, n = 345: dense 83%, capacity 98% within 1000 iterations) in place of the dense
+``high`` anchor.
 
 The anchors live in ``vsa_vision/defaults/diffusion.json`` (only what is used: name, load, number
 of factors, options; an anchor may say ``"same_as": "<name>"`` where its search chose another
@@ -52,14 +57,19 @@ ANCHORS_ENV = "VSA_VISION_DIFFUSION_ANCHORS"
 @dataclass(frozen=True)
 class Anchor:
     """Settings of the adaptive options tuned on problems of one ``load`` and number of ``factors``
-    (None: serves every number of factors); ``min_dim``: serves only problems of at least that
-    dimension (None: every dimension)."""
+    (None: serves every number of factors); ``min_dim`` / ``max_dim``: serves only problems of at
+    least / below that dimension (None: no bound)."""
 
     name: str
     load: float
     options: Mapping[str, Any] = field(default_factory=dict)
     factors: int | None = None
     min_dim: int | None = None
+    max_dim: int | None = None
+
+    def serves(self, dim: int) -> bool:
+        """Whether the anchor serves problems of dimension ``dim``."""
+        return (self.min_dim is None or dim >= self.min_dim) and (self.max_dim is None or dim < self.max_dim)
 
     def get(self, key: str) -> float:
         """The anchor's value of an adaptive option (:data:`MISSING` where it predates the option)."""
@@ -91,7 +101,7 @@ def _parse(path: str, data: Any) -> list[Anchor]:
         try:
             src = by_name[r["same_as"]] if "same_as" in r else r
             out.append(Anchor(str(r["name"]), float(r["load"]), dict(src["options"]), r.get("factors"),
-                              r.get("min_dim")))
+                              r.get("min_dim"), r.get("max_dim")))
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"{path}: anchor {r!r} is malformed ({type(e).__name__}: {e})") from None
     return out
@@ -123,7 +133,8 @@ def anchors_in_force() -> tuple[Anchor, ...]:
 def _as_anchor(a: Anchor | Mapping[str, Any]) -> Anchor:
     if isinstance(a, Anchor):
         return a
-    return Anchor(str(a.get("name", "")), float(a["load"]), dict(a["options"]), a.get("factors"), a.get("min_dim"))
+    return Anchor(str(a.get("name", "")), float(a["load"]), dict(a["options"]), a.get("factors"), a.get("min_dim"),
+                  a.get("max_dim"))
 
 
 def _same_factor_count(anchors: Sequence[Anchor], K: int) -> list[Anchor]:
@@ -148,12 +159,14 @@ def auto_settings(sizes: Sequence[int], dim: int,
     if not pool:
         raise ValueError("anchors: expected at least one")
     load = problem_load(sizes, dim)
-    pool = [a for a in pool if a.min_dim is None or dim >= a.min_dim] or pool
+    pool = [a for a in pool if a.serves(dim)] or pool
     pool = sorted(_same_factor_count(pool, len(list(sizes))), key=lambda a: a.load)
     lo = max([a for a in pool if a.load <= load], key=lambda a: a.load, default=pool[0])
     hi = min([a for a in pool if a.load >= load], key=lambda a: a.load, default=pool[-1])
     span = hi.load - lo.load
     t = 0.0 if span <= 0 else min(1.0, max(0.0, (load - lo.load) / span))
+    if any(lo.get(k) != hi.get(k) for k in CHOICE_OPTIONS):  # two regimes: the nearer one's settings, unmixed
+        t = 0.0 if t < 0.5 else 1.0
     out: dict[str, Any] = {}
     for key in ADAPTIVE_OPTIONS:
         a, b = lo.get(key), hi.get(key)
@@ -169,6 +182,11 @@ def auto_settings(sizes: Sequence[int], dim: int,
     return out
 
 
+def _dims(a: Anchor) -> dict[str, int]:
+    """The dimension bounds of an anchor as its file record writes them (absent when unbounded)."""
+    return {k: v for k, v in (("min_dim", a.min_dim), ("max_dim", a.max_dim)) if v is not None}
+
+
 def write_anchor(path: str, anchor: Anchor) -> str:
     """Put ``anchor`` into the anchors file at ``path`` (replacing one of the same name, keeping the
     others; a new file starts from the anchors in force), atomically; returns the path."""
@@ -179,14 +197,14 @@ def write_anchor(path: str, anchor: Anchor) -> str:
     else:
         data = {"method": "diffusion"}
         records = [{"name": a.name, "load": a.load, "factors": a.factors, "options": dict(a.options),
-                    **({"min_dim": a.min_dim} if a.min_dim is not None else {})}
+                    **_dims(a)}
                    for a in anchors_in_force() if a.name != anchor.name]
     for r in records:  # an anchor that shared the replaced one's settings keeps them
         if r.get("same_as") == anchor.name:
             r.pop("same_as")
             r["options"] = dict(next(a for a in load_anchors(path) if a.name == anchor.name).options)
     records.append({"name": anchor.name, "load": round(anchor.load, 4), "factors": anchor.factors,
-                    "options": dict(anchor.options), **({"min_dim": anchor.min_dim} if anchor.min_dim else {})})
+                    "options": dict(anchor.options), **_dims(anchor)})
     data["anchors"] = sorted(records, key=lambda r: (r.get("factors") or 0, r["load"]))
 
     def write(f):
