@@ -111,3 +111,15 @@ def save_picture(image, path: str, what: str = "--out") -> None:
     ext = os.path.splitext(path)[1] or ".png"
     with atomic_path(path, suffix=ext) as part:
         image.save(part, format=fmt)
+
+
+def write_rows(folder: str, name: str, rows, fields) -> str:
+    """A benchmark's rows as ``folder/name`` (CSV with the columns ``fields``, written atomically; the
+    folder made if missing); prints and returns the path."""
+    from ..bench.accuracy import write_csv
+
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, name)
+    write_csv(rows, path, fields)
+    print(f"\nwrote {path}")
+    return path

@@ -18,7 +18,7 @@ from ..common import (
     number_in,
     positive,
 )
-from ..outputs import check_folder
+from ..outputs import check_folder, write_rows
 
 #: the methods when --methods is not given: the iterative ones (exhaustive search has no capacity limit)
 CAPACITY_METHODS = ["resonator", "attention_resonator", "stochastic_resonator", "in_memory_factorizer", "diffusion"]
@@ -128,9 +128,7 @@ def run(args: argparse.Namespace) -> int:
               f"{args.iterations} iterations, {args.problems} problems ({args.exhaustive_problems} timed exhaustively)")
         rows = exhaustive_crossover(args.schemas, args.crossover_dim, args.crossover_method, args.iterations,
                                     args.problems, args.seed, args.device, args.exhaustive_problems, log=print)
-        path = os.path.join(args.out, "crossover.csv")
-        write_csv(rows, path, CROSSOVER_FIELDS)
         print()
         print(crossover_table(rows))
-        print(f"\nwrote {path}")
+        write_rows(args.out, "crossover.csv", rows, CROSSOVER_FIELDS)
     return 0

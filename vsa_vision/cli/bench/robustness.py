@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from ..common import add_device, add_methods, add_out, add_seed, add_threads, apply_threads, positive
-from ..outputs import check_folder
+from ..outputs import check_folder, write_rows
 from ..vision import add_checkpoint, load_pipeline
 
 
@@ -27,7 +26,6 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ...bench.accuracy import write_csv
     from ...bench.robustness import FIELDS, robustness_benchmark, robustness_table
     from ...scenes.degrade import CORRUPTIONS
 
@@ -43,8 +41,5 @@ def run(args: argparse.Namespace) -> int:
                                 batch_size=args.batch_size)
     print()
     print(robustness_table(rows))
-    os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, "robustness.csv")
-    write_csv(rows, path, FIELDS)
-    print(f"\nwrote {path}")
+    write_rows(args.out, "robustness.csv", rows, FIELDS)
     return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from ..common import (
     add_device,
@@ -17,7 +16,7 @@ from ..common import (
     nonneg_float,
     positive,
 )
-from ..outputs import check_folder
+from ..outputs import check_folder, write_rows
 
 
 def register(sub) -> None:
@@ -46,7 +45,6 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ...bench.accuracy import write_csv
     from ...bench.speed import FIELDS, crossover, speed_benchmark, speed_table
 
     check_folder(args.out, "--out")
@@ -69,9 +67,6 @@ def run(args: argparse.Namespace) -> int:
               "where it costs less):")
         for (m, batch, dt), (above, below) in cross.items():
             print(f"  {m:40s} batch {batch:5d} {dt}: more costly up to n = {above}, cheaper from n = {below}")
-    os.makedirs(args.out, exist_ok=True)
     tag = f"{args.device.replace(':', '')}-K{args.k}" + ("-early" if args.early_stop else "")
-    path = os.path.join(args.out, f"speed-{tag}.csv")
-    write_csv(rows, path, FIELDS)
-    print(f"\nwrote {path}")
+    write_rows(args.out, f"speed-{tag}.csv", rows, FIELDS)
     return 0

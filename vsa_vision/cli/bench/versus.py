@@ -4,7 +4,6 @@ three factors), the repository's protocol and plain bipolar, beside the publishe
 from __future__ import annotations
 
 import argparse
-import os
 
 from ..common import (
     add_device,
@@ -17,7 +16,7 @@ from ..common import (
     int_list,
     positive,
 )
-from ..outputs import check_folder
+from ..outputs import check_folder, write_rows
 
 #: spelt out here (the parser must not import torch); a test checks them against vsa_vision.bench.versus
 VERSUS_METHODS = ["diffusion", "diffusion:chains=1", "in_memory_factorizer", "in_memory_factorizer:flip_fraction=0.0"]
@@ -46,7 +45,6 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ...bench.accuracy import write_csv
     from ...bench.versus import VERSUS_FIELDS, versus_factorizer, versus_table
 
     check_folder(args.out, "--out")
@@ -57,8 +55,5 @@ def run(args: argparse.Namespace) -> int:
                              args.seed, args.device, log=print)
     print()
     print(versus_table(rows))
-    os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, "versus.csv")
-    write_csv(rows, path, VERSUS_FIELDS)
-    print(f"\nwrote {path}")
+    write_rows(args.out, "versus.csv", rows, VERSUS_FIELDS)
     return 0

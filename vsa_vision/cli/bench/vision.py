@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 from ..common import add_device, add_methods, add_out, add_seed, add_threads, apply_threads, positive
-from ..outputs import check_folder
+from ..outputs import check_folder, write_rows
 from ..vision import add_checkpoint, load_pipeline
 
 
@@ -24,7 +23,6 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ...bench.accuracy import write_csv
     from ...bench.vision import FIELDS, breakdown_table, vision_benchmark, vision_table
 
     check_folder(args.out, "--out")
@@ -36,8 +34,5 @@ def run(args: argparse.Namespace) -> int:
     if breakdown_table(rows):
         print("\nheld-out split by held-out combination (all attributes right):\n")
         print(breakdown_table(rows))
-    os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, "vision.csv")
-    write_csv(rows, path, FIELDS)
-    print(f"\nwrote {path}")
+    write_rows(args.out, "vision.csv", rows, FIELDS)
     return 0
