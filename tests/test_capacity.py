@@ -185,6 +185,7 @@ def test_the_crossover_compares_the_same_problems(monkeypatch):
     rows = exhaustive_crossover([[4, 4, 4], [3, 5, 4, 6]], dim=128, method="resonator", iterations=20, problems=6,
                                 exhaustive_problems=3)
     assert all(set(r) == set(CROSSOVER_FIELDS) for r in rows)
+    assert len(seen["brute"]) == len(seen["iterative"]) == 2  # one call each per schema (after the warm-up)
     for b, it in zip(seen["brute"], seen["iterative"]):
         assert b.shape[0] == 3 and it.shape[0] == 6 and torch.equal(b, it[:3])  # the first three, the same vectors
     for r, sizes in zip(rows, ([4, 4, 4], [3, 5, 4, 6])):
@@ -197,6 +198,11 @@ def test_the_crossover_compares_the_same_problems(monkeypatch):
         exhaustive_crossover([[4, 4]], dim=32, method="brute_force")
 
 
+def test_crossover_alone_refuses_the_frontiers_methods(tmp_path, capsys):
+    assert main(["bench", "capacity", "--crossover", "--methods", "resonator", "--out", str(tmp_path)]) == 2
+    assert "--methods applies to the frontier" in capsys.readouterr().err
+
+
 def test_the_crossover_point():
     rows = [{"search_space": s, "speed_ratio": q} for s, q in [(10, 0.5), (100, 2.0), (1000, 0.8), (10**4, 3.0),
                                                                (10**5, 4.0)]]
@@ -204,6 +210,13 @@ def test_the_crossover_point():
     assert first == 10**4 and 1000 < est < 10**4
     assert crossover_point([{"search_space": 5, "speed_ratio": 2.0}]) == (5, None)
     assert crossover_point([{"search_space": 5, "speed_ratio": 0.5}]) == (None, None)
+    # faster but wrong too often does not count: exhaustive search is always right
+    acc = [{"search_space": 10, "speed_ratio": 2.0, "accuracy": 1.0},
+           {"search_space": 100, "speed_ratio": 5.0, "accuracy": 0.9}]
+    assert crossover_point(acc) == (None, None)
+    assert crossover_point(acc, min_accuracy=0.8) == (10, None)
+    assert crossover_point(list(reversed(acc)) + [{"search_space": 1000, "speed_ratio": 9.0, "accuracy": 1.0}]) \
+        == (1000, None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -347,3 +360,26 @@ def test_capacity_csv_reads_back_typed_for_a_joint_figure(tmp_path):
     plot_capacity(back, str(tmp_path / "both.png"))
     assert (tmp_path / "both.png").read_bytes()[:8] == PNG
     assert capacity_table(back).count("| `resonator` |") == 2
+
+
+def test_tuning_a_capacity_anchor_starts_from_its_shipped_settings():
+    # the search's first trial is the current defaults; an anchor's own values must lie in its space
+    from vsa_vision.bench.tune import PORTFOLIO_SPACES, PORTFOLIOS, _start_params
+
+    for name in ("capacity", "vast", "wide"):
+        folio = PORTFOLIOS[name]
+        space = PORTFOLIO_SPACES[folio["space"]]
+        shape = {**folio["shapes"][0], "problems": 1}
+        assert _start_params("diffusion", {**space}, [shape]) is not None, name
+
+
+def test_the_factorizer_undoes_the_alteration_it_is_handed():
+    from vsa_vision.bench.versus import _build, published_problems
+
+    for n in (99, 214):  # independent and rolled alterations in the published table
+        altered, _, _ = published_problems(n, dim=200, count=2, seed=4, protocol="repo")
+        clean, _, _ = published_problems(n, dim=200, count=2, seed=4, protocol="bipolar")
+        d = _build("in_memory_factorizer", n, 10, 4)
+        assert all(torch.equal(P, X) for P, X in zip(d.projection_codebooks(altered), clean.tensors)), n
+    with pytest.raises(ValueError, match="sets seed or flip_pattern"):
+        _build("in_memory_factorizer:seed=1", 99, 10, 4)

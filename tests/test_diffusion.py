@@ -323,6 +323,22 @@ def test_adaptive_settings_change_the_answer_path_not_the_api():
     assert torch.equal(a.indices, b.indices) and torch.equal(a.iterations, b.iterations)  # same as spelt out
 
 
+def test_shipped_anchors_choose_the_regime_by_dimension_and_load():
+    from vsa_vision.decompose.diffusion import auto_settings
+
+    def regime(n, dim):
+        return auto_settings([n] * 3, dim)["estimate"]
+
+    # D < 1200: the dense regime at every load (the capacity anchors serve D >= 1200)
+    assert {regime(n, 1000) for n in (50, 200, 400)} == {"mean"}
+    # D = 1500: dense up to n = 150, the capacity regime at the published table's n = 214 and 463
+    assert (regime(150, 1500), regime(214, 1500), regime(463, 1500)) == ("mean", "sign", "sign")
+    # D = 4096: dense at n = 250, the capacity regime from n = 345 (measured both ways)
+    assert (regime(250, 4096), regime(345, 4096), regime(486, 4096)) == ("mean", "sign", "sign")
+    # an anchor's own values come back exactly, not through the interpolation's arithmetic
+    assert auto_settings([214] * 3, 1500)["guidance_scale"] == 0.05
+
+
 def test_anchors_serve_the_dimensions_they_name():
     from vsa_vision.decompose.diffusion import auto_settings
     from vsa_vision.decompose.diffusion.defaults import Anchor
@@ -337,6 +353,20 @@ def test_anchors_serve_the_dimensions_they_name():
     assert auto_settings([10**8], 1000, [ANCHORS[0], small])["steps"] == 4
     assert auto_settings([10**4], 10, [ANCHORS[0], small])["steps"] == 8
     assert Anchor("a", 0.0, min_dim=10, max_dim=20).serves(10) and not Anchor("a", 0.0, max_dim=20).serves(20)
+    # the nearest number of factors is chosen first: a K = 3 problem below every K = 3 anchor's
+    # min_dim still gets a K = 3 anchor, not another K's
+    three = {**ANCHORS[1], "factors": 3, "min_dim": 1000}
+    six = {**ANCHORS[0], "factors": 6, "options": {**ANCHORS[0]["options"], "steps": 12}}
+    assert auto_settings([10, 10, 10], 10, [three, six])["steps"] == 8
+
+
+def test_a_malformed_dimension_bound_is_refused_when_the_anchors_load(tmp_path):
+    from vsa_vision.decompose.diffusion.defaults import load_anchors
+
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"anchors": [{"name": "a", "load": 0.0, "options": {}, "min_dim": "big"}]}))
+    with pytest.raises(ValueError, match="anchor .* is malformed"):
+        load_anchors(str(path))
 
 
 def test_positive_activation_keeps_only_atoms_the_guidance_favours():
@@ -353,6 +383,16 @@ def test_positive_activation_keeps_only_atoms_the_guidance_favours():
     assert small[0, 0] == 0 and small[0, 2] / small[0, 1] == pytest.approx(2.0, rel=1e-5)
     with pytest.raises(ValueError, match="activation: expected 'magnitude' or 'positive'"):
         posterior_weights(proj, 1.0, 1.0, threshold=0.3, activation="relu")
+    # at threshold 0 the positive activation still drops the negative logits
+    zero = posterior_weights(proj, 1.0, 1.0, "symmetric", threshold=0.0, activation="positive")
+    assert (zero[0, [1, 3]] == 0).all() and torch.equal(zero[0, [0, 2, 4]], dense[0, [0, 2, 4]])
+    # where no atom reaches the threshold: the positive ones keep their weights; where none is
+    # positive, the largest logit's atom alone; never a negative weight
+    weak = torch.tensor([[0.1, -0.2, 0.05], [-0.3, -0.1, -0.2]])
+    w = posterior_weights(weak, 1.0, 1.0, "symmetric", threshold=0.5, activation="positive")
+    full = posterior_weights(weak, 1.0, 1.0, "symmetric")
+    assert torch.equal(w[0], torch.where(weak[0] > 0, full[0], torch.zeros(3)))
+    assert (w[1, [0, 2]] == 0).all() and w[1, 1] == full[1, 1] != 0
 
 
 def test_sign_estimate_makes_every_estimate_bipolar():

@@ -51,6 +51,7 @@ from ..decompose.registry import build_method, capabilities
 from ..vsa import Codebooks
 from .figures import new_axes, save_figure
 from .problems import Problems, make_problems
+from .speed import synchronize
 from .stats import wilson_interval
 
 __all__ = ["repo_codebooks", "reproduce_imf", "capacity_frontier", "plot_capacity",
@@ -100,8 +101,7 @@ def reproduce_imf(sizes: Sequence[int] = (99, 214), dim: int = 1500, problems: i
         cfg = d.settings(cb)
         start = time.perf_counter()
         res = d.decompose(s, cb)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
+        synchronize(device)
         wall = time.perf_counter() - start
         hit = res.indices == truth
         its = res.iterations.double()
@@ -207,11 +207,6 @@ def frontier_problems(shape: str, dim: int, value: int, problems: int, seed: int
                          device=device)
 
 
-def _sync(device: str) -> None:
-    if str(device).startswith("cuda"):
-        torch.cuda.synchronize()
-
-
 def iteration_budget(decomposer, codebooks: Codebooks) -> int:
     """The iteration budget the decomposer runs on ``codebooks`` (the in-memory factorizer's cap with
     ``iterations=None``)."""
@@ -241,7 +236,7 @@ def evaluate_size(decomposer, p: Problems, chunks: int, allowed: int, device: st
         run += b - a
         if run - hits > allowed:
             break
-    _sync(device)
+    synchronize(device)
     return {"passed": run == B and run - hits <= allowed, "hits": hits, "evaluated": run,
             "mean_iterations": its / run, "wall_s": time.perf_counter() - t0,
             "budget": iteration_budget(decomposer, p.codebooks)}
@@ -355,8 +350,10 @@ def capacity_frontier(methods: Sequence[str], dims: Sequence[int] = (256, 512, 1
     if target <= 0:
         raise ValueError(f"target: expected a fraction in (0, 1], got {target}")
     chunks = min(check_int("chunks", chunks, 1), problems)
-    if check_float("growth", growth, 1.0) <= 1.0 or check_float("resolution", resolution, 0.0) <= 0.0:
-        raise ValueError(f"growth: expected > 1 and resolution: expected > 0, got {growth} and {resolution}")
+    if check_float("growth", growth, 1.0) <= 1.0:
+        raise ValueError(f"growth: expected a factor above 1, got {growth}")
+    if check_float("resolution", resolution, 0.0) <= 0.0:
+        raise ValueError(f"resolution: expected a fraction above 0, got {resolution}")
     check_float("max_space", max_space, 1.0)
     if start is not None:
         check_int("start", start, 1)

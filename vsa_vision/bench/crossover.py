@@ -18,9 +18,10 @@ from ..decompose.registry import build_method, capabilities
 from ..vsa import Codebooks
 from .capacity import DEFAULT_ITERATIONS, chains_of, iteration_budget, problem_seed
 from .problems import make_problems
+from .speed import synchronize
 from .stats import wilson_interval
 
-__all__ = ["exhaustive_crossover", "crossover_point", "crossover_table", "CROSSOVER_FIELDS"]
+__all__ = ["exhaustive_crossover", "crossover_point", "crossover_table", "CROSSOVER_FIELDS", "CROSSOVER_ACCURACY"]
 
 
 CROSSOVER_FIELDS = [
@@ -31,24 +32,27 @@ CROSSOVER_FIELDS = [
 ]
 
 
-def _sync(device: str) -> None:
-    if str(device).startswith("cuda"):
-        torch.cuda.synchronize()
-
-
 def _timed(decomposer, s: torch.Tensor, cb: Codebooks, device: str):
-    _sync(device)
+    synchronize(device)
     t0 = time.perf_counter()
     res = decomposer.decompose(s, cb)
-    _sync(device)
+    synchronize(device)
     return res, time.perf_counter() - t0
 
 
-def crossover_point(rows: Sequence[dict[str, Any]]) -> tuple[int | None, float | None]:
-    """The smallest measured search space from which the iterative method is faster at every larger
-    one (None: at none), and where its speed ratio crosses 1, interpolated in log-log between that
-    space and the next smaller one (None where there is no such pair)."""
-    pts = sorted((r["search_space"], r["speed_ratio"]) for r in rows)
+#: the accuracy (all factors right) the iterative method needs on a schema to count as faster there
+CROSSOVER_ACCURACY = 0.99
+
+
+def crossover_point(rows: Sequence[dict[str, Any]],
+                    min_accuracy: float = CROSSOVER_ACCURACY) -> tuple[int | None, float | None]:
+    """The smallest measured search space from which the iterative method is faster, and right on at
+    least ``min_accuracy`` of the problems, at every larger one (None: at none); and where its speed
+    ratio crosses 1, interpolated in log-log between that space and the next smaller one (None where
+    there is no such pair). A schema on which it is less accurate counts as not faster: exhaustive
+    search is always right. Rows without an ``accuracy`` count as accurate."""
+    pts = sorted((r["search_space"], r["speed_ratio"] if r.get("accuracy", 1.0) >= min_accuracy else 0.0)
+                 for r in rows)
     first = None
     for i in range(len(pts) - 1, -1, -1):
         if pts[i][1] <= 1:
@@ -59,6 +63,8 @@ def crossover_point(rows: Sequence[dict[str, Any]]) -> tuple[int | None, float |
     if first == 0:
         return pts[0][0], None
     (x0, q0), (x1, q1) = pts[first - 1], pts[first]
+    if q0 <= 0:  # the smaller space failed on accuracy: no speed ratio to interpolate from
+        return pts[first][0], None
     t = -math.log(q0) / (math.log(q1) - math.log(q0)) if q1 != q0 else 0.0
     return pts[first][0], math.exp(math.log(x0) + t * (math.log(x1) - math.log(x0)))
 
@@ -135,7 +141,10 @@ def crossover_table(rows: Sequence[dict[str, Any]]) -> str:
     if rows:
         first, est = rows[0]["crossover_space"], rows[0]["crossover_estimate"]
         lines.append("")
-        lines.append("crossover: " + ("the iterative method is slower at every schema measured" if first is None else
-                                      f"the iterative method is faster from {first:.3g} combinations on"
+        lines.append("crossover: " + ("the iterative method is slower, or less accurate than "
+                                      f"{100 * CROSSOVER_ACCURACY:g}%, at the largest schema measured"
+                                      if first is None else
+                                      f"the iterative method is faster (and right on >= {100 * CROSSOVER_ACCURACY:g}%) "
+                                      f"from {first:.3g} combinations on"
                                       + ("" if est is None else f" (ratio 1 at about {est:.3g}, log-log)")))
     return "\n".join(lines)

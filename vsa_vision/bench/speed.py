@@ -77,8 +77,9 @@ def _tf32(enabled: bool) -> Iterator[None]:
         torch.backends.cuda.matmul.allow_tf32 = old
 
 
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
+def synchronize(device: str) -> None:
+    """Wait for the device's queued work (CUDA runs asynchronously), so that a timer measures it."""
+    if str(device).startswith("cuda"):
         torch.cuda.synchronize()
 
 
@@ -107,10 +108,10 @@ def measure(spec: str, problems, iterations: int, device: str = "cpu", dtype: st
     with _tf32(dtype == "tf32"):
         d.decompose(s[:8], cb)  # warm-up: first-call allocations and kernel selection stay out of the timing
         while runs < repeats and not (runs >= 1 and total > min_seconds * repeats):
-            _sync(device)
+            synchronize(device)
             t0 = time.perf_counter()
             res = d.decompose(s, cb)
-            _sync(device)
+            synchronize(device)
             dt = time.perf_counter() - t0
             best, runs, total = min(best, dt), runs + 1, total + dt
         if device.startswith("cuda"):
@@ -238,10 +239,10 @@ def cost_rounds(methods: Sequence[str], problems, iterations: int, rounds: int =
     cb, s = problems.codebooks.to(device), problems.s.to(device)
 
     def timed(d) -> float:
-        _sync(device)
+        synchronize(device)
         t0 = time.perf_counter()
         res = d.decompose(s, cb)
-        _sync(device)
+        synchronize(device)
         return 1e6 * (time.perf_counter() - t0) / max(float(res.iterations.float().sum()), 1.0)
 
     for d in decs:

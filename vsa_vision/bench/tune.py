@@ -82,7 +82,8 @@ PORTFOLIOS: dict[str, dict[str, Any]] = {
     "vast": {"reference": {"sizes": [463, 463, 463], "dim": 1500}, "space": "capacity", "min_dim": 1200, "shapes": [
         {"name": "K=3 n=463 D=1500, 700 iterations", "sizes": 463, "k": 3, "dim": 1500, "iterations": 700,
          "problems": 60}]},
-    # from D = 3000 the capacity regime serves from load 0.87 on (the dense high anchor stops there)
+    # from D = 3000 the capacity regime serves from load 0.9 on (n = 345 at D = 4096), after a dense
+    # anchor with the low anchor's settings (dense_wide, not searched); the high anchor stops there
     "wide": {"reference": {"sizes": [345, 345, 345], "dim": 4096}, "space": "capacity", "min_dim": 3000, "shapes": [
         {"name": "K=3 n=345 D=4096, 300 iterations", "sizes": 345, "k": 3, "dim": 4096, "iterations": 300,
          "problems": 60}]},

@@ -31,9 +31,10 @@ import torch
 
 from ..checks import check_choice, check_int
 from ..decompose.in_memory import PUBLISHED
-from ..decompose.registry import build_method, capabilities, parse_method
+from ..decompose.registry import build_method, parse_method
 from ..vsa import Codebooks
-from .capacity import repo_codebooks
+from .capacity import chains_of, repo_codebooks
+from .speed import synchronize
 
 __all__ = ["published_problems", "versus_factorizer", "versus_table", "PROTOCOLS", "VERSUS_METHODS",
            "VERSUS_FIELDS"]
@@ -41,8 +42,8 @@ __all__ = ["published_problems", "versus_factorizer", "versus_table", "PROTOCOLS
 #: the protocols of :func:`published_problems`
 PROTOCOLS = ("repo", "bipolar")
 #: the methods compared by default: the diffusion decomposer with two chains (its default) and one,
-#: the reproduced factorizer with its published settings, and without its alteration (the setting
-#: that suits bipolar targets)
+#: the reproduced factorizer with its published settings, and with its thresholds but no alteration
+#: (on the repository's protocol it then projects through the altered codebooks it is handed)
 VERSUS_METHODS = ("diffusion", "diffusion:chains=1", "in_memory_factorizer",
                   "in_memory_factorizer:flip_fraction=0.0")
 
@@ -62,10 +63,12 @@ def published_problems(n: int, dim: int = 1500, count: int = 200, seed: int = 0,
     """``(codebooks, truth [count, 3], s [count, dim])``: ``count`` problems of three factors of ``n``
     values as the repository draws them (one codebook draw, seeded by ``seed``; the answers by
     ``seed + 1``). ``protocol="repo"``: codebooks altered as the published row for ``n`` says (its g0
-    and flip pattern; a size without a row uses the nearest row's, as the factorizer's defaults do),
-    the targets bound from them; ``"bipolar"``: unaltered."""
+    and flip pattern; a size without a row: the g0 of the nearest row, as the factorizer's defaults
+    choose it, drawn independently per factor), the targets bound from them; ``"bipolar"``:
+    unaltered."""
     check_choice("protocol", protocol, PROTOCOLS)
     check_int("n", n, 2)
+    check_int("dim", dim, 2)
     check_int("count", count, 1)
     pub = _published_row(n)
     rolled = bool(pub[3]) if pub is not None else False
@@ -80,8 +83,12 @@ def published_problems(n: int, dim: int = 1500, count: int = 200, seed: int = 0,
 
 def _build(spec: str, n: int, budget: int, seed: int):
     """The method of ``spec`` for problems of size ``n``: the factorizer gets the published row's flip
-    pattern (so that its projection undoes the alteration it is handed) unless the spec sets one."""
+    pattern and the run's seed (so that its projection undoes the alteration it is handed); a spec
+    that sets either is refused, since the projection would then not undo it."""
     name, opts = parse_method(spec)
+    if name == "in_memory_factorizer" and {"seed", "flip_pattern"} & set(opts):
+        raise ValueError(f"methods: {spec!r} sets seed or flip_pattern; on the published problems the factorizer takes "
+                         "the run's seed and the row's flip pattern, so that its projection undoes the alteration")
     extra: dict[str, Any] = {}
     if name == "in_memory_factorizer" and "flip_pattern" not in opts:
         pub = _published_row(n)
@@ -99,8 +106,14 @@ def versus_factorizer(methods: Sequence[str] = VERSUS_METHODS, sizes: Sequence[i
     iterations for n``)``, so that a method as fast as the published one fails for budget with a
     probability near e^-5). Rows: accuracy (every factor right) and factor accuracy, mean iterations
     and chain-iterations (with their standard error), wall time, and the published row."""
+    if not methods or not sizes or not protocols:
+        raise ValueError(f"methods, sizes, protocols: expected at least one each, got {list(methods)}, {list(sizes)}, "
+                         f"{list(protocols)}")
     for p in protocols:
         check_choice("protocol", p, PROTOCOLS)
+    check_int("problems", problems, 1)
+    if iterations is not None:
+        check_int("iterations", iterations, 1)
     rows = []
     for protocol in protocols:
         for n in sizes:
@@ -110,11 +123,10 @@ def versus_factorizer(methods: Sequence[str] = VERSUS_METHODS, sizes: Sequence[i
             cb, truth, s = cb.to(device), truth.to(device), s.to(device)
             for spec in methods:
                 d = _build(spec, n, budget, seed)
-                chains = int(getattr(d, "chains", 1)) if capabilities(spec).chains else 1
+                chains = chains_of(spec, d)
                 start = time.perf_counter()
                 res = d.decompose(s, cb)
-                if str(device).startswith("cuda"):
-                    torch.cuda.synchronize()
+                synchronize(device)
                 wall = time.perf_counter() - start
                 hit = res.indices == truth
                 its = res.iterations.double()

@@ -31,6 +31,11 @@ CROSSOVER_DEFAULTS = {"schemas": CROSSOVER_SCHEMAS, "crossover_dim": 4096, "cros
 FRONTIER_DEFAULTS = {"dims": [256, 512, 1024, 2048, 4096], "shape": "both", "target": 0.99, "max_space": 1e12}
 
 
+class _DefaultMethods(list):
+    """The frontier's methods when --methods is not given (a None default would be filled with every
+    registered method by main()); its type tells the option was not given."""
+
+
 def schema_list(text: str) -> list[list[int]]:
     """Schemas separated by ';', each comma-separated codebook sizes: ``10,12,6,32,32,2;10,12,6,32,32,2,8``."""
     parts = [p for p in text.split(";") if p.strip()]
@@ -50,7 +55,7 @@ def register(sub) -> None:
     c = sub.add_parser("capacity", help="the capacity frontier: the largest search space solved at a target "
                        "accuracy against D (CSV + PNG); --crossover: against exhaustive search")
     add_methods(c, help=f"method specs (default {';'.join(CAPACITY_METHODS)}); exhaustive ones are skipped")
-    c.set_defaults(methods=list(CAPACITY_METHODS))
+    c.set_defaults(methods=_DefaultMethods(CAPACITY_METHODS))
     c.add_argument("--dims", type=int_list, default=None, help="dimensions D (default 256,512,1024,2048,4096)")
     c.add_argument("--shape", choices=["k3", "vision", "both"], default=None,
                    help="k3: three factors of n (n^3); vision: 10x12x6 x p x p x2x8 (11,520 p^2); both (default)")
@@ -93,6 +98,9 @@ def _check_options(args: argparse.Namespace) -> tuple[bool, bool]:
                 setattr(args, dest, default)
             elif not runs:
                 raise ValueError(f"--{dest.replace('_', '-')} applies to {part} only")
+    if not frontier and not isinstance(args.methods, _DefaultMethods):
+        raise ValueError("--methods applies to the frontier (without --crossover, or with --frontier) only; the "
+                         "crossover's method is --crossover-method")
     if frontier and all(capabilities(m).exhaustive for m in args.methods):
         raise ValueError("--methods: no iterative method to search (exhaustive search is always right; its limit is "
                          "time: see --crossover)")

@@ -12,9 +12,10 @@ them the nearest anchor's settings hold
 ``max_dim`` dimensions. The dense regime's reach grows little with D (about 5e6 combinations within
 1000 iterations at D = 512 and 1024 alike), the capacity regime's (hard estimates, sparse positive
 activation) much faster; so the capacity anchors serve D >= 1200, where they lead from loads near
-1.4 (D = 1500), and from D = 3000 a ``wide`` anchor with the capacity settings takes over from load
-0.87 (D = 4096, n = 345: dense 83%, capacity 98% within 1000 iterations) in place of the dense
-``high`` anchor.
+1.4 (D = 1500). From D = 3000 the dense ``high`` anchor (tuned at D = 1000) stops: a ``dense_wide``
+anchor (the low anchor's settings at the load of n = 320, D = 4096) and a ``wide`` anchor (the
+capacity settings at n = 345) put the switch near n = 333 at D = 4096, between the measured n = 297
+(dense ahead) and n = 400 (capacity regime ahead).
 
 The anchors live in ``vsa_vision/defaults/diffusion.json`` (only what is used: name, load, number
 of factors, options; an anchor may say ``"same_as": "<name>"`` where its search chose another
@@ -35,8 +36,8 @@ from typing import Any
 from ...checks import check_int
 from ...io import atomic_write
 
-__all__ = ["ADAPTIVE_OPTIONS", "Anchor", "PACKAGE_ANCHORS", "ANCHORS_ENV", "problem_load", "load_anchors",
-           "anchors_in_force", "auto_settings", "write_anchor", "FALLBACK_ANCHORS"]
+__all__ = ["ADAPTIVE_OPTIONS", "CHOICE_OPTIONS", "Anchor", "PACKAGE_ANCHORS", "ANCHORS_ENV", "problem_load",
+           "load_anchors", "anchors_in_force", "auto_settings", "write_anchor", "FALLBACK_ANCHORS"]
 
 #: the options chosen per problem when left unset (None)
 ADAPTIVE_OPTIONS = ("guidance_scale", "steps", "lambda_min", "lambda_max", "eta", "restart", "threshold", "estimate",
@@ -71,7 +72,7 @@ class Anchor:
         """Whether the anchor serves problems of dimension ``dim``."""
         return (self.min_dim is None or dim >= self.min_dim) and (self.max_dim is None or dim < self.max_dim)
 
-    def get(self, key: str) -> float:
+    def get(self, key: str) -> Any:
         """The anchor's value of an adaptive option (:data:`MISSING` where it predates the option)."""
         return self.options.get(key, MISSING.get(key))
 
@@ -100,8 +101,8 @@ def _parse(path: str, data: Any) -> list[Anchor]:
     for r in records:
         try:
             src = by_name[r["same_as"]] if "same_as" in r else r
-            out.append(Anchor(str(r["name"]), float(r["load"]), dict(src["options"]), r.get("factors"),
-                              r.get("min_dim"), r.get("max_dim")))
+            dims = {k: (None if r.get(k) is None else check_int(k, r[k], 1)) for k in ("min_dim", "max_dim")}
+            out.append(Anchor(str(r["name"]), float(r["load"]), dict(src["options"]), r.get("factors"), **dims))
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"{path}: anchor {r!r} is malformed ({type(e).__name__}: {e})") from None
     return out
@@ -159,8 +160,8 @@ def auto_settings(sizes: Sequence[int], dim: int,
     if not pool:
         raise ValueError("anchors: expected at least one")
     load = problem_load(sizes, dim)
-    pool = [a for a in pool if a.serves(dim)] or pool
-    pool = sorted(_same_factor_count(pool, len(list(sizes))), key=lambda a: a.load)
+    group = _same_factor_count(pool, len(list(sizes)))  # the nearest number of factors first, then D
+    pool = sorted([a for a in group if a.serves(dim)] or group, key=lambda a: a.load)
     lo = max([a for a in pool if a.load <= load], key=lambda a: a.load, default=pool[0])
     hi = min([a for a in pool if a.load >= load], key=lambda a: a.load, default=pool[-1])
     span = hi.load - lo.load
@@ -170,7 +171,9 @@ def auto_settings(sizes: Sequence[int], dim: int,
     out: dict[str, Any] = {}
     for key in ADAPTIVE_OPTIONS:
         a, b = lo.get(key), hi.get(key)
-        if key == "guidance_scale":
+        if t in (0.0, 1.0) or a == b:  # an anchor's own value, exactly
+            out[key] = a if t < 0.5 else b
+        elif key == "guidance_scale":
             out[key] = math.exp((1 - t) * math.log(a) + t * math.log(b))
         elif key == "steps":
             out[key] = max(1, int(round((1 - t) * a + t * b)))

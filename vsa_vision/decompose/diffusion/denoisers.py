@@ -41,11 +41,13 @@ def posterior_weights(proj: Tensor, alpha: float | Tensor, sigma: float | Tensor
     like the stochastic resonator's activation threshold: atoms whose logit is below it in magnitude
     get weight 0 (the others keep their weights, not renormalised); where no atom reaches it, all
     keep their weights (a zero estimate of one factor would unbind every other factor to zero).
-    ``activation="positive"`` keeps only the atoms whose logit is at least ``threshold`` (signed):
-    the sparse positive activation of the in-memory factorizer. With the symmetric prior it fixes
-    each factor's sign (bipolar binding cannot tell ``(a, b)`` from ``(-a, -b)``) to the one that
-    agrees with the guidance, so the factors stop trading signs; near zero the weights are then
-    linear in the logits (``sinh l ~ l``), as that activation is."""
+    ``activation="positive"`` keeps only the atoms whose logit is at least ``threshold`` (signed,
+    also at threshold 0): the sparse positive activation of the in-memory factorizer. With the
+    symmetric prior it fixes each factor's sign (bipolar binding cannot tell ``(a, b)`` from
+    ``(-a, -b)``) to the one that agrees with the guidance, so the factors stop trading signs; near
+    zero the weights are then linear in the logits (``sinh l ~ l``), as that activation is. Where no
+    atom reaches the threshold, the atoms with a positive logit keep their weights (where none has
+    one, the largest logit's atom alone): never a negative weight."""
     logits = alpha * proj / sigma**2
     if extra_logits is not None:
         logits = logits + extra_logits
@@ -57,8 +59,14 @@ def posterior_weights(proj: Tensor, alpha: float | Tensor, sigma: float | Tensor
         raise ValueError(f"prior: expected 'symmetric' or 'positive', got {prior!r}")
     if activation not in ("magnitude", "positive"):
         raise ValueError(f"activation: expected 'magnitude' or 'positive', got {activation!r}")
-    if threshold > 0:
-        keep = (logits if activation == "positive" else logits.abs()) >= threshold
+    if activation == "positive":
+        keep = logits >= threshold
+        fallback = logits > 0
+        fallback |= ~fallback.any(-1, keepdim=True) & (logits == logits.amax(-1, keepdim=True))
+        keep = torch.where(keep.any(-1, keepdim=True), keep, fallback)
+        w = torch.where(keep, w, torch.zeros_like(w))
+    elif threshold > 0:
+        keep = logits.abs() >= threshold
         keep |= ~keep.any(-1, keepdim=True)
         w = torch.where(keep, w, torch.zeros_like(w))
     return w
