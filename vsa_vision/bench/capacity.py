@@ -51,7 +51,7 @@ from ..decompose.registry import build_method, capabilities
 from ..vsa import Codebooks
 from .figures import new_axes, save_figure
 from .problems import Problems, make_problems
-from .speed import synchronize
+from .speed import synchronize, timed_decompose
 from .stats import wilson_interval
 
 __all__ = ["repo_codebooks", "reproduce_imf", "capacity_frontier", "plot_capacity",
@@ -99,10 +99,7 @@ def reproduce_imf(sizes: Sequence[int] = (99, 214), dim: int = 1500, problems: i
         truth = torch.randint(0, n, (problems, 3), generator=gen).to(device)
         s = cb.bind_indices(truth)
         cfg = d.settings(cb)
-        start = time.perf_counter()
-        res = d.decompose(s, cb)
-        synchronize(device)
-        wall = time.perf_counter() - start
+        res, wall = timed_decompose(d, s, cb, device)
         hit = res.indices == truth
         its = res.iterations.double()
         repo_its = (its + res.converged.double()).clamp(max=cfg["iterations"])

@@ -6,19 +6,15 @@ faster per problem (:func:`exhaustive_crossover`; ``vsa-vision bench capacity --
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 from typing import Any
-
-import torch
 
 from ..checks import check_int, check_positive_sizes
 from ..decompose import get_decomposer
 from ..decompose.registry import build_method, capabilities
-from ..vsa import Codebooks
 from .capacity import DEFAULT_ITERATIONS, chains_of, iteration_budget, problem_seed
 from .problems import make_problems
-from .speed import synchronize
+from .speed import timed_decompose
 from .stats import wilson_interval
 
 __all__ = ["exhaustive_crossover", "crossover_point", "crossover_table", "CROSSOVER_FIELDS", "CROSSOVER_ACCURACY"]
@@ -30,14 +26,6 @@ CROSSOVER_FIELDS = [
     "exhaustive_accuracy", "accuracy_on_timed", "exhaustive_ms_per_problem", "speed_ratio", "faster",
     "crossover_space", "crossover_estimate", "device", "seed",
 ]
-
-
-def _timed(decomposer, s: torch.Tensor, cb: Codebooks, device: str):
-    synchronize(device)
-    t0 = time.perf_counter()
-    res = decomposer.decompose(s, cb)
-    synchronize(device)
-    return res, time.perf_counter() - t0
 
 
 #: the accuracy (all factors right) the iterative method needs on a schema to count as faster there
@@ -98,8 +86,8 @@ def exhaustive_crossover(schemas: Sequence[Sequence[int]], dim: int = 4096, meth
         d.decompose(warm.s, warm.codebooks)
         brute.decompose(warm.s, warm.codebooks)
         p = make_problems(sizes, dim, problems, seed=problem_seed(seed, "crossover", dim, *sizes), device=device)
-        res, t_it = _timed(d, p.s, p.codebooks, device)
-        ex, t_ex = _timed(brute, p.s[:timed_count], p.codebooks, device)
+        res, t_it = timed_decompose(d, p.s, p.codebooks, device)
+        ex, t_ex = timed_decompose(brute, p.s[:timed_count], p.codebooks, device)
         hit = (res.indices == p.indices).all(-1)
         hits = int(hit.sum())
         lo, hi = wilson_interval(hits, problems)

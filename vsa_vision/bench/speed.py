@@ -83,6 +83,16 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def timed_decompose(decomposer, s: torch.Tensor, codebooks, device: str):
+    """``(result, seconds)`` of one ``decomposer.decompose(s, codebooks)``, the device's queued work
+    finished before the clock starts and before it stops."""
+    synchronize(device)
+    t0 = time.perf_counter()
+    res = decomposer.decompose(s, codebooks)
+    synchronize(device)
+    return res, time.perf_counter() - t0
+
+
 def _decomposer(spec: str, iterations: int, seed: int, early_stop: bool):
     """The method of ``spec`` with the budget and seed where the spec does not set them, and, for
     equal work, early stopping by similarity off (brute force and the torchhd peer have none)."""

@@ -23,7 +23,6 @@ Two protocols (:func:`published_problems`):
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,7 +33,7 @@ from ..decompose.in_memory import PUBLISHED
 from ..decompose.registry import build_method, parse_method
 from ..vsa import Codebooks
 from .capacity import chains_of, repo_codebooks
-from .speed import synchronize
+from .speed import timed_decompose
 
 __all__ = ["published_problems", "versus_factorizer", "versus_table", "PROTOCOLS", "VERSUS_METHODS",
            "VERSUS_FIELDS"]
@@ -124,10 +123,7 @@ def versus_factorizer(methods: Sequence[str] = VERSUS_METHODS, sizes: Sequence[i
             for spec in methods:
                 d = _build(spec, n, budget, seed)
                 chains = chains_of(spec, d)
-                start = time.perf_counter()
-                res = d.decompose(s, cb)
-                synchronize(device)
-                wall = time.perf_counter() - start
+                res, wall = timed_decompose(d, s, cb, device)
                 hit = res.indices == truth
                 its = res.iterations.double()
                 row = {
