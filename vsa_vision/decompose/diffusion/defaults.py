@@ -171,14 +171,14 @@ def auto_settings(sizes: Sequence[int], dim: int,
     out: dict[str, Any] = {}
     for key in ADAPTIVE_OPTIONS:
         a, b = lo.get(key), hi.get(key)
-        if t in (0.0, 1.0) or a == b:  # an anchor's own value, exactly
+        # an anchor's own value, exactly; the named options always land here (two regimes snap t
+        # to 0 or 1 above, one regime has equal names)
+        if t in (0.0, 1.0) or a == b:
             out[key] = a if t < 0.5 else b
         elif key == "guidance_scale":
             out[key] = math.exp((1 - t) * math.log(a) + t * math.log(b))
         elif key == "steps":
             out[key] = max(1, int(round((1 - t) * a + t * b)))
-        elif key in CHOICE_OPTIONS:
-            out[key] = a if t < 0.5 else b
         else:
             out[key] = (1 - t) * a + t * b
     out["lambda_max"] = max(out["lambda_max"], out["lambda_min"])
