@@ -1,5 +1,6 @@
 """``vsa-vision data generate``: render a synthetic scene dataset to disk (one object a scene, or
-several for a schema such as ``multi``: labels.csv then holds a row per object)."""
+several for a schema such as ``multi``: labels.csv then holds a row per object).
+``vsa-vision data import``: the same format from the user's own labelled images."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from .outputs import check_folder
 
 
 def register(sub) -> None:
-    dp = sub.add_parser("data", help="synthetic scene datasets")
+    dp = sub.add_parser("data", help="datasets: render synthetic scenes, or import your own labelled images")
     dsub = dp.add_subparsers(dest="data", required=True)
     g = dsub.add_parser("generate", help="render a dataset to disk in shards (resumable)")
     g.add_argument("--schema", default="default",
@@ -33,6 +34,38 @@ def register(sub) -> None:
     g.add_argument("--no-progress", dest="no_progress", action="store_true")
     g.set_defaults(func=run)
 
+    i = dsub.add_parser("import", help="a dataset from your own labelled images: an image folder with metadata.csv "
+                                       "(or .jsonl), or arrays (.npz, HDF5) of images and factor classes")
+    i.add_argument("source", help="a folder holding metadata.csv / metadata.jsonl (file_name, one column per "
+                                  "attribute, optional split) and the images; or an .npz / .h5 file of images and "
+                                  "integer factor classes (dSprites, 3dshapes layouts)")
+    add_out(i, default=None, help="the dataset folder to write (required)")
+    add_seed(i, help="seed of the val / test draw when there is no split column (0)")
+    i.add_argument("--size", type=positive, default=64, help="image side in pixels the images are prepared to (64)")
+    i.add_argument("--name", default=None, help="the schema's name (default: the source's name)")
+    i.add_argument("--val", type=number_in(0.0, 0.49, "val share"), default=0.05,
+                   help="share of the rows drawn for val without a split column (0.05)")
+    i.add_argument("--test", type=number_in(0.0, 0.49, "test share"), default=0.05,
+                   help="share of the rows drawn for test without a split column (0.05)")
+    i.add_argument("--holdout", action="append", default=[], metavar="ATTR=VALUE,...",
+                   help="a combination never seen in training: its rows go to the heldout split (repeatable)")
+    i.add_argument("--ordinal", default=None, metavar="A,B",
+                   help="the attributes whose values are ordered steps (default: those whose values are numbers, "
+                        "or one prefix and a number)")
+    i.add_argument("--nominal", default=None, metavar="A,B",
+                   help="attributes that are not ordinal, whatever their values")
+    i.add_argument("--ignore", default=None, metavar="A,B", help="columns of metadata.csv that are not attributes")
+    i.add_argument("--names", default=None, metavar="A,B",
+                   help="arrays: one name per factor column (default: the dSprites / 3dshapes names, else factor0..)")
+    i.add_argument("--images-key", dest="images_key", default=None, help="arrays: the key of the images")
+    i.add_argument("--labels-key", dest="labels_key", default=None, help="arrays: the key of the factor classes")
+    i.add_argument("--max-items", dest="max_items", type=positive, default=None,
+                   help="arrays: import this many rows, drawn with the seed")
+    i.add_argument("--shard-size", dest="shard_size", type=positive, default=5000)
+    i.add_argument("--overwrite", action="store_true", help="replace a different dataset in --out")
+    i.add_argument("--no-progress", dest="no_progress", action="store_true")
+    i.set_defaults(func=run_import)
+
 
 def run(args: argparse.Namespace) -> int:
     from ..scenes import generate_dataset, load_schema
@@ -48,4 +81,57 @@ def run(args: argparse.Namespace) -> int:
                      progress=not args.no_progress)
     if args.preview:
         print(f"preview: {os.path.join(out, 'preview.png')}")
+    return 0
+
+
+def _names(text: str | None, what: str) -> list[str] | None:
+    if text is None:
+        return None
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise ValueError(f"{what}: expected names separated by commas, got {text!r}")
+    return names
+
+
+def _rules(items: list[str]) -> list[dict[str, str]]:
+    rules = []
+    for item in items:
+        rule = {}
+        for part in item.split(","):
+            key, eq, value = part.partition("=")
+            if not eq or not key.strip() or not value.strip():
+                raise ValueError(f"--holdout: expected ATTR=VALUE[,ATTR=VALUE...], got {item!r}")
+            rule[key.strip()] = value.strip()
+        rules.append(rule)
+    return rules
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from ..scenes.importing import import_arrays, import_image_folder
+
+    if args.out is None:
+        raise ValueError("--out: required (the dataset folder to write)")
+    if args.name is not None and not args.name.strip():
+        raise ValueError("--name: empty")
+    check_folder(args.out, "--out")
+    src = args.source
+    common = dict(seed=args.seed, size=args.size, name=args.name, ordinal=_names(args.ordinal, "--ordinal"),
+                  nominal=_names(args.nominal, "--nominal") or [], holdout=_rules(args.holdout), val=args.val,
+                  test=args.test, shard_size=args.shard_size, overwrite=args.overwrite,
+                  progress=not args.no_progress)
+    if os.path.isdir(src):
+        for flag in ("names", "images_key", "labels_key", "max_items"):
+            if getattr(args, flag) is not None:
+                raise ValueError(f"--{flag.replace('_', '-')}: for arrays (.npz, .h5), not an image folder")
+        import_image_folder(src, args.out, ignore=_names(args.ignore, "--ignore") or [], **common)
+    elif os.path.isfile(src) and src.endswith((".npz", ".h5", ".hdf5")):
+        if args.ignore is not None:
+            raise ValueError("--ignore: for an image folder's metadata.csv; arrays take --names")
+        import_arrays(src, args.out, names=_names(args.names, "--names"), images_key=args.images_key,
+                      labels_key=args.labels_key, max_items=args.max_items, **common)
+    elif os.path.exists(src):
+        raise ValueError(f"{src}: expected a folder with metadata.csv / metadata.jsonl, or an .npz / .h5 file")
+    else:
+        raise FileNotFoundError(f"{src}: no such folder or file")
+    print(f"train on it: python train.py fit --config configs/own.yaml --data.data_dir {args.out}")
     return 0

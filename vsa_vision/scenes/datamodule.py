@@ -7,10 +7,10 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..checks import check_int
-from .dataset import RenderedScenes, SceneShards
+from .dataset import DATASET_SCHEMA, RenderedScenes, SceneShards, dataset_counts, dataset_schema
 from .degrade import CORRUPTIONS, Degrade
 from .render import STROKE, stroke_range
 from .sampling import seed63
@@ -20,8 +20,9 @@ from .schema import Schema, load_schema
 class SceneDataModule(pl.LightningDataModule):
     """Train / val / test (+ held-out combinations) loaders of ``(uint8 [B, 3, H, W], int64 [B, K])``.
 
-    With ``data_dir`` the splits come from a dataset written by ``vsa-vision data generate`` (their
-    sizes are the dataset's); otherwise they are rendered from ``seed`` (``cache=True`` renders each
+    With ``data_dir`` the splits come from a dataset written by ``vsa-vision data generate`` or
+    ``vsa-vision data import`` (their sizes are the dataset's; ``schema: dataset`` takes the dataset's
+    own schema, as for a user's imported images); otherwise they are rendered from ``seed`` (``cache=True`` renders each
     split once into memory, the fastest source on a small CPU). ``test_dataloader`` returns the test
     split and, when the schema holds combinations out, the held-out split as a second loader.
 
@@ -49,10 +50,17 @@ class SceneDataModule(pl.LightningDataModule):
                  train_stroke: list[float] | None = None, val_heldout_size: int = 0, train_degrade: float = 0.0,
                  train_degrade_kinds: list[str] | None = None) -> None:
         super().__init__()
-        self.schema = load_schema(schema)
         if data_dir is not None and not os.path.isdir(data_dir):
             raise FileNotFoundError(f"data_dir: no such folder {data_dir!r} "
-                                    "(generate it with 'vsa-vision data generate')")
+                                    "(generate it with 'vsa-vision data generate', or import your images with "
+                                    "'vsa-vision data import')")
+        if schema == DATASET_SCHEMA:
+            if data_dir is None:
+                raise ValueError(f"schema {DATASET_SCHEMA!r}: the schema of the dataset in data_dir, but no data_dir "
+                                 "was given")
+            schema = dataset_schema(data_dir)
+        self.schema = load_schema(schema)
+        on_disk = dataset_counts(data_dir) if data_dir is not None else None
         batch_size, train_size = check_int("batch_size", batch_size, 1), check_int("train_size", train_size, 1)
         num_workers = check_int("num_workers", num_workers, 0)
         seed = check_int("seed", seed, 0)
@@ -64,6 +72,9 @@ class SceneDataModule(pl.LightningDataModule):
         self.sizes = {"train": train_size, "val": val_size, "test": test_size,
                       "heldout": heldout_size if self.schema.holdout else 0,
                       "val_heldout": val_heldout_size if self.schema.holdout else 0}
+        if on_disk is not None:  # a dataset's own splits: held-out images wherever it has them
+            self.sizes.update({s: on_disk[s] for s in ("train", "val", "test", "heldout")})
+            self.sizes["val_heldout"] = min(val_heldout_size, on_disk["heldout"])
         self.cache, self.jitter, self.noise, self.image_size = cache, jitter, noise, size
         self.datasets: dict[str, Dataset] = {}
         self.degrade = Degrade(p=train_degrade, kinds=train_degrade_kinds or CORRUPTIONS) if train_degrade else None
@@ -80,6 +91,8 @@ class SceneDataModule(pl.LightningDataModule):
         return self.degrade(images, self._degrade_rng), labels
 
     def _make(self, split: str) -> Dataset:
+        if split == "val_heldout" and self.data_dir is not None:  # the first images of the dataset's heldout split
+            return Subset(SceneShards(self.data_dir, "heldout", schema=self.schema), range(self.sizes[split]))
         if split == "val_heldout":
             return RenderedScenes(self.schema, self.sizes[split], seed=self.seed + 1, split="heldout",
                                   size=self.image_size, jitter=self.jitter, noise=self.noise, cache=self.cache)
@@ -122,7 +135,7 @@ class SceneDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> list[DataLoader]:
         loaders = [self._loader("test")]
-        if "heldout" in self.datasets or (self.sizes["heldout"] or self.data_dir is not None) and self.schema.holdout:
+        if "heldout" in self.datasets or self.sizes["heldout"]:
             try:
                 loaders.append(self._loader("heldout"))
             except ValueError:

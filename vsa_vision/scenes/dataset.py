@@ -15,6 +15,7 @@ On disk (``generate_dataset``, ``vsa-vision data generate``)::
     manifest.json        config + every shard with its count and sha256; written last: its presence
                          marks a complete dataset
     preview.png          optional contact sheet
+    .lock                empty; locked by the run writing the folder, so a second run is refused (dataset_lock)
 
 A dataset of one object per scene is format version 1; one of several objects is version 2 (its
 labels.csv has the ``object`` column and its manifest counts the objects of each split, ``objects``).
@@ -54,12 +55,18 @@ from .objects import sample_object_sets
 from .render import STROKE, Renderer, contact_sheet
 from .sampling import IndexStream, check_in_memory
 from .schema import SPLITS, Schema, load_schema, sample_indices
-from .storage import (
+from .storage import (  # noqa: F401  (dataset_lock and DatasetBusyError are public here too)
+    LOCK_FILE,
+    DatasetBusyError,
     Shard,
     check_disk_space,
+    dataset_lock,
     inside,
+    local_file,
+    open_shard,
     plan_shards,
     sha256_file,
+    shard_entries,
     shard_is_whole,
     valid_shard_digest,
 )
@@ -175,8 +182,17 @@ def generate_dataset(out: str | os.PathLike, schema: Schema | str = "default", n
     out = os.fspath(out)
     say = log or (lambda _m: None)
     check_disk_space(out, config, shards, preview, overwrite)
-    _prepare_folder(out, config, overwrite)
+    with dataset_lock(out):  # one run at a time writes a folder
+        _prepare_folder(out, config, overwrite)
+        for name in [*(f for *_, f in shards), "labels.csv", "manifest.json"]:
+            local_file(out, name)  # a link out of the folder is refused, as SceneShards refuses it
+        return _generate(out, schema, counts, seed, renderer, config, shards, streams, preview, progress, say)
 
+
+def _generate(out: str, schema: Schema, counts: Mapping[str, int], seed: int, renderer: Renderer,
+              config: Mapping[str, Any], shards: Sequence[Shard], streams: Mapping[str, IndexStream | ObjectSetStream],
+              preview: bool, progress: bool, say: Callable[[str], None]) -> dict[str, Any]:
+    """The part of :func:`generate_dataset` that runs under the folder's lock, once the folder is prepared."""
     manifest_path = os.path.join(out, "manifest.json")
     known = _known_checksums(manifest_path, config, shards)
     if known is not None and _intact(out, shards, known, renderer.size):
@@ -282,7 +298,7 @@ def _prepare_folder(out: str, config: Mapping[str, Any], overwrite: bool) -> Non
     os.makedirs(out, exist_ok=True)
     if not os.access(out, os.W_OK):
         raise PermissionError(f"out: folder {out} is not writable")
-    present = set(os.listdir(out))
+    present = set(os.listdir(out)) - {LOCK_FILE}  # the lock of the run (dataset_lock) is never removed
     existing = _existing_config(out, present)
     _refuse_other_contents(out, present, existing, config, overwrite)
     if overwrite and existing != config:
@@ -377,6 +393,47 @@ def write_preview(out: str, schema: Schema, renderer: Renderer, seed: int, count
     return path
 
 
+DATASET_SCHEMA = "dataset"  # a schema argument meaning "the schema of the dataset in data_dir"
+
+
+def _manifest(path: str) -> dict[str, Any]:
+    mpath = os.path.join(path, "manifest.json")
+    if not os.path.isfile(mpath):
+        hint = (" (config.json is there: generation was interrupted; run the generate or import command again to "
+                "resume)" if os.path.isfile(os.path.join(path, "config.json")) else "")
+        raise FileNotFoundError(f"{path}: not a complete dataset, no manifest.json{hint}")
+    try:
+        manifest = _read_json(mpath)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{mpath}: not readable JSON ({e})") from None
+    if isinstance(manifest, dict) and manifest.get("format") == FORMAT and "version" not in manifest:
+        raise ValueError(f"{path}/manifest.json: no 'version' (expected {FORMAT_VERSION} or {MULTI_FORMAT_VERSION})")
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT \
+            or manifest.get("version") not in (FORMAT_VERSION, MULTI_FORMAT_VERSION):
+        got = manifest if not isinstance(manifest, dict) else f"{manifest.get('format')!r} v{manifest.get('version')}"
+        raise ValueError(f"{path}: manifest format {got} is not {FORMAT!r} v{FORMAT_VERSION} (one object a scene) "
+                         f"or v{MULTI_FORMAT_VERSION} (several)")
+    return manifest
+
+
+def dataset_schema(path: str | os.PathLike) -> Schema:
+    """The schema of the complete dataset in folder ``path`` (from its manifest)."""
+    path = os.fspath(path)
+    try:
+        return Schema.from_dict(_manifest(path)["schema"])
+    except KeyError:
+        raise ValueError(f"{path}/manifest.json: no schema") from None
+
+
+def dataset_counts(path: str | os.PathLike) -> dict[str, int]:
+    """Images per split of the complete dataset in folder ``path`` (from its manifest)."""
+    path = os.fspath(path)
+    counts = _manifest(path).get("counts")
+    if not isinstance(counts, dict) or any(type(counts.get(s, 0)) is not int or counts.get(s, 0) < 0 for s in SPLITS):
+        raise ValueError(f"{path}/manifest.json: 'counts' must map each split to a number of images, got {counts!r}")
+    return {s: counts.get(s, 0) for s in SPLITS}
+
+
 class SceneShards(Dataset):
     """One split of a dataset written by :func:`generate_dataset`, memory-mapped from its shards.
 
@@ -388,17 +445,15 @@ class SceneShards(Dataset):
                  schema: Schema | str | None = None) -> None:
         path = os.fspath(path)
         check_choice("split", split, SPLITS)
+        manifest = _manifest(path)
         mpath = os.path.join(path, "manifest.json")
-        if not os.path.isfile(mpath):
-            hint = (" (config.json is there: generation was interrupted; run the generate command again to resume)"
-                    if os.path.isfile(os.path.join(path, "config.json")) else "")
-            raise FileNotFoundError(f"{path}: not a complete dataset, no manifest.json{hint}")
-        manifest = _read_json(mpath)
-        if manifest.get("format") != FORMAT or manifest.get("version") not in (FORMAT_VERSION, MULTI_FORMAT_VERSION):
-            raise ValueError(f"{path}: manifest format {manifest.get('format')!r} v{manifest.get('version')} is not "
-                             f"{FORMAT!r} v{FORMAT_VERSION} (one object a scene) or v{MULTI_FORMAT_VERSION} (several)")
         self.manifest = manifest
-        self.schema = Schema.from_dict(manifest["schema"])
+        try:
+            self.schema = Schema.from_dict(manifest["schema"])
+        except KeyError:
+            raise ValueError(f"{mpath}: no 'schema'") from None
+        except (TypeError, ValueError, AttributeError) as e:
+            raise ValueError(f"{mpath}: its 'schema' is not a schema ({e})") from None
         if manifest["version"] != format_version(self.schema):
             raise ValueError(f"{path}: manifest v{manifest['version']} does not fit its schema {self.schema.name!r} "
                              f"of up to {self.schema.max_objects} objects a scene (v{format_version(self.schema)})")
@@ -406,20 +461,29 @@ class SceneShards(Dataset):
             raise ValueError(f"{path}: the dataset's schema {self.schema.name!r} differs from the schema asked for "
                              f"{load_schema(schema).name!r}")
         self.split, self.path = split, path
-        files = {s["file"]: inside(path, s["file"]) for s in manifest["shards"]}  # refuses paths leaving the folder
-        shards = [s for s in manifest["shards"] if s["split"] == split]
+        entries = shard_entries(mpath, manifest)
+        files = {s["file"]: inside(path, s["file"]) for s in entries}  # refuses paths leaving the folder
+        shards = [s for s in entries if s["split"] == split]
         labels = os.path.join(path, "labels.csv")
         if verify:
-            sums = [(files[s["file"]], s["file"], s["sha256"]) for s in manifest["shards"]]
+            if not isinstance(manifest.get("labels_sha256"), str):
+                raise ValueError(f"{mpath}: no 'labels_sha256' (the checksum of labels.csv) to verify against")
+            sums = [(files[s["file"]], s["file"], s["sha256"]) for s in entries]
             for full, name, want in [*sums, (labels, "labels.csv", manifest["labels_sha256"])]:
                 if sha256_file(full) != want:
                     raise ValueError(f"{path}/{name}: checksum mismatch (file changed or corrupt)")
-        self._arrays = [np.load(files[s["file"]], mmap_mode="r") for s in shards]
+        side = manifest.get("size", self.schema.image_size)
+        if type(side) is not int or side < 1:
+            raise ValueError(f"{mpath}: 'size' must be the images' side in pixels, got {side!r:.80}")
+        self._arrays = [open_shard(path, s, files[s["file"]], side) for s in shards]
         self._starts = np.cumsum([0] + [len(a) for a in self._arrays])
         self.n = int(self._starts[-1])
-        if self.n != manifest["counts"][split]:
-            raise ValueError(f"{path}: split {split!r} has {self.n} images in its shards, manifest says "
-                             f"{manifest['counts'][split]}")
+        counts = manifest.get("counts")
+        want = counts.get(split) if isinstance(counts, dict) else None
+        if type(want) is not int:
+            raise ValueError(f"{mpath}: 'counts' gives no number of {split!r} images (got {counts!r:.80})")
+        if self.n != want:
+            raise ValueError(f"{path}: split {split!r} has {self.n} images in its shards, manifest says {want}")
         self.indices = torch.from_numpy(read_labels(labels, self.schema, split, self.n))
 
     def __len__(self) -> int:

@@ -30,9 +30,17 @@ from .render import Renderer
 from .sampling import sample_indices
 from .schema import Schema, load_schema
 
-__all__ = ["FOREIGN_KINDS", "foreign_images", "photo_sources"]
+__all__ = ["FOREIGN_KINDS", "UNRENDERED_KINDS", "default_kinds", "foreign_images", "photo_sources"]
 
 FOREIGN_KINDS = ("blank", "noise", "photo", "inverted", "unknown_shape", "unknown_colour", "several")
+#: the kinds that need no renderer, for a user's schema whose attributes the built-in renderer cannot draw
+#: (``inverted`` then inverts the user's own images, passed as ``scenes``)
+UNRENDERED_KINDS = ("blank", "noise", "photo", "inverted")
+
+
+def default_kinds(schema: Schema) -> tuple[str, ...]:
+    """Every kind for a schema the built-in renderer draws, else :data:`UNRENDERED_KINDS`."""
+    return FOREIGN_KINDS if schema.renderable else UNRENDERED_KINDS
 
 
 def photo_sources() -> list[np.ndarray]:
@@ -170,19 +178,27 @@ def _several(rng: np.random.Generator, renderer: Renderer, schema: Schema, seed:
 
 
 def foreign_images(schema: Schema | str, n: int, seed: int = 0, kinds: Sequence[str] | None = None,
-                   size: int | None = None) -> tuple[torch.Tensor, list[str]]:
+                   size: int | None = None, scenes: torch.Tensor | None = None) -> tuple[torch.Tensor, list[str]]:
     """``(uint8 [n, 3, S, S], kind of each image)``: ``n`` inputs that are no scene of ``schema``,
-    the kinds taken in turn from ``kinds`` (default: all of :data:`FOREIGN_KINDS`)."""
+    the kinds taken in turn from ``kinds`` (default: :func:`default_kinds`). ``scenes``
+    (``uint8 [m, 3, S, S]``, the user's own images): ``inverted`` inverts them instead of renders."""
     schema = load_schema(schema)
     n, seed = check_int("n", n, 0), check_int("seed", seed, 0)
-    kinds = list(FOREIGN_KINDS if kinds is None else kinds)
+    kinds = list(default_kinds(schema) if kinds is None else kinds)
     for k in kinds:
         if k not in FOREIGN_KINDS:
             raise ValueError(f"kinds: unknown kind {k!r}; expected some of {list(FOREIGN_KINDS)}")
     if not kinds:
         raise ValueError("kinds: expected at least one kind")
-    renderer = Renderer(schema, size=size)
-    side = renderer.size
+    if scenes is not None and (scenes.dtype != torch.uint8 or scenes.ndim != 4 or not len(scenes)):
+        raise ValueError(f"scenes: expected uint8 images [m, 3, S, S], got {scenes.dtype} {tuple(scenes.shape)}")
+    drawn = [k for k in kinds if k not in UNRENDERED_KINDS or (k == "inverted" and scenes is None)]
+    if drawn and not schema.renderable:
+        schema.check_renderable(f"foreign inputs of kind(s) {sorted(set(drawn))} need the built-in renderer, which")
+    renderer = Renderer(schema, size=size) if drawn else None
+    side = renderer.size if renderer is not None else (schema.image_size if size is None else size)
+    if scenes is not None and tuple(scenes.shape[-2:]) != (side, side):
+        raise ValueError(f"scenes: {tuple(scenes.shape[-2:])} pixels, the foreign inputs are {side} x {side}")
     rng = np.random.default_rng([seed, 0xF0E1])
     sources = photo_sources() if "photo" in kinds else []
     objects = _object_rows(schema, n, seed)
@@ -191,12 +207,9 @@ def foreign_images(schema: Schema | str, n: int, seed: int = 0, kinds: Sequence[
     images, names = [], []
     for i in range(n):
         kind = kinds[i % len(kinds)]
-        if kind == "blank":
-            img = _blank(rng, side)
-        elif kind == "noise":
-            img = _noise(rng, side)
-        elif kind == "photo":
-            img = _photo(rng, sources, side)
+        img = _unrendered(kind, rng, side, sources, scenes)
+        if img is not None:
+            pass
         elif kind == "inverted":
             rows = sample_object_sets(schema, 1, seed=seed + i, split="test")[0] if schema.max_objects > 1 else None
             img = 255 - (renderer.render_objects(rows.tolist()) if rows is not None
@@ -213,6 +226,20 @@ def foreign_images(schema: Schema | str, n: int, seed: int = 0, kinds: Sequence[
     if not images:
         return torch.empty(0, 3, side, side, dtype=torch.uint8), []
     return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous(), names
+
+
+def _unrendered(kind: str, rng: np.random.Generator, side: int, sources: Sequence[np.ndarray],
+                scenes: torch.Tensor | None) -> np.ndarray | None:
+    """An image of a kind that needs no renderer (``inverted`` only with the user's ``scenes``), else None."""
+    if kind == "blank":
+        return _blank(rng, side)
+    if kind == "noise":
+        return _noise(rng, side)
+    if kind == "photo":
+        return _photo(rng, sources, side)
+    if kind == "inverted" and scenes is not None:
+        return 255 - scenes[int(rng.integers(len(scenes)))].permute(1, 2, 0).numpy()
+    return None
 
 
 def _recoloured(renderer: Renderer, schema: Schema, scene: dict, colour: tuple[int, ...], kc: int | None) -> np.ndarray:

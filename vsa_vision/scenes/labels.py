@@ -57,21 +57,34 @@ def read_labels(path: str, schema: Any, split: str, n: int) -> np.ndarray:
     and any scene left without labels."""
     if schema.max_objects > 1:
         return _read_object_labels(path, schema, split, n)
-    out = np.full((n, len(schema.attributes)), -1, dtype=np.int64)
+    K = len(schema.attributes)
+    out = np.full((n, K), -1, dtype=np.int64)
     lookup = [{v: i for i, v in enumerate(a.values)} for a in schema.attributes]
+    first: dict[int, int] = {}  # the line of each scene's row
     with open(path, newline="", encoding="utf-8") as f:
         r = csv.reader(f)
         _check_header(path, next(r, []), schema)
         for line, row in enumerate(r, start=2):
+            if len(row) != 2 + K:  # every row: split, index and one label per attribute, in every split
+                raise ValueError(f"{path}:{line}: a row of {len(row)} fields, expected {2 + K} (split, index, "
+                                 f"{', '.join(schema.names)}): {row}")
             if row[0] != split:
                 continue
             try:
                 i = int(row[1])
-                if not 0 <= i < n:
-                    raise IndexError(i)
+            except ValueError:
+                raise ValueError(f"{path}:{line}: index {row[1]!r} is not a whole number: {row}") from None
+            if not 0 <= i < n:
+                raise ValueError(f"{path}:{line}: index {i} is not one of the {n} {split!r} images (0 .. {n - 1})")
+            if i in first:
+                raise ValueError(f"{path}:{line}: {split!r} image {i} is given twice (first on line {first[i]})")
+            first[i] = line
+            try:
                 out[i] = [lookup[k][v] for k, v in enumerate(row[2:])]
-            except (ValueError, KeyError, IndexError):
-                raise ValueError(f"{path}:{line}: bad label row {row}") from None
+            except KeyError as e:
+                k = next(k for k, v in enumerate(row[2:]) if v not in lookup[k])
+                raise ValueError(f"{path}:{line}: attribute {schema.names[k]!r} has no value {e.args[0]!r} "
+                                 f"(values: {list(schema.attributes[k].values)}): {row}") from None
     if (out < 0).any():
         raise ValueError(f"{path}: labels missing for some of the {n} {split!r} images")
     return out

@@ -5,7 +5,9 @@ first, ordered by position (``y``, then ``x``), then absent slots of -1. Each ob
 single-object scene of the split: in the ``train``, ``val`` and ``test`` splits no object is a
 held-out combination; a ``heldout`` scene holds at least one held-out object (its first draw) among
 objects of the training kind. The number of objects is uniform in ``1 .. M``; an object whose
-position another object of the scene already takes is drawn again.
+position another object of the scene already takes is drawn again. A schema whose ``M`` objects
+cannot take distinct places is refused when it is made (:func:`check_object_room`), and the sampler
+gives up with a ``ValueError`` rather than draw forever.
 """
 
 from __future__ import annotations
@@ -15,11 +17,65 @@ from typing import Any
 import numpy as np
 
 from ..checks import check_int
-from .sampling import IndexStream, check_in_memory
+from .sampling import ENUMERATE_LIMIT, IndexStream, check_in_memory
 
-__all__ = ["ObjectSetStream", "sample_object_sets", "decode_object_sets", "object_order"]
+__all__ = ["ObjectSetStream", "sample_object_sets", "decode_object_sets", "object_order", "object_places",
+           "check_object_room"]
 
 _COUNT_STREAM, _OTHER_STREAM = 11, 13
+#: draws of one object in a row that all land on places the scene already takes before the sampler gives
+#: up (a schema whose objects cannot fit, which :func:`check_object_room` refuses at load, never gets here)
+MAX_REDRAWS = 1 << 18
+
+
+def object_places(schema: Any, split: str | None = "train") -> int | None:
+    """How many distinct places (``x``, ``y`` cells) an object of ``split`` can take: every cell of the
+    grid (1 without ``x`` / ``y`` attributes) for ``None`` (the whole space); for ``"train"``,
+    ``"val"`` or ``"test"`` the cells where some combination of the other attributes is not held out;
+    for ``"heldout"`` those where one is. ``None`` when the attributes the count depends on have more
+    than ``ENUMERATE_LIMIT`` combinations (not counted)."""
+    sizes = schema.sizes
+    pos = [k for k in (schema.by_role("x"), schema.by_role("y")) if k is not None]
+    total = int(np.prod([sizes[k] for k in pos], dtype=np.int64)) if pos else 1
+    if split is None or not schema.holdout:
+        return 0 if split == "heldout" else total
+    named = sorted({schema.names.index(n) for combo in schema.holdout for n in combo} | set(pos))
+    dims = tuple(sizes[k] for k in named)
+    if int(np.prod(dims, dtype=object)) > ENUMERATE_LIMIT:
+        return None
+    held = np.zeros(dims, dtype=bool)
+    for combo in schema.holdout:
+        where: list[Any] = [slice(None)] * len(named)
+        for name, value in combo.items():
+            where[named.index(schema.names.index(name))] = schema.attribute(name).index(value)
+        held[tuple(where)] = True
+    admitted = held if split == "heldout" else ~held
+    others = tuple(i for i, k in enumerate(named) if k not in pos)
+    return int((admitted.any(axis=others) if others else admitted).sum())
+
+
+def _room_message(schema: Any, most: int, places: int) -> str:
+    kx, ky = schema.by_role("x"), schema.by_role("y")
+    if kx is None and ky is None:
+        return (f"schema {schema.name!r}: max_objects {most} cannot fit: the objects of a scene take distinct places, "
+                "and without an x or y attribute there is 1 place; set max_objects to 1 or add x / y attributes")
+    grid = " x ".join(str(schema.sizes[k]) for k in (kx, ky) if k is not None)
+    return (f"schema {schema.name!r}: max_objects {most} cannot fit: the objects of a scene take distinct places "
+            f"(cells of the {grid} grid of x / y values), and objects outside the held-out combinations can take "
+            f"only {places} places; set max_objects to at most {places} or add positions")
+
+
+def check_object_room(schema: Any) -> None:
+    """Refuse (``ValueError`` naming ``max_objects`` and the number of places) a schema whose scenes of
+    ``max_objects`` objects cannot be drawn: more objects than the places an object of the training
+    kind can take (every scene's objects take distinct places; a held-out scene's other objects are of
+    the training kind too), which would make the sampler draw forever."""
+    most = schema.max_objects
+    if most <= 1:
+        return
+    places = object_places(schema, "train" if schema.holdout else None)
+    if places is not None and most > places:
+        raise ValueError(_room_message(schema, most, places))
 
 
 def object_order(schema: Any, rows: np.ndarray) -> np.ndarray:
@@ -52,6 +108,9 @@ class ObjectSetStream:
         # a held-out scene's other objects are of the training kind, from a stream of their own
         self._others = (IndexStream(schema, seed, "train", stream=_OTHER_STREAM) if split == "heldout"
                         else self._first)
+        places = object_places(schema, None if split is None else "train")
+        if places is not None and schema.max_objects > places:  # a schema changed after its checks at load
+            raise ValueError(_room_message(schema, schema.max_objects, places))
 
     def take(self, m: int) -> np.ndarray:
         """The next ``m`` scenes as object slots ``[m, M, K]`` (int64; absent slots -1)."""
@@ -65,12 +124,20 @@ class ObjectSetStream:
         for i in range(m):  # one scene after the other: prefix-stable, M small
             objs = [self._first.take(1)[0]]
             taken = {int(_places(schema, objs[0]))}
+            misses = 0
             while len(objs) < counts[i]:
                 cand = self._others.take(1)[0]
                 place = int(_places(schema, cand))
                 if place not in taken:
                     objs.append(cand)
                     taken.add(place)
+                    misses = 0
+                    continue
+                misses += 1
+                if misses > MAX_REDRAWS:
+                    raise ValueError(f"schema {schema.name!r}: {misses} draws found no free place for object "
+                                     f"{len(objs) + 1} of a scene of {counts[i]} (max_objects {M}); the objects "
+                                     "cannot fit: lower max_objects or add positions")
             rows = np.stack(objs)
             out[i, : len(rows)] = rows[object_order(schema, rows)]
         return out

@@ -47,6 +47,7 @@ class Renderer:
                  supersample: int = 4, jitter: float = 0.0, noise: float = 0.0,
                  stroke: float | Sequence[float] = STROKE) -> None:
         self.schema = load_schema(schema)
+        self.schema.check_renderable()
         self.size = self.schema.image_size if size is None else check_int("size (image side in pixels)", size, 16, 1024)
         self.supersample = check_int("supersample", supersample, 1, 8)
         self.jitter = check_float("jitter", jitter, lo=0.0)

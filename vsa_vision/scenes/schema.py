@@ -1,12 +1,22 @@
 """The attribute schema of a scene: named attributes, each an ordered list of values, as plain data.
 
-A schema is a JSON file (see ``schemas/default.json``) or the dataclasses below. Each attribute has
-a *role* that tells the renderer what it controls: ``shape``, ``colour``, ``size``, ``x``, ``y`` or
-``fill``; a role may be used once, and a role no attribute takes is drawn at a fixed default (a
-white, solid, medium circle in the centre). ``params`` optionally gives each value's rendering
-parameter: a colour spec (``"#ff0000"``, ``"red"``), a radius as a fraction of the image side, a
-position in [0, 1], or a shape / fill name; without them the value names are used (shapes, fills,
-colours) or the values are spread evenly (sizes, positions).
+A schema is a JSON file (see ``schemas/default.json``), the dataclasses below, or the columns of a
+labels file (:meth:`Schema.from_labels`). It holds any number of attributes with any names and any
+value labels: an attribute is data first. Two optional properties say more about one:
+
+- ``role`` tells the built-in renderer what the attribute controls: ``shape``, ``colour``, ``size``,
+  ``x``, ``y`` or ``fill``, or ``"none"`` (data only); a role may be used once. Without ``role``, an
+  attribute named after a role takes it when the renderer can draw its values, else none. A schema
+  whose every attribute has a role can be drawn by the built-in renderer (:attr:`Schema.renderable`);
+  a role no attribute takes is drawn at a fixed default (a white, solid, medium circle in the
+  centre). An attribute without a role is drawn by nothing built in: the user's images carry it.
+  ``params`` optionally gives each value's rendering parameter: a colour spec (``"#ff0000"``,
+  ``"red"``), a radius as a fraction of the image side, a position in [0, 1], or a shape / fill
+  name; without them the value names are used (shapes, fills, colours) or the values are spread
+  evenly (sizes, positions). Without a role, ``params`` are kept as they are and not read.
+- ``ordinal`` says the values are ordered steps of one quantity (positions, sizes, angles, hue
+  buckets): reports then give the off-by-one rate and the mean absolute error in steps beside exact
+  accuracy. Default: true for the roles ``size``, ``x`` and ``y``, false otherwise.
 
 ``holdout`` lists combinations of attribute values (usually pairs, e.g. every red star) that the
 train, val and test splits never contain and the ``heldout`` split contains only: a test of
@@ -31,6 +41,8 @@ __all__ = ["ROLES", "SPLITS", "Attribute", "Schema", "load_schema", "default_sch
            "sample_scenes"]
 
 ROLES = ("shape", "colour", "size", "x", "y", "fill")
+NO_ROLE = "none"  # an attribute's role when it is data only, whatever its name
+LABEL_FILE_COLUMNS = ("file_name", "split")  # the columns of a labels file that are not attributes
 _ROLE_ALIASES = {"color": "colour"}
 _SCHEMA_DIR = os.path.join(os.path.dirname(__file__), "schemas")
 
@@ -42,14 +54,40 @@ def _colour_rgb(spec: str) -> tuple[int, int, int]:
     return tuple(int(c) for c in rgb[:3])  # type: ignore[return-value]
 
 
+ORDINAL_ROLES = ("size", "x", "y")
+
+
+def _numbers(where: str, params: Sequence[Any]) -> tuple[float, ...]:
+    """``params`` as finite numbers, or a ``ValueError`` naming the attribute and the first bad one."""
+    out = []
+    for i, v in enumerate(params):
+        try:
+            x = float(v) if not isinstance(v, bool) else None
+        except (TypeError, ValueError):
+            x = None
+        if x is None or not np.isfinite(x):
+            raise ValueError(f"{where}: params[{i}] = {v!r} is not a number")
+        out.append(x)
+    return tuple(out)
+
+
+def _duplicates(items: Sequence[Any]) -> list[Any]:
+    """The items that occur more than once, sorted (linear in the number of items)."""
+    from collections import Counter
+
+    return sorted(v for v, c in Counter(items).items() if c > 1)
+
+
 @dataclass(frozen=True)
 class Attribute:
-    """One attribute: a name, its ordered value labels, the role it plays in rendering, optional params."""
+    """One attribute: a name, its ordered value labels, the role it plays in rendering (optional),
+    optional params, and whether its values are ordered steps (``ordinal``)."""
 
     name: str
     values: tuple[str, ...]
     role: str | None = None
     params: tuple[Any, ...] | None = None
+    ordinal: bool | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -59,16 +97,32 @@ class Attribute:
         values = tuple(str(v) for v in self.values)
         if not values:
             raise ValueError(f"attribute {self.name!r}: the value list is empty")
-        dup = sorted({v for v in values if values.count(v) > 1})
+        dup = _duplicates(values)
         if dup:
-            raise ValueError(f"attribute {self.name!r}: duplicate values {dup}")
+            raise ValueError(f"attribute {self.name!r}: duplicate values {dup[:10]}")
         object.__setattr__(self, "values", values)
-        role = self.role if self.role is not None else _ROLE_ALIASES.get(self.name, self.name)
-        role = _ROLE_ALIASES.get(role, role)
-        if role not in ROLES:
-            raise ValueError(f"attribute {self.name!r}: unknown role {role!r}; roles are {list(ROLES)} "
-                             "(set 'role' when the name is not one of them)")
+        infer = self.role is None
+        if infer:  # named after a role: takes it where its values fit it; any other name: no role (data only)
+            role = _ROLE_ALIASES.get(self.name, self.name)
+            role = role if role in ROLES else None
+        elif self.role == NO_ROLE:
+            role = None
+        else:
+            if not isinstance(self.role, str):
+                raise ValueError(f"attribute {self.name!r}: role must be a string or null, got {self.role!r}")
+            role = _ROLE_ALIASES.get(self.role, self.role)
+            if role not in ROLES:
+                raise ValueError(f"attribute {self.name!r}: unknown role {role!r}; roles are {list(ROLES)} "
+                                 "(or leave 'role' out: an attribute without a role is data the renderer does not "
+                                 "draw)")
         object.__setattr__(self, "role", role)
+        if infer and role is not None:
+            try:
+                self.render_params()
+            except (ValueError, TypeError):  # values the renderer cannot draw under that role: data only
+                object.__setattr__(self, "role", None)
+        if self.ordinal is not None and not isinstance(self.ordinal, bool):
+            raise ValueError(f"attribute {self.name!r}: ordinal must be true or false, got {self.ordinal!r}")
         if self.params is not None:
             if isinstance(self.params, (str, bytes)) or not isinstance(self.params, Sequence):
                 raise ValueError(f"attribute {self.name!r}: params must be a list, got {self.params!r}")
@@ -80,10 +134,19 @@ class Attribute:
     def __len__(self) -> int:
         return len(self.values)
 
+    @property
+    def is_ordinal(self) -> bool:
+        """Whether the values are ordered steps: ``ordinal`` when given, else whether the role is a
+        size or a position."""
+        return self.ordinal if self.ordinal is not None else self.role in ORDINAL_ROLES
+
     def render_params(self) -> tuple[Any, ...]:
-        """The rendering parameter of every value (validated): rgb tuples, radii, positions or names."""
+        """The rendering parameter of every value (validated): rgb tuples, radii, positions or names;
+        for an attribute without a role, its params (or value labels) as they are."""
         n = len(self.values)
         p = self.params
+        if self.role is None:
+            return tuple(p) if p is not None else self.values
         where = f"attribute {self.name!r} (role {self.role})"
         if self.role in ("shape", "fill"):
             known = SHAPES if self.role == "shape" else FILLS
@@ -106,14 +169,14 @@ class Attribute:
                 raise ValueError(f"{where}: two values have the same colour")
             return tuple(out)
         if self.role == "size":
-            radii = tuple(float(v) for v in p) if p is not None else tuple(np.linspace(0.09, 0.2, n).tolist()) \
+            radii = _numbers(where, p) if p is not None else tuple(np.linspace(0.09, 0.2, n).tolist()) \
                 if n > 1 else (0.14,)
             if any(not (0.02 <= r <= 0.3) for r in radii) or len(set(radii)) != n:
                 raise ValueError(f"{where}: radii must be distinct fractions of the image side in [0.02, 0.3], "
                                  f"got {list(radii)}")
             return radii
         # x / y
-        pos = tuple(float(v) for v in p) if p is not None else tuple(np.linspace(0.0, 1.0, n).tolist()) \
+        pos = _numbers(where, p) if p is not None else tuple(np.linspace(0.0, 1.0, n).tolist()) \
             if n > 1 else (0.5,)
         if any(not (0.0 <= v <= 1.0) for v in pos) or len(set(pos)) != n:
             raise ValueError(f"{where}: positions must be distinct numbers in [0, 1], got {list(pos)}")
@@ -127,9 +190,16 @@ class Attribute:
                              f"{list(self.values)}") from None
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"name": self.name, "role": self.role, "values": list(self.values)}
+        d: dict[str, Any] = {"name": self.name}
+        if self.role is not None:
+            d["role"] = self.role
+        elif _ROLE_ALIASES.get(self.name, self.name) in ROLES:
+            d["role"] = NO_ROLE  # named after a role but not drawn by it: stays so when read back
+        d["values"] = list(self.values)
         if self.params is not None:
             d["params"] = list(self.params)
+        if self.ordinal is not None and self.ordinal != (self.role in ORDINAL_ROLES):
+            d["ordinal"] = self.ordinal  # written only where it differs from the role's default
         return d
 
 
@@ -150,12 +220,10 @@ class Schema:
         attrs = tuple(a if isinstance(a, Attribute) else Attribute(**a) for a in self.attributes)
         if not attrs:
             raise ValueError("schema: no attributes")
-        names = [a.name for a in attrs]
-        dup = sorted({n for n in names if names.count(n) > 1})
+        dup = _duplicates([a.name for a in attrs])
         if dup:
             raise ValueError(f"schema: duplicate attribute names {dup}")
-        roles = [a.role for a in attrs]
-        dup = sorted({r for r in roles if roles.count(r) > 1})
+        dup = _duplicates([a.role for a in attrs if a.role is not None])
         if dup:
             raise ValueError(f"schema: role(s) {dup} used by more than one attribute")
         object.__setattr__(self, "attributes", attrs)
@@ -169,6 +237,9 @@ class Schema:
                 self.attribute(k).index(v)
             hold.append(dict((str(k), str(v)) for k, v in combo.items()))
         object.__setattr__(self, "holdout", tuple(hold))
+        from .objects import check_object_room
+
+        check_object_room(self)  # the objects of a scene must fit distinct places, or sampling never ends
 
     # -- access --------------------------------------------------------------------------------
 
@@ -179,6 +250,24 @@ class Schema:
     @property
     def sizes(self) -> tuple[int, ...]:
         return tuple(len(a) for a in self.attributes)
+
+    @property
+    def renderable(self) -> bool:
+        """Whether the built-in renderer can draw this schema's scenes: every attribute has a role."""
+        return all(a.role is not None for a in self.attributes)
+
+    def check_renderable(self, what: str = "the built-in renderer") -> None:
+        """Raise ``ValueError`` naming the attributes without a role unless :attr:`renderable`."""
+        bare = [a.name for a in self.attributes if a.role is None]
+        if bare:
+            raise ValueError(f"schema {self.name!r}: {what} draws only attributes with a role "
+                             f"({', '.join(ROLES)}); {bare} have none: these are the user's own attributes, "
+                             "drawn by the user's images (or a learned decoder, or a renderer passed to Pipeline)")
+
+    @property
+    def ordinal(self) -> tuple[bool, ...]:
+        """Per attribute, whether its values are ordered steps (:attr:`Attribute.is_ordinal`)."""
+        return tuple(a.is_ordinal for a in self.attributes)
 
     @property
     def num_combinations(self) -> int:
@@ -301,17 +390,83 @@ class Schema:
         for i, a in enumerate(d["attributes"]):
             if not isinstance(a, Mapping):
                 raise ValueError(f"schema: attributes[{i}] must be an object, got {a!r}")
-            extra = sorted(set(a) - {"name", "values", "role", "params"})
+            extra = sorted(set(a) - {"name", "values", "role", "params", "ordinal"})
             if extra or "name" not in a or "values" not in a:
                 raise ValueError(f"schema: attributes[{i}] needs 'name' and 'values' (optional 'role', "
-                                 f"'params'); got keys {sorted(a)}")
-            attrs.append(Attribute(name=a["name"], values=a["values"], role=a.get("role"), params=a.get("params")))
+                                 f"'params', 'ordinal'); got keys {sorted(a)}")
+            attrs.append(Attribute(name=a["name"], values=a["values"], role=a.get("role"), params=a.get("params"),
+                                   ordinal=a.get("ordinal")))
         return cls(attributes=tuple(attrs), name=str(d.get("name", "custom")),
                    image_size=d.get("image_size", 64), holdout=tuple(d.get("holdout", ())),
                    max_objects=d.get("max_objects", 1))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_labels(cls, source: str | os.PathLike | Sequence[Mapping[str, Any]], name: str = "own",
+                    image_size: int = 64, ordinal: Sequence[str] | None = None, nominal: Sequence[str] = (),
+                    ignore: Sequence[str] = LABEL_FILE_COLUMNS, holdout: Sequence[Mapping[str, str]] = ()) -> Schema:
+        """A schema whose attributes are the columns of a labels file (``metadata.csv`` or
+        ``metadata.jsonl``, or rows as dicts), every column but ``ignore`` (the file name and split).
+
+        Each attribute's values are the distinct labels of its column, in natural order (numbers by
+        value; ``h2`` before ``h10``). An attribute is ordinal when named in ``ordinal``, else (when
+        ``ordinal`` is None) when every value is a number or every value is one prefix followed by a
+        number (``x0 .. x7``, ``a0 .. a45``), unless named in ``nominal``. A column with one value is
+        refused (it says nothing about an image; drop it with ``ignore``)."""
+        from .labels_file import read_label_rows
+
+        rows = read_label_rows(source) if isinstance(source, (str, os.PathLike)) else list(source)
+        where = os.fspath(source) if isinstance(source, (str, os.PathLike)) else "rows"
+        if not rows:
+            raise ValueError(f"{where}: no rows")
+        columns = [c for c in rows[0] if c not in set(ignore)]
+        if not columns:
+            raise ValueError(f"{where}: no attribute columns (only {sorted(rows[0])})")
+        for c in [*(ordinal or ()), *nominal]:
+            if c not in columns:
+                raise ValueError(f"{where}: ordinal / nominal names {c!r}, which is not an attribute column; "
+                                 f"columns: {columns}")
+        attrs = []
+        for c in columns:
+            values = natural_sorted({str(r[c]) for r in rows})
+            if len(values) < 2:
+                raise ValueError(f"{where}: column {c!r} holds one value ({values[0]!r}) in every row: it tells "
+                                 "nothing apart; drop it (ignore=[...], --ignore)")
+            is_ord = (c in ordinal) if ordinal is not None else (c not in nominal and looks_ordinal(values))
+            attrs.append(Attribute(name=c, values=values, role=NO_ROLE, ordinal=is_ord))
+        return cls(attributes=tuple(attrs), name=name, image_size=image_size, holdout=tuple(holdout))
+
+
+
+def _natural_key(v: str) -> tuple:
+    try:
+        return (0, float(v), "")
+    except ValueError:
+        import re
+
+        parts = re.split(r"(\d+(?:\.\d+)?)", v)
+        return (1, 0.0, tuple((0, float(p), "") if i % 2 else (1, 0.0, p) for i, p in enumerate(parts)))
+
+
+def natural_sorted(values: Any) -> list[str]:
+    """Labels in natural order: numbers by value first, then text with its digit runs read as numbers."""
+    return sorted((str(v) for v in values), key=_natural_key)
+
+
+def looks_ordinal(values: Sequence[str]) -> bool:
+    """Whether labels read as ordered steps: every one a number, or every one the same prefix
+    followed by a number (``x0 .. x7``, ``a15``)."""
+    import re
+
+    try:
+        [float(v) for v in values]
+        return True
+    except ValueError:
+        pass
+    m = [re.fullmatch(r"(.*?)(-?\d+(?:\.\d+)?)", v) for v in values]
+    return all(m) and len({x.group(1) for x in m}) == 1
 
 
 def load_schema(spec: str | os.PathLike | Mapping[str, Any] | Schema = "default") -> Schema:

@@ -1,5 +1,6 @@
-"""The files of a dataset on disk: the shard plan, the size of each file, checks of what is there,
-and the disk space a generation needs.
+"""The files of a dataset on disk: the shard plan, the size of each file, checks of what is there
+(shards of the manifest's shape, no link out of the folder), the lock of the run that writes a
+folder, and the disk space a generation needs.
 
 A shard is ``uint8 [m, H, W, 3]`` in ``.npy`` format, so its exact size is known from its shape; a
 shard on disk is trusted only when it has that size, a readable header of that shape, and either
@@ -8,12 +9,13 @@ the sha256 the manifest gives or (no manifest yet) the first and last images a f
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import os
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -103,6 +105,97 @@ def inside(folder: str, name: Any) -> str:
         raise ValueError(f"{folder}: the manifest names the file {name!r}, which lies outside the dataset folder; "
                          "refusing it")
     return os.path.join(folder, name)
+
+
+def local_file(folder: str, name: str) -> str:
+    """``folder/name``, refused (``ValueError``) when it is a symbolic link that leads outside ``folder``: a
+    dataset's own file is never read from, trusted as, or written through a link to another place."""
+    path = os.path.join(folder, name)
+    root = os.path.realpath(folder)
+    full = os.path.realpath(path)
+    if full == root or os.path.commonpath([root, full]) != root:
+        raise ValueError(f"{path}: a link to {full}, outside the dataset folder {folder}; refusing to trust or "
+                         "replace what it points at (remove the link, or copy the file into the folder)")
+    return path
+
+
+_SHARD_FIELDS = {"file": str, "split": str, "start": int, "count": int, "sha256": str}
+
+
+def shard_entries(mpath: str, manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The manifest's ``shards``, each checked: a mapping of ``file``, ``split`` (one of the splits),
+    ``start`` and ``count`` (whole numbers >= 0) and ``sha256`` (a ``ValueError`` names the field)."""
+    entries = manifest.get("shards")
+    if not isinstance(entries, list):
+        raise ValueError(f"{mpath}: 'shards' must be a list of shards, got {entries!r:.80}")
+    for i, e in enumerate(entries):
+        if not isinstance(e, dict):
+            raise ValueError(f"{mpath}: shards[{i}] must be a mapping, got {e!r:.80}")
+        for key, kind in _SHARD_FIELDS.items():
+            v = e.get(key)
+            if type(v) is not kind or (kind is int and v < 0):
+                what = "a whole number >= 0" if kind is int else "a string"
+                raise ValueError(f"{mpath}: shards[{i}].{key} must be {what}, got {v!r:.80}")
+        if e["split"] not in SPLITS:
+            raise ValueError(f"{mpath}: shards[{i}].split must be one of {list(SPLITS)}, got {e['split']!r}")
+    return entries
+
+
+def open_shard(path: str, entry: Mapping[str, Any], full: str, side: Any) -> np.ndarray:
+    """The shard ``entry`` memory-mapped, refused unless it is uint8 ``[count, side, side, 3]`` as the
+    manifest says (the images would otherwise come out of another size or type)."""
+    name = entry["file"]
+    try:
+        arr = np.load(full, mmap_mode="r")
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}/{name}: not a readable shard ({e})") from None
+    want = (entry["count"], side, side, 3)
+    if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8 or arr.shape != want:
+        got = f"{arr.dtype} {tuple(arr.shape)}" if isinstance(arr, np.ndarray) else type(arr).__name__
+        raise ValueError(f"{path}/{name}: holds {got}, but the manifest says uint8 {want} (count {entry['count']}, "
+                         f"images of {side}x{side}x3); the file was replaced or damaged: generate the dataset again")
+    return arr
+
+
+LOCK_FILE = ".lock"  # in a dataset folder: locked (fcntl.flock) by the run that writes the dataset
+
+
+class DatasetBusyError(OSError):
+    """Another run is writing the dataset folder (it holds the folder's lock)."""
+
+
+@contextlib.contextmanager
+def dataset_lock(out: str | os.PathLike) -> Iterator[None]:
+    """Hold the exclusive lock of dataset folder ``out`` (made if missing) while writing it: the file
+    ``out/.lock``, locked with ``fcntl.flock`` without waiting. A second run into the same folder is
+    refused with :class:`DatasetBusyError` (an ``OSError``) naming the folder instead of deleting the
+    first one's files. The lock ends with the run (the kernel releases it even when a run is killed); the
+    empty ``.lock`` file stays. Where ``fcntl`` does not exist (Windows) nothing is locked."""
+    out = os.fspath(out)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"out: {out} exists and is not a folder")
+    os.makedirs(out, exist_ok=True)
+    if not os.access(out, os.W_OK):
+        raise PermissionError(f"out: folder {out} is not writable")
+    try:
+        import fcntl
+    except ImportError:  # no flock on this platform: unlocked
+        yield
+        return
+    path = os.path.join(out, LOCK_FILE)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    except OSError as e:
+        raise OSError(f"out: cannot open the lock file {path} ({e.strerror or e})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DatasetBusyError(f"out: another run is writing the dataset in {out} (it holds {path}); wait for "
+                                   "it to finish, or choose another folder") from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 # -- disk space --------------------------------------------------------------------------------
