@@ -298,7 +298,8 @@ def _device_commands(tmp_path):
     img = tmp_path / "in.png"
     img.write_bytes(b"")
     needs = {("recognize",): [str(img)], ("edit",): [str(img), "--set", "colour=red", "--out", str(tmp_path / "o.png")],
-             ("bench", "cost"): ["--methods", "resonator"], ("calibrate",): ["--out", str(tmp_path / "c.safetensors")]}
+             ("bench", "cost"): ["--methods", "resonator"], ("bench", "own"): ["--data", str(tmp_path)],
+             ("calibrate",): ["--out", str(tmp_path / "c.safetensors")]}
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     found = []
     for name, p in sub.choices.items():

@@ -13,12 +13,17 @@ from torch import Tensor
 __all__ = ["attribute_metrics", "format_attribute_metrics", "format_report", "report_json"]
 
 
-def attribute_metrics(decoded: Tensor, truth: Tensor, factors: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+def attribute_metrics(decoded: Tensor, truth: Tensor, factors: Mapping[str, Sequence[str]],
+                      ordinal: Sequence[bool] | None = None) -> dict[str, Any]:
     """Per attribute ``{"confusion": [[...]], "report": classification_report dict, "macro_f1",
-    "accuracy"}`` for decoded and true value indices ``[N, K]`` (rows: true value, columns: decoded)."""
+    "accuracy"}`` for decoded and true value indices ``[N, K]`` (rows: true value, columns: decoded).
+    An ordinal attribute (``ordinal[k]``: its values are ordered steps) also gets ``"off_by_one"``
+    (the share of answers exactly one step from the truth), ``"within_one"`` (right or one step off)
+    and ``"mae"`` (the mean absolute error in steps)."""
     from sklearn.metrics import classification_report, confusion_matrix
 
     decoded, truth = np.asarray(decoded.cpu()), np.asarray(truth.cpu())
+    ordinal = list(ordinal) if ordinal is not None else [False] * len(factors)
     out = {}
     for k, (name, values) in enumerate(factors.items()):
         labels = list(range(len(values)))
@@ -27,14 +32,19 @@ def attribute_metrics(decoded: Tensor, truth: Tensor, factors: Mapping[str, Sequ
         out[name] = {"confusion": confusion_matrix(truth[:, k], decoded[:, k], labels=labels).tolist(),
                      "report": report, "macro_f1": float(report["macro avg"]["f1-score"]),
                      "accuracy": float((truth[:, k] == decoded[:, k]).mean())}
+        if ordinal[k]:
+            err = np.abs(truth[:, k] - decoded[:, k])
+            out[name].update({"off_by_one": float((err == 1).mean()), "within_one": float((err <= 1).mean()),
+                              "mae": float(err.mean())})
     return out
 
 
 def format_attribute_metrics(metrics: Mapping[str, Any], split: str, method: str) -> str:
     """A Markdown table: per attribute, accuracy, macro F1 and the most frequent confusion."""
     lines = [f"per attribute, {split}, `{method}`:", "",
-             "| attribute | accuracy | macro F1 | most frequent confusion (true -> decoded: count) |",
-             "| --- | ---: | ---: | --- |"]
+             "| attribute | accuracy | macro F1 | off by one | mean abs. error (steps) | most frequent confusion "
+             "(true -> decoded: count) |",
+             "| --- | ---: | ---: | ---: | ---: | --- |"]
     for name, m in metrics.items():
         conf = np.array(m["confusion"])
         off = conf - np.diag(np.diag(conf))
@@ -43,7 +53,8 @@ def format_attribute_metrics(metrics: Mapping[str, Any], split: str, method: str
         if off.sum():
             i, j = np.unravel_index(off.argmax(), off.shape)
             worst = f"{values[i]} -> {values[j]}: {off[i, j]}"
-        lines.append(f"| {name} | {100 * m['accuracy']:.2f}% | {m['macro_f1']:.4f} | {worst} |")
+        ordinal = f"{100 * m['off_by_one']:.2f}% | {m['mae']:.4f}" if "mae" in m else "- | -"
+        lines.append(f"| {name} | {100 * m['accuracy']:.2f}% | {m['macro_f1']:.4f} | {ordinal} | {worst} |")
     return "\n".join(lines)
 
 

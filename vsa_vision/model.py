@@ -16,10 +16,9 @@ explain, so while the encoder is poor (the previous validation's mean cosine to 
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
@@ -28,15 +27,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .checks import check_choice, check_float
+from .checks import check_choice, check_float, check_int
 from .decompose import Decomposition, build_method, parse_method
 from .decompose.registry import available_decomposers
-from .encoder import Encoder
+from .encoder import Encoder, ImageDecoder
 from .scenes.schema import Schema, load_schema
+from .schedules import TimedOneCycle
 from .vsa import Codebooks
+from .vsa.record import check_codebook_record, codebook_record  # noqa: F401 (public here too)
 
 LOSSES = ("cosine", "contrastive", "cosine+contrastive", "factor_cosine", "factor_contrastive")
-SCHEDULES = ("onecycle", "cosine", "constant")
+SCHEDULES = ("onecycle", "onecycle_time", "cosine", "constant")
 DEFAULT_TEST_METHODS = ("diffusion", "resonator", "attention_resonator", "stochastic_resonator", "brute_force")
 CODEBOOKS_KEY = "vsa_vision_codebooks"  # a Lightning checkpoint's record of its codebooks (codebook_record)
 VAL_COS_KEY = "vsa_vision_last_val_cos"  # the last validation's mean cosine, which picks the validation decoder
@@ -46,36 +47,6 @@ TRUST_KEY = "vsa_vision_trust"  # a checkpoint's fitted abstention and calibrati
 def schema_codebooks(schema: Schema, dim: int, seed: int = 0) -> Codebooks:
     """The random bipolar codebooks of a schema's attributes, value labels included (drawn on CPU)."""
     return Codebooks.random(schema.factors(), dim=dim, seed=seed)
-
-
-def codebook_record(codebooks: Codebooks) -> dict[str, Any]:
-    """What a checkpoint stores of the codebooks its weights were trained with: the attribute names,
-    each attribute's value labels in order, and a SHA-256 of the codewords (float32, in order)."""
-    digest = hashlib.sha256()
-    for t in codebooks.tensors:
-        digest.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-    return {"names": list(codebooks.names), "labels": [list(v) for v in codebooks.labels],
-            "sha256": digest.hexdigest()}
-
-
-def check_codebook_record(record: Mapping[str, Any], codebooks: Codebooks) -> None:
-    """Refuse (``ValueError``) codebooks whose names, labels or codewords differ from ``record``: a
-    checkpoint whose schema was reordered or relabelled after training (same sizes and seed, so the
-    same codewords under other labels) would otherwise load and mislabel every image."""
-    mine = codebook_record(codebooks)
-    names, labels = list(record.get("names", [])), [list(v) for v in record.get("labels", [])]
-    if names != mine["names"]:
-        raise ValueError(f"checkpoint: the names and labels of its schema's attributes ({mine['names']}) differ from "
-                         f"those its weights were trained with ({names}); the schema was reordered or edited after "
-                         "training, so every image would be mislabelled")
-    for name, theirs, ours in zip(names, labels, mine["labels"]):
-        if theirs != ours:
-            raise ValueError(f"checkpoint: the names and labels of its schema's attribute {name!r} ({ours}) differ "
-                             f"from those its weights were trained with ({theirs}); the schema was reordered or "
-                             "edited after training, so every image would be mislabelled")
-    if record.get("sha256") != mine["sha256"]:
-        raise ValueError("checkpoint: its codebooks' contents differ from those its weights were trained with "
-                         "(another dim or codebook_seed, or edited codebooks)")
 
 
 def _register_codebooks(module: nn.Module, tensors: Sequence[Tensor]) -> None:
@@ -143,7 +114,9 @@ class VSAModel(pl.LightningModule):
             cosine loss a per-factor term on the factorised head's K vectors (1 - cos to the true
             codeword, or cross-entropy against the factor's codebook): a training signal that does
             not pass through the product of the other factors. The head still decodes only q.
-        lr, weight_decay, schedule: AdamW and ``onecycle`` / ``cosine`` / ``constant``.
+        lr, weight_decay, schedule: AdamW and ``onecycle`` / ``cosine`` / ``constant``, or
+            ``onecycle_time`` (one cycle over ``max_epochs`` or the trainer's ``max_time``, whichever
+            ends first: :mod:`vsa_vision.schedules`).
         method, iterations, method_options: the decomposer head for validation and ``predict``.
         test_methods: the heads compared in ``test`` on the same encoder outputs.
         val_head_cos, early_val_method: validation decodes with ``early_val_method`` (exhaustive
@@ -159,8 +132,14 @@ class VSAModel(pl.LightningModule):
             :func:`~vsa_vision.encoder.object_masks`), for encoders meant to read noisy and compressed
             images; checkpoints trained without it keep the plain masks.
         init_from: a checkpoint (path or shipped name) whose weights start a fit (fine-tuning: the
-            optimiser and schedule start afresh, unlike ``--ckpt_path``); its schema, dimension and
-            codebooks must be this model's. Read at the start of ``fit`` only.
+            optimiser and schedule start afresh, unlike ``--ckpt_path``). With this model's schema,
+            dimension and codebooks, every weight; with another schema (a user's own attributes), the
+            backbone's weights only (transfer: the factor heads start afresh), which needs the same
+            backbone, width and input channels. Read at the start of ``fit`` only.
+        decoder: the width of a learned image decoder trained beside the encoder
+            (:class:`~vsa_vision.encoder.ImageDecoder`, value indices to image, L1 loss on the first
+            ``decoder_batch`` images of every training batch, weighted by ``decoder_weight``); 0: none.
+            It draws edits of a schema the built-in renderer cannot draw (one object a scene).
     """
 
     def __init__(self, schema: str | dict[str, Any] = "default", dim: int = 1024, codebook_seed: int = 0,
@@ -172,9 +151,16 @@ class VSAModel(pl.LightningModule):
                  test_methods: Sequence[str] = DEFAULT_TEST_METHODS, channels_last: bool = True,
                  heldout_method: str = "brute_force", silhouette: bool = False,
                  val_head_cos: float | None = 0.9, early_val_method: str = "brute_force",
-                 denoise_masks: bool = False, init_from: str | None = None) -> None:
+                 denoise_masks: bool = False, init_from: str | None = None, decoder: int = 0,
+                 decoder_batch: int = 32, decoder_weight: float = 1.0) -> None:
         super().__init__()
         self.schema = load_schema(schema)
+        check_int("decoder", decoder, 0)
+        check_int("decoder_batch", decoder_batch, 1)
+        check_float("decoder_weight", decoder_weight, 0.0)
+        if decoder and self.schema.max_objects > 1:
+            raise ValueError("decoder: the learned image decoder draws scenes of one object; schema "
+                             f"{self.schema.name!r} holds up to {self.schema.max_objects}")
         check_choice("loss", loss, LOSSES)
         check_choice("schedule", schedule, SCHEDULES)
         check_float("val_head_cos", val_head_cos, -1.0, 1.0, allow_none=True)
@@ -193,6 +179,7 @@ class VSAModel(pl.LightningModule):
                                silhouette=silhouette, denoise_masks=denoise_masks)
         if channels_last:
             self.encoder = self.encoder.to(memory_format=torch.channels_last)
+        self.decoder = ImageDecoder(self.schema.sizes, self.schema.image_size, width=decoder) if decoder else None
         self._heads: dict[str, Any] = {}
         self._test: dict[tuple[int, str], dict[str, Any]] = {}
         self.test_report: dict[str, Any] | None = None
@@ -303,7 +290,10 @@ class VSAModel(pl.LightningModule):
         from .checkpoint import load_model
 
         other = load_model(source)
-        if type(other) is not type(self) or other.schema.to_dict() != self.schema.to_dict():
+        if other.schema.to_dict() != self.schema.to_dict():
+            self._init_backbone(source, other)
+            return
+        if type(other) is not type(self):
             raise ValueError(f"init_from {source!r}: a {type(other).__name__} of schema {other.schema.name!r}, "
                              f"not a {type(self).__name__} of {self.schema.name!r}")
         check_codebook_record(codebook_record(other.codebooks), self.codebooks)
@@ -311,6 +301,19 @@ class VSAModel(pl.LightningModule):
         if missing or unexpected:
             raise ValueError(f"init_from {source!r}: its weights do not fit this model (missing {missing[:3]}, "
                              f"unexpected {unexpected[:3]})")
+        self._initialised = True
+
+    def _init_backbone(self, source: str, other: nn.Module) -> None:
+        """Transfer: this model's backbone starts from ``other``'s (a model of another schema); the
+        factor heads and any decoder start afresh."""
+        mine = self.encoder.backbone.state_dict()
+        theirs = other.encoder.backbone.state_dict()
+        bad = sorted(k for k in mine if k not in theirs or theirs[k].shape != mine[k].shape)
+        if bad or set(theirs) - set(mine):
+            raise ValueError(f"init_from {source!r}: its backbone does not fit this model's (backbone, width, "
+                             f"features and silhouette must match; first differences: "
+                             f"{(bad or sorted(set(theirs) - set(mine)))[:3]})")
+        self.encoder.backbone.load_state_dict(theirs)
         self._initialised = True
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -342,7 +345,16 @@ class VSAModel(pl.LightningModule):
         loss, cos = self.loss(q, labels, factors)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(labels))
         self.log("train/cos", cos.mean(), prog_bar=True, batch_size=len(labels))
+        if self.decoder is not None:
+            l1 = self.decoder_loss(images, labels)
+            self.log("train/decoder_l1", l1, batch_size=len(labels))
+            loss = loss + self.hparams.decoder_weight * l1
         return loss
+
+    def decoder_loss(self, images: Tensor, labels: Tensor) -> Tensor:
+        """The learned decoder's mean absolute error (0..1 pixels) on the first ``decoder_batch`` images."""
+        m = min(len(labels), self.hparams.decoder_batch)
+        return F.l1_loss(self.decoder(labels[:m]), to_float_images(images[:m]))
 
     def _evaluate(self, q: Tensor, labels: Tensor, method: str | None) -> dict[str, Tensor | float]:
         if q.is_cuda:
@@ -394,6 +406,8 @@ class VSAModel(pl.LightningModule):
         self._val_cos = self._val_cos.to(cos.device) + torch.stack([cos.double().sum(), cos.new_tensor(n).double()])
         log("val/loss", loss)
         log("val/cos", cos.mean())
+        if self.decoder is not None:
+            log("val/decoder_l1", self.decoder_loss(images, labels))
         log("val/acc_all", r["hit"].all(-1).float().mean(), prog_bar=True)
         self._log_val_details(log, r)
         log("val/decode_ms_per_image", 1e3 * r["seconds"] / n)
@@ -446,7 +460,7 @@ class VSAModel(pl.LightningModule):
             report["splits"].setdefault(split, {})[method] = row
             if acc.get("decoded") and self.trainer.world_size == 1:
                 report.setdefault("attributes", {}).setdefault(split, {})[method] = attribute_metrics(
-                    torch.cat(acc["decoded"]), torch.cat(acc["truth"]), self.schema.factors())
+                    torch.cat(acc["decoded"]), torch.cat(acc["truth"]), self.schema.factors(), self.schema.ordinal)
             key = f"test_{split}/{method}"
             self.log(f"{key}/acc_all", row["acc_all"], add_dataloader_idx=False)
         self.test_report = report
@@ -462,11 +476,16 @@ class VSAModel(pl.LightningModule):
         return [{"labels": lab, "confidence": dict(zip(self.factor_names, c))} for lab, c in zip(res.labels, conf)]
 
     def configure_optimizers(self):
-        opt = torch.optim.AdamW(self.encoder.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        params = list(self.encoder.parameters()) + (list(self.decoder.parameters()) if self.decoder is not None else [])
+        opt = torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
         if self.hparams.schedule == "constant":
             return opt
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        if self.hparams.schedule == "onecycle":
+        if self.hparams.schedule == "onecycle_time":  # one cycle over max_epochs or max_time, whichever ends first
+            timer = next((c for c in self.trainer.callbacks if type(c).__name__ == "Timer"), None)
+            seconds = timer.time_remaining() if timer is not None else None
+            sched = TimedOneCycle(opt, total, seconds)
+        elif self.hparams.schedule == "onecycle":
             sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.hparams.lr, total_steps=total,
                                                         pct_start=0.15)
         else:

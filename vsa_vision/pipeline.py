@@ -21,14 +21,14 @@ batch, so at most ``batch_size`` full-size images are decoded at once.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch import Tensor
 
 from .checkpoint import load_model
@@ -36,6 +36,7 @@ from .checks import check_int
 from .decompose import Decomposition, SetDecomposition
 from .edit import parse_changes, swap
 from .model import VSAModel
+from .scenes.images import _pad_and_resize, open_image, prepare_image  # noqa: F401 (public here too)
 from .scenes.schema import Schema
 from .vsa import Codebooks
 
@@ -66,36 +67,6 @@ class Recognition:
     attribute_probability: dict[str, float] = field(default_factory=dict)
     #: per object (in ``objects`` order), the calibrated probability that it is one of the scene's
     object_probability: list[float] = field(default_factory=list)
-
-
-def _to_rgb(img: Image.Image) -> Image.Image:
-    if img.mode == "RGB":
-        return img
-    rgba = img.convert("RGBA")
-    black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
-    return Image.alpha_composite(black, rgba).convert("RGB")
-
-
-def _pad_and_resize(img: Image.Image, side: int) -> Image.Image:
-    """Pad ``img`` with black to a centred square and resize it to ``side`` (box filter when
-    shrinking, bilinear when enlarging); any mode Pillow resizes (``RGB``, ``F``)."""
-    w, h = img.size
-    if w != h:
-        sq = max(w, h)
-        canvas = Image.new(img.mode, (sq, sq), 0)
-        canvas.paste(img, ((sq - w) // 2, (sq - h) // 2))
-        img = canvas
-    if img.size != (side, side):
-        resample = Image.Resampling.BOX if img.width > side else Image.Resampling.BILINEAR
-        img = img.resize((side, side), resample)
-    return img
-
-
-def prepare_image(img: Image.Image, side: int) -> np.ndarray:
-    """One PIL image -> ``uint8 [side, side, 3]`` by the module's input policy."""
-    if not isinstance(img, Image.Image):
-        raise TypeError(f"expected a PIL image, got {type(img).__name__}")
-    return np.array(_pad_and_resize(_to_rgb(img), side), dtype=np.uint8)
 
 
 def check_image_tensor(images: Tensor) -> Tensor:
@@ -147,19 +118,6 @@ def _batched(arrays: Iterable[np.ndarray], batch_size: int) -> Iterator[Tensor]:
         yield _stack(chunk)
 
 
-def open_image(path: str | os.PathLike) -> Image.Image:
-    """The image in file ``path``, decoded (``FileNotFoundError`` or ``ValueError`` with the path)."""
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: no such file")
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return im.copy()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise ValueError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
-
-
 @dataclass
 class Edit:
     """The result of :meth:`Pipeline.edit`: the decoded attributes of the edited vector (``labels``,
@@ -174,25 +132,36 @@ class Edit:
     vector: Tensor
     changes: dict[str, Any]
     objects: list[dict[str, str]] = field(default_factory=list)
+    #: what drew ``image``: ``"renderer"`` (the built-in one), ``"decoder"`` (the model's learned
+    #: decoder) or ``"user"`` (the renderer passed to :class:`Pipeline`)
+    drawn_by: str = "renderer"
 
 
 class Pipeline:
     """A trained encoder with its codebooks and a decomposer head, on one device."""
 
-    def __init__(self, model: VSAModel, method: str | None = None, device: str | torch.device | None = None) -> None:
+    def __init__(self, model: VSAModel, method: str | None = None, device: str | torch.device | None = None,
+                 renderer: Callable[[dict[str, str]], Image.Image] | None = None) -> None:
         if not isinstance(model, VSAModel):
             raise TypeError(f"model: expected a VSAModel, got {type(model).__name__}")
+        if renderer is not None and not callable(renderer):
+            raise TypeError(f"renderer: expected a callable labels -> PIL image, got {type(renderer).__name__}")
         self.model = model.eval()
         if device is not None:
             self.model.to(device)
         self.method = method or model.hparams.method
+        #: the user's renderer (``{attribute: value} -> PIL image``; for several objects, a list of them),
+        #: which draws edits instead of the built-in renderer or the learned decoder
+        self.renderer = renderer
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike | None = None, device: str | torch.device = "cpu",
-                        method: str | None = None) -> Pipeline:
+                        method: str | None = None,
+                        renderer: Callable[[dict[str, str]], Image.Image] | None = None) -> Pipeline:
         """Load a ``.ckpt`` or ``.safetensors`` checkpoint, or a shipped one by name (``"default"``;
-        :func:`vsa_vision.checkpoint.shipped_checkpoints` lists them). Default: the shipped ``"default"``."""
-        return cls(load_model(path, map_location=device), method=method)
+        :func:`vsa_vision.checkpoint.shipped_checkpoints` lists them). Default: the shipped ``"default"``.
+        ``renderer``: see :meth:`render`."""
+        return cls(load_model(path, map_location=device), method=method, renderer=renderer)
 
     @property
     def schema(self) -> Schema:
@@ -327,12 +296,41 @@ class Pipeline:
             current[k] = i
         return current
 
-    def render(self, labels: Mapping[str, str] | Sequence[Mapping[str, str]]) -> Image.Image:
-        """The scene ``labels`` describe (a list of objects for a model of several), drawn by the
-        schema's renderer."""
-        from .scenes.render import render_scene
+    @property
+    def drawer(self) -> str:
+        """What :meth:`render` draws with: ``"user"`` (the renderer given to the pipeline),
+        ``"renderer"`` (the built-in one, for a schema whose attributes all have a role) or
+        ``"decoder"`` (the model's learned decoder); ``"none"`` when there is nothing to draw with."""
+        if self.renderer is not None:
+            return "user"
+        if self.schema.renderable:
+            return "renderer"
+        return "decoder" if getattr(self.model, "decoder", None) is not None else "none"
 
-        return render_scene(self.schema, labels)
+    def render(self, labels: Mapping[str, str] | Sequence[Mapping[str, str]]) -> Image.Image:
+        """The scene ``labels`` describe (a list of objects for a model of several), drawn by
+        :attr:`drawer`: the user's renderer (called with the labels, must return a PIL image), the
+        built-in renderer, or the model's learned decoder (one object a scene)."""
+        kind = self.drawer
+        if kind == "user":
+            img = self.renderer(dict(labels) if isinstance(labels, Mapping) else [dict(o) for o in labels])
+            if not isinstance(img, Image.Image):
+                raise TypeError(f"renderer: returned {type(img).__name__}, expected a PIL image")
+            return img.convert("RGB")
+        if kind == "renderer":
+            from .scenes.render import render_scene
+
+            return render_scene(self.schema, labels)
+        if kind == "decoder":
+            if not isinstance(labels, Mapping):
+                raise ValueError("render: the learned decoder draws one object a scene; pass its labels as a mapping")
+            idx = torch.as_tensor(self.schema.encode(labels), device=self.device)
+            arr = self.model.decoder.draw(idx)[0].permute(1, 2, 0).cpu().numpy()
+            return Image.fromarray(np.ascontiguousarray(arr))
+        raise ValueError(f"render: nothing can draw schema {self.schema.name!r}: the built-in renderer draws only "
+                         "attributes with a role, this model has no learned decoder (train one with decoder: <width>, "
+                         "as configs/own.yaml does), and no renderer was given (Pipeline(..., renderer=f) with f "
+                         "taking {attribute: value} and returning a PIL image)")
 
     def edit(self, image: Any, method: str | None = None, where: Mapping[str, Any] | None = None,
              object: int | None = None, remove: bool = False, add: Mapping[str, Any] | None = None,
@@ -362,14 +360,14 @@ class Pipeline:
         after = self.decode(edited, method)
         rec = self._records(after)[0]
         return Edit(labels=rec.labels, confidence=rec.confidence, image=self.render(rec.labels),
-                    before=self._records(before, x, q)[0], vector=edited[0].cpu(), changes=dict(changes))
+                    before=self._records(before, x, q)[0], vector=edited[0].cpu(), changes=dict(changes),
+                    drawn_by=self.drawer)
 
     def _edit_objects(self, image: Any, method: str | None, where: Mapping[str, Any] | None, index: int | None,
                       remove: bool, add: Mapping[str, Any] | None, changes: dict[str, Any]) -> Edit:
-        from .edit_objects import edit_objects, select_objects
+        from .edit_objects import check_edit, edit_objects, select_objects
 
-        if not changes and not remove and add is None:
-            raise ValueError("edit: give a change (colour='red', ...), remove=True or add={...}")
+        check_edit(changes, remove, add, selected=where is not None or index is not None)  # before any work
         x = self.preprocess(image)
         if len(x) != 1:
             raise ValueError(f"edit: expected one image, got {len(x)}")
@@ -382,7 +380,7 @@ class Pipeline:
         edited, _ = edit_objects(q[0], self.codebooks, self.schema, objects, rows, changes, remove, add)
         rec = self._records(self.decode(edited[None], method))[0]
         return Edit(labels=rec.labels, confidence=rec.confidence, image=self.render(rec.objects), before=before,
-                    vector=edited.cpu(), changes=dict(changes), objects=rec.objects)
+                    vector=edited.cpu(), changes=dict(changes), objects=rec.objects, drawn_by=self.drawer)
 
     def _records(self, res: Decomposition | SetDecomposition, images: Tensor | None = None,
                  q: Tensor | None = None) -> list[Recognition]:

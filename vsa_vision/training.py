@@ -22,6 +22,7 @@ from .io import atomic_write
 from .metrics import format_report, report_json
 from .model import VSAModel
 from .scenes.datamodule import SceneDataModule
+from .scenes.dataset import DATASET_SCHEMA, dataset_counts, dataset_schema
 
 
 class FillingCache(Dataset):
@@ -98,7 +99,28 @@ class VSACLI(LightningCLI):
         parser.add_argument("--export", type=str, default=None,
                             help="after fit, write the best model as safetensors here "
                                  "(default: model.safetensors beside the checkpoints)")
+        parser.add_argument("--calibrate", type=bool, default=False,
+                            help="after fit, fit when the exported model abstains (known) and how likely its answers "
+                                 "are right, on the dataset's val images against foreign inputs (renders when there "
+                                 "is no data_dir), measure them on its test images, and store them in the export")
+        parser.add_argument("--calibrate_scenes", type=int, default=4000,
+                            help="with --calibrate: scenes to fit on (the val images, repeated, freshly degraded)")
+        parser.add_argument("--calibrate_foreign", type=int, default=2000,
+                            help="with --calibrate: foreign inputs to fit on (blank, noise, photographs, inverted)")
         parser.link_arguments("model.schema", "data.schema")
+
+    def before_instantiate_classes(self) -> None:
+        """``model.schema: dataset`` (configs/own.yaml) becomes the schema of the dataset in
+        ``data.data_dir``: a user's imported images bring their own attributes."""
+        cfg = self.config[self.subcommand] if self.subcommand else self.config
+        if cfg.model.get("schema") == DATASET_SCHEMA:
+            if not cfg.data.get("data_dir"):
+                raise ValueError(f"model.schema {DATASET_SCHEMA!r}: the schema of the dataset in data.data_dir, but "
+                                 "no --data.data_dir was given (import your images with 'vsa-vision data import "
+                                 "FOLDER --out DATASET', then pass --data.data_dir DATASET)")
+            schema = dataset_schema(cfg.data.data_dir).to_dict()
+            cfg.model.schema = schema
+            cfg.data.schema = schema
 
     def _write_report(self) -> None:
         report = getattr(self.model, "test_report", None)
@@ -119,12 +141,41 @@ class VSACLI(LightningCLI):
             out = self.config["fit"].get("export") or os.path.join(os.path.dirname(best), "model.safetensors")
             model = type(self.model).load_from_checkpoint(best, map_location="cpu", weights_only=True)
             print(f"best model ({os.path.basename(best)}): {export_model(model, out)}")
+            if self.config["fit"].get("calibrate", False):
+                self._calibrate(model, out)
         if self.config["fit"].get("test_after_fit", True):
             if best:
                 self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best, weights_only=True)
             else:
                 self.trainer.test(self.model, datamodule=self.datamodule)
             self._write_report()
+
+    def _calibrate(self, model: VSAModel, out: str) -> None:
+        """Fit and measure the exported model's trust rules (:mod:`vsa_vision.trust_fit`) and write them
+        into the export, with the measurement beside it (``calibration.json``)."""
+        import json
+
+        from .trust_fit import evaluate_trust, fit_trust, summary
+
+        data_dir = getattr(self.datamodule, "data_dir", None)
+        model = model.eval()
+        t0 = time.perf_counter()
+        cfg = self.config["fit"]
+        model.trust = fit_trust(model, data_dir=data_dir, n_scenes=cfg.get("calibrate_scenes", 4000),
+                                n_foreign=cfg.get("calibrate_foreign", 2000))
+        if data_dir is not None and not dataset_counts(data_dir)["test"]:
+            export_model(model, out)
+            print(f"calibrated in {time.perf_counter() - t0:.0f} s (rules stored in {out}); not measured: {data_dir} "
+                  "has no test images")
+            return
+        report = summary(evaluate_trust(model, data_dir=data_dir, n_foreign=cfg.get("calibrate_foreign", 2000)))
+        model.trust["report"] = report
+        export_model(model, out)
+        path = os.path.join(os.path.dirname(out), "calibration.json")
+        atomic_write(path, lambda f: f.write(json.dumps(report, indent=2) + "\n"))
+        print(f"calibrated in {time.perf_counter() - t0:.0f} s: clean test images known {report['known_clean']:.2%}, "
+              f"foreign inputs unknown {report['unknown_foreign']:.2%}, ECE {report['ece_clean']:.3f} (clean) / "
+              f"{report['ece']:.3f} (degraded); rules stored in {out}, measurement in {path}")
 
     def after_test(self) -> None:
         self._write_report()
@@ -136,17 +187,24 @@ def _schema_of(args: Sequence[str]) -> Any:
     import yaml
 
     schema: Any = "default"
+    data_dir: Any = None
     for i, a in enumerate(args):
         key, eq, value = a.partition("=")
-        if key not in ("--config", "--model.schema"):
+        if key not in ("--config", "--model.schema", "--data.data_dir"):
             continue
         value = value if eq else (args[i + 1] if i + 1 < len(args) else "")
         if key == "--model.schema":
             schema = value
+        elif key == "--data.data_dir":
+            data_dir = value
         elif os.path.isfile(value):
             with open(value) as f:
                 cfg = yaml.safe_load(f) or {}
-            schema = (cfg.get("model") or {}).get("schema", schema) if isinstance(cfg, dict) else schema
+            if isinstance(cfg, dict):
+                schema = (cfg.get("model") or {}).get("schema", schema)
+                data_dir = (cfg.get("data") or {}).get("data_dir", data_dir)
+    if schema == DATASET_SCHEMA and data_dir:
+        return dataset_schema(data_dir)
     return schema
 
 

@@ -38,13 +38,17 @@ from torch import Tensor
 from .decompose import Decomposition, SetDecomposition
 from .encoder import gaussian_blur5, object_masks
 
-__all__ = ["FEATURES", "SET_FEATURES", "TrustRule", "trust_features", "render_answers", "image_agreement"]
+__all__ = ["FEATURES", "SET_FEATURES", "VECTOR_FEATURES", "TrustRule", "trust_features", "render_answers",
+           "image_agreement"]
 
 FEATURES = ("similarity", "min_margin", "mean_margin", "norm", "render_corr", "render_overlap", "render_hue",
             "blobs")
 SET_FEATURES = ("fit", "min_confidence", "mean_confidence", "min_amplitude", "max_amplitude", "count", "norm",
                 "render_corr", "render_overlap", "render_hue", "blobs")
 OBJECT_FEATURES = ("confidence", "amplitude", "fit", "render_corr", "render_overlap", "render_hue")
+#: one object a scene of a schema the built-in renderer cannot draw (a user's own attributes): the
+#: features of the vector and its decomposition alone
+VECTOR_FEATURES = FEATURES[:4]
 RECORD_VERSION = 1
 
 
@@ -129,8 +133,13 @@ def _amplitudes(res: SetDecomposition) -> tuple[Tensor, Tensor]:
 
 
 def trust_features(schema, images: Tensor, q: Tensor, res: Decomposition | SetDecomposition) -> Tensor:
-    """The features of :data:`FEATURES` (one object a scene) or :data:`SET_FEATURES` (several),
-    ``float64 [B, F]``, for ``uint8`` images, the encoder's vectors ``q`` and their decomposition."""
+    """The features of :data:`FEATURES` (one object a scene), :data:`VECTOR_FEATURES` (one object of
+    a schema the built-in renderer cannot draw) or :data:`SET_FEATURES` (several), ``float64 [B, F]``,
+    for ``uint8`` images, the encoder's vectors ``q`` and their decomposition."""
+    if not isinstance(res, SetDecomposition) and not schema.renderable:
+        margin = res.margin.double().cpu()
+        norm = (q.detach().double().norm(dim=-1) / math.sqrt(q.shape[-1])).cpu()
+        return torch.stack([res.similarity.double().cpu(), margin.min(1).values, margin.mean(1), norm], 1)
     images = images.cpu()
     masks = _silhouettes(images)  # the input's silhouettes, for the render comparison and the shape count
     corr, overlap, hue = image_agreement(images, render_answers(schema, res), masks)
@@ -193,16 +202,18 @@ def _calibrated(part: Mapping[str, Any], x: Tensor) -> Tensor:
 class TrustRule:
     """A fitted record (from :func:`vsa_vision.trust_fit.fit_trust`, stored in the checkpoint) evaluated
     on features: :meth:`known`, :meth:`probability`, :meth:`attribute_probability` (one object a
-    scene) and :meth:`object_probability` (several)."""
+    scene) and :meth:`object_probability` (several).
 
-    def __init__(self, record: Mapping[str, Any]) -> None:
-        if not isinstance(record, Mapping) or record.get("version") != RECORD_VERSION or "known" not in record:
-            raise ValueError("trust record: not a record this version of vsa_vision reads (refit it with "
-                             "'vsa-vision calibrate')")
+    The record is checked whole when the rule is made (:func:`check_record`), so a rule that would
+    give NaN, a shape error or a missing part at recognition is refused up front: a ``ValueError``
+    naming the part (``known.coef``, ``attributes[2].scale``, ...). ``features`` (the features the
+    model computes, :func:`model_features`) and ``attributes`` (its number of attributes) also
+    check that the rule is the model's."""
+
+    def __init__(self, record: Mapping[str, Any], features: Sequence[str] | None = None,
+                 attributes: int | None = None) -> None:
+        check_record(record, features, attributes)
         self.record = dict(record)
-        if tuple(self.record.get("features", ())) not in (FEATURES, SET_FEATURES):
-            raise ValueError(f"trust record: fitted on features {self.record.get('features')}, which this version "
-                             "of vsa_vision no longer computes; refit it with 'vsa-vision calibrate'")
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -230,6 +241,119 @@ class TrustRule:
         """Per scene, the calibrated probability that each found object is one of the scene's ``[m]``."""
         part = self.record["objects"]
         return [_calibrated(part, f) if len(f) else torch.zeros(0, dtype=torch.float64) for f in objects]
+
+
+def model_features(schema: Any) -> tuple[str, ...]:
+    """The features a model of ``schema`` computes for its rule (:func:`trust_features`):
+    :data:`SET_FEATURES` for several objects a scene, :data:`FEATURES` for one the built-in renderer
+    draws, :data:`VECTOR_FEATURES` for one it cannot."""
+    if schema.max_objects > 1:
+        return SET_FEATURES
+    return FEATURES if schema.renderable else VECTOR_FEATURES
+
+
+_REFIT = "; refit the rule with 'vsa-vision calibrate'"
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _finite(where: str, v: Any) -> float:
+    if not _is_number(v):
+        raise ValueError(f"trust record: {where} must be a number, got {v!r}{_REFIT}")
+    if not math.isfinite(v):
+        raise ValueError(f"trust record: {where} is {v!r}, not a finite number{_REFIT}")
+    return float(v)
+
+
+def _finite_list(where: str, v: Any, n: int | None = None) -> list[float]:
+    if not isinstance(v, (list, tuple)):
+        raise ValueError(f"trust record: {where} must be a list of numbers, got {type(v).__name__}{_REFIT}")
+    if n is not None and len(v) != n:
+        raise ValueError(f"trust record: {where} holds {len(v)} numbers, expected {n}{_REFIT}")
+    return [_finite(f"{where}[{i}]", x) for i, x in enumerate(v)]
+
+
+def _check_part(where: str, part: Any, n_in: int, calibrated: bool, threshold: bool = False) -> None:
+    """One logistic part of a record: ``mean`` and ``scale`` of ``n_in`` finite numbers (no zero
+    scale), ``coef`` of as many numbers as :func:`expand` gives at its ``degree`` (1 or 2), a finite
+    ``intercept``; ``calibrated``: the isotonic map ``iso_x`` (non-decreasing) and ``iso_y`` in [0, 1]
+    of one length; ``threshold``: a finite ``threshold``."""
+    if not isinstance(part, Mapping):
+        raise ValueError(f"trust record: {where} must be an object, got {type(part).__name__}{_REFIT}")
+    need = ["mean", "scale", "coef", "intercept", *(["iso_x", "iso_y"] if calibrated else []),
+            *(["threshold"] if threshold else [])]
+    missing = [k for k in need if k not in part]
+    if missing:
+        raise ValueError(f"trust record: {where}.{missing[0]} is missing{_REFIT}")
+    degree = part.get("degree", 1)
+    if isinstance(degree, bool) or degree not in (1, 2):
+        raise ValueError(f"trust record: {where}.degree must be 1 or 2, got {degree!r}{_REFIT}")
+    _finite_list(f"{where}.mean", part["mean"], n_in)
+    scale = _finite_list(f"{where}.scale", part["scale"], n_in)
+    zero = [i for i, v in enumerate(scale) if v == 0]
+    if zero:
+        raise ValueError(f"trust record: {where}.scale[{zero[0]}] is 0 (a feature divided by zero){_REFIT}")
+    _finite_list(f"{where}.coef", part["coef"], n_in if degree == 1 else n_in + n_in * (n_in + 1) // 2)
+    _finite(f"{where}.intercept", part["intercept"])
+    if calibrated:
+        xs = _finite_list(f"{where}.iso_x", part["iso_x"])
+        ys = _finite_list(f"{where}.iso_y", part["iso_y"], len(xs))
+        if not xs:
+            raise ValueError(f"trust record: {where}.iso_x is empty{_REFIT}")
+        if any(b < a for a, b in zip(xs, xs[1:])):
+            raise ValueError(f"trust record: {where}.iso_x must be in increasing order{_REFIT}")
+        if any(not 0.0 <= y <= 1.0 for y in ys):
+            raise ValueError(f"trust record: {where}.iso_y must hold probabilities in [0, 1]{_REFIT}")
+    if threshold:
+        _finite(f"{where}.threshold", part["threshold"])
+
+
+def check_record(record: Any, features: Sequence[str] | None = None, attributes: int | None = None) -> None:
+    """Refuse (``ValueError`` naming the part) a trust record :class:`TrustRule` cannot evaluate:
+    another version; features this version does not compute or (``features``) other than the
+    model's; a missing ``known`` or ``probability``; a part of another number of features than the
+    record's (an attribute's part has one more: its margin; the object part of a record of several
+    objects has :data:`OBJECT_FEATURES`), coefficients that do not fit its degree, a number that is
+    not finite, a zero scale, an isotonic map out of order; ``attributes`` (one object a scene): a
+    part per attribute."""
+    if not isinstance(record, Mapping):
+        raise ValueError(f"trust record: must be an object, got {type(record).__name__}{_REFIT}")
+    if record.get("version") != RECORD_VERSION:
+        raise ValueError(f"trust record: version {record.get('version')!r} is not one this version of vsa_vision "
+                         f"reads ({RECORD_VERSION}){_REFIT}")
+    got = record.get("features")
+    names = tuple(got) if isinstance(got, (list, tuple)) else None
+    if names not in (FEATURES, SET_FEATURES, VECTOR_FEATURES):
+        raise ValueError(f"trust record: fitted on features {got!r}, which this version of vsa_vision does not "
+                         f"compute{_REFIT}")
+    if features is not None and names != tuple(features):
+        raise ValueError(f"trust record: fitted on the features {list(names)}, but this model computes "
+                         f"{list(features)} (a rule of another kind of model){_REFIT}")
+    n = len(names)
+    for key in ("known", "probability"):
+        if key not in record:
+            raise ValueError(f"trust record: {key} is missing{_REFIT}")
+    _check_part("known", record["known"], n, calibrated=False, threshold=True)
+    _check_part("probability", record["probability"], n, calibrated=True)
+    if names == SET_FEATURES:
+        if "objects" not in record:
+            raise ValueError(f"trust record: objects is missing{_REFIT}")
+        if tuple(record.get("object_features", OBJECT_FEATURES)) != OBJECT_FEATURES:
+            raise ValueError(f"trust record: object_features {record.get('object_features')!r} are not "
+                             f"{list(OBJECT_FEATURES)}{_REFIT}")
+        _check_part("objects", record["objects"], len(OBJECT_FEATURES), calibrated=True)
+        return
+    parts = record.get("attributes")
+    if not isinstance(parts, (list, tuple)) or not parts:
+        raise ValueError(f"trust record: attributes must be a list of a part per attribute, got {parts!r:.60}"
+                         f"{_REFIT}")
+    if attributes is not None and len(parts) != attributes:
+        raise ValueError(f"trust record: attributes holds {len(parts)} parts, but the model has {attributes} "
+                         f"attributes{_REFIT}")
+    for k, part in enumerate(parts):
+        _check_part(f"attributes[{k}]", part, n + 1, calibrated=True)
 
 
 FALLBACK_SIMILARITY = 0.5  # without a fitted rule: known when the answer explains this much of the vector

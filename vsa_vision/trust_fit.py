@@ -20,7 +20,16 @@ from .decompose import SetDecomposition
 from .scenes.dataset import RenderedScenes
 from .scenes.degrade import CORRUPTIONS, SEVERITIES, apply
 from .scenes.foreign import FOREIGN_KINDS, foreign_images
-from .trust import FEATURES, OBJECT_FEATURES, RECORD_VERSION, SET_FEATURES, TrustRule, object_features, trust_features
+from .trust import (
+    FEATURES,
+    OBJECT_FEATURES,
+    RECORD_VERSION,
+    SET_FEATURES,
+    VECTOR_FEATURES,
+    TrustRule,
+    object_features,
+    trust_features,
+)
 
 __all__ = ["calibration_set", "measure", "fit_trust", "evaluate_trust", "expected_calibration_error", "answers_right"]
 
@@ -45,12 +54,58 @@ def degrade_mixed(images: Tensor, seed: int, clean_share: float = CLEAN_SHARE) -
     return out, names
 
 
-def calibration_set(schema, n_scenes: int, n_foreign: int, seed: int) -> dict[str, Any]:
-    """Scenes of the schema (val split, degraded by :func:`degrade_mixed`) and foreign inputs."""
-    scenes = RenderedScenes(schema, n_scenes, seed=seed, split="val", cache=True)
-    images, conditions = degrade_mixed(scenes._images, seed)
-    foreign, kinds = foreign_images(schema, n_foreign, seed=seed)
-    return {"images": images, "labels": scenes.indices, "conditions": conditions, "foreign": foreign,
+ALIASED_SHARE = 0.1  # of the rendered calibration scenes, the share drawn without anti-aliasing
+
+
+def with_aliased(schema, images: Tensor, labels: Tensor, conditions: list[str], seed: int,
+                 share: float = ALIASED_SHARE) -> tuple[Tensor, list[str]]:
+    """``images`` with a ``share`` of them (drawn with ``seed``) replaced by renders of the same labels
+    without supersampling (hard, aliased edges, as another renderer draws them: condition
+    ``"aliased"``), so that the rules see a change of renderer."""
+    from .scenes.render import Renderer
+
+    g = torch.Generator().manual_seed(int(seed) ^ 0xA11A5)
+    rows = torch.nonzero(torch.rand(len(images), generator=g) < share).flatten()
+    if not len(rows):
+        return images, conditions
+    drawn = Renderer(schema, supersample=1).render_batch(labels[rows].numpy())
+    images = images.clone()
+    images[rows] = torch.from_numpy(drawn).permute(0, 3, 1, 2)
+    conditions = list(conditions)
+    for r in rows.tolist():
+        conditions[r] = "aliased"
+    return images, conditions
+
+
+def dataset_images(data_dir: str, split: str, schema=None) -> tuple[Tensor, Tensor]:
+    """Every image ``uint8 [n, 3, S, S]`` and label of one split of a dataset on disk."""
+    from .scenes.dataset import SceneShards
+
+    ds = SceneShards(data_dir, split, schema=schema)
+    if not len(ds):
+        raise ValueError(f"{data_dir}: its {split!r} split is empty; calibration needs images of it")
+    images = torch.from_numpy(np.concatenate([np.asarray(a) for a in ds._arrays])).permute(0, 3, 1, 2).contiguous()
+    return images, ds.indices
+
+
+def calibration_set(schema, n_scenes: int, n_foreign: int, seed: int, data_dir: str | None = None) -> dict[str, Any]:
+    """Scenes of the schema (degraded by :func:`degrade_mixed`) and foreign inputs: rendered (val
+    split) or, with ``data_dir``, the dataset's own val images, repeated up to ``n_scenes`` with fresh
+    degradations; foreign inputs of the kinds that need no renderer where the schema has none."""
+    if data_dir is None:
+        scenes = RenderedScenes(schema, n_scenes, seed=seed, split="val", cache=True)
+        own, labels = scenes._images, scenes.indices
+    else:
+        own, labels = dataset_images(data_dir, "val", schema)
+    reps = max(1, -(-n_scenes // len(own))) if data_dir is not None else 1
+    parts = [degrade_mixed(own, seed + r) for r in range(reps)]
+    images = torch.cat([p[0] for p in parts])[:max(n_scenes, len(own)) if data_dir is not None else None]
+    conditions = [c for p in parts for c in p[1]][:len(images)]
+    labels = labels.repeat(reps, *([1] * (labels.ndim - 1)))[:len(images)]
+    if data_dir is None:  # another renderer's edges: a share drawn aliased (no supersampling), not degraded
+        images, conditions = with_aliased(schema, images, labels, conditions, seed)
+    foreign, kinds = foreign_images(schema, n_foreign, seed=seed, scenes=own if data_dir is not None else None)
+    return {"images": images, "labels": labels, "conditions": conditions, "foreign": foreign,
             "foreign_kinds": kinds}
 
 
@@ -136,14 +191,16 @@ def _fit_calibrated(x: np.ndarray, y: np.ndarray, half: np.ndarray) -> dict[str,
 
 
 def fit_trust(model, method: str | None = None, n_scenes: int = 6000, n_foreign: int = 3000, seed: int = 7,
-              batch_size: int = 256, clean_keep: float = 0.999) -> dict[str, Any]:
+              batch_size: int = 256, clean_keep: float = 0.999, data_dir: str | None = None,
+              right_keep: float = 0.98) -> dict[str, Any]:
     """Fit the rules of :class:`~vsa_vision.trust.TrustRule` for ``model`` (a ``VSAModel`` or
     ``MultiVSAModel``) with its head ``method``; returns the record to store in the checkpoint.
 
     Half the draws fit the logistic rules, the other half calibrates them (isotonic) and sets the
-    threshold of ``known`` (:func:`_threshold`)."""
+    threshold of ``known`` (:func:`_threshold`). ``data_dir``: fit on that dataset's val images (a
+    user's own) instead of renders."""
     n_scenes, n_foreign = check_int("n_scenes", n_scenes, 20), check_int("n_foreign", n_foreign, 14)
-    data = calibration_set(model.schema, n_scenes, n_foreign, seed)
+    data = calibration_set(model.schema, n_scenes, n_foreign, seed, data_dir)
     scenes = measure(model, data["images"], method, batch_size)
     foreign = measure(model, data["foreign"], method, batch_size)
     xs, xf = scenes["features"].numpy(), foreign["features"].numpy()
@@ -155,13 +212,17 @@ def fit_trust(model, method: str | None = None, n_scenes: int = 6000, n_foreign:
     from .trust import _logit
 
     clean = np.array([c == "clean" for c in data["conditions"]])
-    known.update(_threshold(_logit(known, torch.from_numpy(xs[~half_s & clean])).numpy(),
-                            _logit(known, torch.from_numpy(xf[~half_f])).numpy(), clean_keep))
     whole, per_attr, per_object = _right(scenes["res"], data["labels"])
+    plain = np.isin(np.array(data["foreign_kinds"]), PLAIN_FOREIGN)
+    score_s = _logit(known, torch.from_numpy(xs[~half_s])).numpy()
+    score_f = _logit(known, torch.from_numpy(xf[~half_f])).numpy()
+    known.update(_threshold(score_s[clean[~half_s]], score_s[whole.numpy()[~half_s]], score_f,
+                            score_f[plain[~half_f]], clean_keep, right_keep))
     record: dict[str, Any] = {
         "version": RECORD_VERSION, "method": method or model.hparams.method, "seed": int(seed),
         "n_scenes": n_scenes, "n_foreign": n_foreign,
-        "features": list(SET_FEATURES if per_object is not None else FEATURES),
+        "features": list(SET_FEATURES if per_object is not None else FEATURES if model.schema.renderable
+                         else VECTOR_FEATURES),
         "known": known, "probability": _fit_calibrated(xs, whole.numpy(), half_s)}
     if per_attr is not None:
         margins = torch.cat([r.margin.double().cpu() for r in scenes["res"]]).numpy()
@@ -177,14 +238,29 @@ def fit_trust(model, method: str | None = None, n_scenes: int = 6000, n_foreign:
     return record
 
 
-def _threshold(clean: np.ndarray, foreign: np.ndarray, clean_keep: float) -> dict[str, float]:
-    """The threshold of ``known`` on the calibration half: midway (in logit) between the score that
-    keeps ``clean_keep`` of the clean scenes and the score that rejects 99.8% of the foreign inputs
-    when the first lies above the second (degraded scenes, between the two, are then mostly known);
-    the clean scenes' score otherwise."""
-    hi = float(np.quantile(clean, 1.0 - clean_keep)) if len(clean) else 0.0
-    lo = float(np.quantile(foreign, 0.998)) if len(foreign) else hi
-    return {"threshold": (lo + hi) / 2 if hi > lo else hi, "clean_score": hi, "foreign_score": lo}
+#: the foreign kinds that look like no scene at all, which ``known`` must refuse whatever else it keeps
+PLAIN_FOREIGN = ("blank", "noise", "photo", "inverted")
+#: the least share of every foreign input ``known`` refuses on the calibration draws, whatever it keeps
+FOREIGN_REJECT = 0.97
+
+
+def _threshold(clean: np.ndarray, right: np.ndarray, foreign: np.ndarray, plain: np.ndarray, clean_keep: float,
+               right_keep: float, reject: float = 0.998, reject_any: float = FOREIGN_REJECT) -> dict[str, float]:
+    """The threshold of ``known`` on the calibration half's scores: low enough to keep ``clean_keep``
+    of the clean scenes and ``right_keep`` of every scene answered right (clean, degraded, drawn by
+    another renderer: an image read right is known), but never below the score that rejects
+    ``reject`` of the plain foreign inputs (blank, noise, photographs, inverted) nor the one that
+    rejects ``reject_any`` of every foreign input (unknown shapes and colours, too many objects too).
+    Above the score that rejects ``reject`` of every foreign input, it sits midway between the two."""
+    def q(x: np.ndarray, p: float, fallback: float) -> float:
+        return float(np.quantile(x, p)) if len(x) else fallback
+
+    keep = min(q(clean, 1.0 - clean_keep, 0.0), q(right, 1.0 - right_keep, 0.0))
+    floor = max(q(plain, reject, -np.inf), q(foreign, reject_any, -np.inf))
+    lo = q(foreign, reject, floor)
+    t = (keep + lo) / 2 if keep > lo else max(keep, floor)
+    return {"threshold": t, "clean_score": q(clean, 1.0 - clean_keep, 0.0),
+            "right_score": q(right, 1.0 - right_keep, 0.0), "foreign_score": lo, "plain_foreign_score": floor}
 
 
 def _chunks(features: Tensor, results: Sequence[Any]) -> list[Tensor]:
@@ -210,39 +286,66 @@ def expected_calibration_error(prob: np.ndarray, right: np.ndarray, bins: int = 
 
 
 def evaluate_trust(model, method: str | None = None, n_scenes: int = 3000, n_foreign: int = 1400, seed: int = 101,
-                   batch_size: int = 256) -> dict[str, Any]:
+                   batch_size: int = 256, data_dir: str | None = None) -> dict[str, Any]:
     """Measure ``model``'s stored rule on fresh draws (``seed`` other than the fit's): known rates of
-    clean scenes (test split), of degraded ones and of every foreign kind, AUROC, and calibration."""
+    clean scenes (test split), of degraded ones and of every foreign kind, AUROC, and calibration
+    (``ece`` on the degraded scenes, ``ece_clean`` on the clean ones). ``data_dir``: the dataset's own
+    test images (all of them) instead of renders."""
     from sklearn.metrics import roc_auc_score, roc_curve
 
     rule = TrustRule(model.trust)
-    clean_set = RenderedScenes(model.schema, n_scenes, seed=seed, split="test", cache=True)
-    degraded, conditions = degrade_mixed(clean_set._images, seed + 1, clean_share=0.2)
-    foreign, kinds = foreign_images(model.schema, n_foreign, seed=seed)
-    m_clean = measure(model, clean_set._images, method, batch_size)
+    if data_dir is None:
+        clean_set = RenderedScenes(model.schema, n_scenes, seed=seed, split="test", cache=True)
+        clean_images, clean_labels = clean_set._images, clean_set.indices
+    else:
+        clean_images, clean_labels = dataset_images(data_dir, "test", model.schema)
+    degraded, conditions = degrade_mixed(clean_images, seed + 1, clean_share=0.2)
+    foreign, kinds = foreign_images(model.schema, n_foreign, seed=seed,
+                                    scenes=clean_images if data_dir is not None else None)
+    m_clean = measure(model, clean_images, method, batch_size)
     m_deg = measure(model, degraded, method, batch_size)
     m_for = measure(model, foreign, method, batch_size)
     s_clean, s_deg, s_for = (rule.known_score(m["features"]).numpy() for m in (m_clean, m_deg, m_for))
+    aliased = _aliased_report(model, rule, clean_labels, method, batch_size) if data_dir is None else {}
     t = float(model.trust["known"]["threshold"])
     y = np.concatenate([np.ones(len(s_clean)), np.zeros(len(s_for))])
     score = np.concatenate([s_clean, s_for])
     fpr, tpr, _ = roc_curve(y, score)
     kinds_arr = np.array(kinds)
-    whole, _, _ = _right(m_deg["res"], clean_set.indices)
+    whole, _, _ = _right(m_deg["res"], clean_labels)
     prob = rule.probability(m_deg["features"]).numpy()
-    clean_right, _, _ = _right(m_clean["res"], clean_set.indices)
+    clean_right, _, _ = _right(m_clean["res"], clean_labels)
+    prob_clean = rule.probability(m_clean["features"]).numpy()
     report: dict[str, Any] = {
         "seed": seed, "method": method or model.hparams.method, "threshold": t,
         "known_clean": float((s_clean >= t).mean()), "known_degraded": float((s_deg >= t).mean()),
         "unknown_foreign": float((s_for < t).mean()),
+        "known_right_degraded": float((s_deg >= t)[whole.numpy()].mean()) if whole.any() else 0.0,
         "unknown_by_kind": {k: float((s_for[kinds_arr == k] < t).mean()) for k in FOREIGN_KINDS
                             if (kinds_arr == k).any()},
         "auroc": float(roc_auc_score(y, score)), "roc": {"fpr": fpr.tolist(), "tpr": tpr.tolist()},
         "accuracy_clean": float(clean_right.float().mean()), "accuracy_degraded": float(whole.float().mean()),
         "ece": expected_calibration_error(prob, whole.numpy()),
+        "ece_clean": expected_calibration_error(prob_clean, clean_right.numpy()),
         "reliability": {"probability": prob.tolist(), "right": whole.numpy().astype(int).tolist()},
-        "known_by_condition": _by_condition(conditions, s_deg >= t)}
+        "known_by_condition": _by_condition(conditions, s_deg >= t), **aliased}
     return report
+
+
+def _aliased_report(model, rule: TrustRule, labels: Tensor, method: str | None, batch_size: int) -> dict[str, Any]:
+    """The test scenes drawn again without anti-aliasing (a change of renderer): accuracy, the share
+    called known, ECE, and the wrong answers called known with probability >= 0.9."""
+    from .scenes.render import Renderer
+
+    drawn = torch.from_numpy(Renderer(model.schema, supersample=1).render_batch(labels.numpy())).permute(0, 3, 1, 2)
+    m = measure(model, drawn.contiguous(), method, batch_size)
+    right, _, _ = _right(m["res"], labels)
+    known = (rule.known_score(m["features"]) >= float(model.trust["known"]["threshold"])).numpy()
+    prob = rule.probability(m["features"]).numpy()
+    wrong = ~right.numpy()
+    return {"accuracy_aliased": float(right.float().mean()), "known_aliased": float(known.mean()),
+            "ece_aliased": expected_calibration_error(prob, right.numpy()),
+            "aliased_wrong_known_confident": int((wrong & known & (prob >= 0.9)).sum())}
 
 
 def _by_condition(conditions: Sequence[str], flags: np.ndarray) -> dict[str, float]:

@@ -17,6 +17,9 @@ def register(sub) -> None:
     add_checkpoint(c)
     add_head(c)
     c.add_argument("--out", required=True, help="the checkpoint to write (.safetensors), the model with its rules")
+    c.add_argument("--data", default=None, metavar="DATASET",
+                   help="fit on this dataset's val images and measure on its test images (a user's own, from "
+                        "'vsa-vision data import'), instead of renders of the schema")
     c.add_argument("--scenes", type=positive, default=6000, help="calibration scenes, clean and degraded (6000)")
     c.add_argument("--foreign", type=positive, default=3000, help="calibration foreign inputs (3000)")
     c.add_argument("--seed", type=seed, default=7, help="seed of the calibration draws (7)")
@@ -53,16 +56,19 @@ def run(args: argparse.Namespace) -> int:
         check_folder(os.path.dirname(os.path.abspath(args.figures)), "--figures")
     if args.checkpoint and args.report and same_path(args.checkpoint, args.report):
         raise ValueError("--report: is the input checkpoint")
+    if args.data is not None and not os.path.isdir(args.data):
+        raise FileNotFoundError(f"--data: no such dataset folder {args.data!r}")
     apply_threads(args)
     pipe = load_pipeline(args)
     model = pipe.model
-    print(f"fitting on {args.scenes} scenes and {args.foreign} foreign inputs (seed {args.seed}) ...")
+    where = f"the val images of {args.data}" if args.data else f"{args.scenes} scenes"
+    print(f"fitting on {where} and {args.foreign} foreign inputs (seed {args.seed}) ...")
     model.trust = fit_trust(model, method=args.method, n_scenes=args.scenes, n_foreign=args.foreign, seed=args.seed,
-                            batch_size=args.batch_size)
+                            batch_size=args.batch_size, data_dir=args.data)
     print(f"measuring on {args.eval_scenes} fresh scenes and {args.eval_foreign} foreign inputs "
           f"(seed {args.eval_seed}) ...")
     report = evaluate_trust(model, method=args.method, n_scenes=args.eval_scenes, n_foreign=args.eval_foreign,
-                            seed=args.eval_seed, batch_size=args.batch_size)
+                            seed=args.eval_seed, batch_size=args.batch_size, data_dir=args.data)
     model.trust["report"] = summary(report)
     print(json.dumps(summary(report), indent=2))
     if args.report is not None:

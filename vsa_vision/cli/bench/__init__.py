@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib
 
 #: the benchmark modules of this package, in the order of ``vsa-vision bench --help``
-BENCHES = ("accuracy", "speed", "cost", "capacity", "versus", "chains", "sets", "vision", "robustness", "data",
+BENCHES = ("accuracy", "speed", "cost", "capacity", "versus", "chains", "sets", "vision", "robustness", "own", "data",
            "training_curve")
 
 
