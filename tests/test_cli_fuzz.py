@@ -55,8 +55,16 @@ def model_files(tmp_path_factory):
     schema = default_schema()
     render_scene(schema, schema.decode(sample_indices(schema, 1, seed=0))[0]).save(d / "scene.png")
     (d / "metrics.csv").write_text("epoch,time/minutes,val/acc_all,val/cos\n0,1.0,0.5,0.7\n1,2.0,0.6,0.8\n")
+    from vsa_vision.scenes import generate_dataset
+
+    generate_dataset(d / "ds", n=2, val=1, test=2, heldout=0, shard_size=2, progress=False, log=None)
+    own = d / "own"  # a user's image folder: metadata.csv and the images
+    own.mkdir()
+    (own / "metadata.csv").write_text("file_name,kind\n" + "".join(f"{i}.png,{'ab'[i % 2]}\n" for i in range(8)))
+    for i in range(8):
+        shutil.copy(d / "scene.png", own / f"{i}.png")
     return {"ckpt": str(export_model(model, d / "tiny.safetensors")), "image": str(d / "scene.png"),
-            "metrics": str(d / "metrics.csv")}
+            "metrics": str(d / "metrics.csv"), "dataset": str(d / "ds"), "own": str(own)}
 
 
 @pytest.fixture
@@ -81,7 +89,8 @@ def base_args(command: tuple[str, ...], f: dict) -> dict[str, list[str]]:
         ("decompose-demo",): {**tiny, "--methods": ["resonator"]},
         ("demo",): {**model, "--count": ["1"], "--out": [out + ".png"]},
         ("recognize",): {"paths": [f["image"]], **model, "--allow-unknown": []},  # an untrained model knows nothing
-        ("edit",): {"image": [f["image"]], "--set": ["colour=red"], "--out": [out + ".png"], **model},
+        ("edit",): {"image": [f["image"]], "--set": ["colour=red"], "--out": [out + ".png"], **model,
+                    "--allow-unknown": []},
         ("bench", "accuracy"): {**tiny, "--methods": ["resonator"], "--out": [out]},
         ("bench", "speed"): {**tiny, "--batches": ["2"], "--repeats": ["1"], "--methods": ["resonator"],
                              "--out": [out]},
@@ -100,6 +109,8 @@ def base_args(command: tuple[str, ...], f: dict) -> dict[str, list[str]]:
         ("calibrate",): {**model, "--out": [out + ".safetensors"], "--scenes": ["20"], "--foreign": ["14"],
                          "--eval-scenes": ["4"], "--eval-foreign": ["7"]},
         ("bench", "data"): {"--images": ["4"], "--workers": ["0"], "--batch-size": ["2"]},
+        ("bench", "own"): {**model, "--data": [f["dataset"]], "--edits": ["1"], "--batch-size": ["2"], "--out": [out]},
+        ("data", "import"): {"source": [f["own"]], "--out": [out + "-own"], "--no-progress": [], "--overwrite": []},
         ("bench", "training-curve"): {"metrics": [f["metrics"]], "--out": [out + ".png"]},
         ("data", "generate"): {"--n": ["2"], "--val": ["0"], "--test": ["0"], "--heldout": ["0"],
                                "--shard-size": ["2"], "--no-progress": [], "--out": [out + "-data"],
@@ -147,13 +158,16 @@ for _cmd in [("demo",), ("edit",), ("bench", "training-curve"), ("tune",)]:
     # a file name without an extension is a PNG (tune: JSON); an existing file is replaced; folders are made
     ACCEPTED[(_cmd, "--out")] = {"word", "nan", "huge float", "huge int", "negative", "missing path", "not an image"}
 ACCEPTED[(("edit",), "--grid")] = ACCEPTED[(("edit",), "--out")]
+# the schema's name is a label: any text but an empty one
+ACCEPTED[(("data", "import"), "--name")] = {"negative", "huge float", "huge int", "word", "nan", "missing path",
+                                           "folder", "unwritable", "not an image"}
 # calibrate: a report may replace any file; the figures are PREFIX-roc.png and PREFIX-reliability.png, any prefix
 ACCEPTED[(("calibrate",), "--report")] = {"word", "nan", "huge float", "huge int", "negative", "missing path",
                                           "not an image"}
 ACCEPTED[(("calibrate",), "--figures")] = {"word", "nan", "huge float", "huge int", "negative", "missing path",
                                            "not an image", "folder"}
 for _cmd in [("bench", "accuracy"), ("bench", "speed"), ("bench", "sets"), ("bench", "vision"), ("bench", "robustness"),
-             ("bench", "capacity"), ("bench", "versus"), ("data", "generate")]:
+             ("bench", "capacity"), ("bench", "versus"), ("bench", "own"), ("data", "generate"), ("data", "import")]:
     # an output folder may have any name, exist already, or be created with its parents
     ACCEPTED[(_cmd, "--out")] = {"word", "folder", "nan", "huge float", "huge int", "negative", "missing path"}
 

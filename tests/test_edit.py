@@ -99,7 +99,7 @@ def test_cli_edit_writes_the_edit_and_grid_and_refuses_bad_input(tiny_ckpt, tmp_
     render_scene(schema, schema.decode(sample_indices(schema, 1, seed=2))[0]).convert("RGBA").save(src)
     out = tmp_path / "out.png"
     assert main(["edit", str(src), "--set", "colour=red", "--set", "x=3", "--out", str(out), "--grid",
-                 "--checkpoint", tiny_ckpt]) == 0
+                 "--checkpoint", tiny_ckpt, "--allow-unknown"]) == 0  # an untrained model knows no scene
     assert Image.open(out).size == (64, 64) and (tmp_path / "out-grid.png").exists()
     assert "colour=red" in capsys.readouterr().out
     assert main(["edit", str(src), "--set", "colour=mauve", "--out", str(out), "--checkpoint", tiny_ckpt]) == 2
@@ -209,7 +209,7 @@ def test_cli_edit_refuses_grid_on_out_and_repeated_sets(tiny_ckpt, tmp_path, cap
     render_scene(default_schema(), default_schema().decode(sample_indices(default_schema(), 1, seed=2))[0]).save(src)
     out = tmp_path / "out.png"
     (tmp_path / "link.png").symlink_to(out)
-    base = ["edit", str(src), "--set", "colour=red", "--checkpoint", tiny_ckpt, "--out", str(out)]
+    base = ["edit", str(src), "--set", "colour=red", "--checkpoint", tiny_ckpt, "--out", str(out), "--allow-unknown"]
     for grid in (str(out), str(tmp_path / "." / "sub" / ".." / "out.png"), str(tmp_path / "link.png")):
         assert main([*base, "--grid", grid]) == 2
         assert "the grid would overwrite the edit" in _one_error_line(capsys.readouterr().err)
@@ -226,7 +226,7 @@ def test_cli_writes_the_picture_format_its_name_says(tiny_ckpt, tmp_path, capsys
     assert main(["demo", "--count", "1", "--checkpoint", tiny_ckpt, "--out", str(tmp_path / "demo.jpg")]) == 0
     assert Image.open(tmp_path / "demo.jpg").format == "JPEG"
     assert main(["edit", str(src), "--set", "colour=red", "--checkpoint", tiny_ckpt, "--out", str(tmp_path / "e.webp"),
-                 "--grid", str(tmp_path / "g.bmp")]) == 0
+                 "--grid", str(tmp_path / "g.bmp"), "--allow-unknown"]) == 0
     assert Image.open(tmp_path / "e.webp").format == "WEBP" and Image.open(tmp_path / "g.bmp").format == "BMP"
     capsys.readouterr()
     for words in (["demo", "--count", "1", "--out", str(tmp_path / "demo.xyz")],

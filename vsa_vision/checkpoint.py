@@ -100,19 +100,30 @@ def _read_safetensors(path: str) -> Read:
         raise CheckpointError(f"checkpoint {path}: not a readable safetensors file ({e})") from None
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {path}: not a vsa_vision model (format {meta.get('format')!r})")
-    if int(meta.get("version", -1)) > FORMAT_VERSION:
-        raise CheckpointError(f"checkpoint {path}: format version {meta.get('version')} is newer than this "
-                              f"vsa_vision reads ({FORMAT_VERSION})")
     try:
-        hparams = json.loads(meta["hparams"])
-        record = json.loads(meta["codebooks"]) if "codebooks" in meta else None
-    except (KeyError, json.JSONDecodeError):
-        raise CheckpointError(f"checkpoint {path}: its hyperparameters are missing or unreadable") from None
+        version = int(meta.get("version", "-1"))
+    except ValueError:
+        raise CheckpointError(f"checkpoint {path}: its metadata field 'version' is {meta.get('version')!r}, not a "
+                              "format version number") from None
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint {path}: format version {version} (metadata field 'version') is newer "
+                              f"than this vsa_vision reads ({FORMAT_VERSION})")
+    return (_json_field(path, meta, "hparams", required=True), state, _json_field(path, meta, "codebooks"),
+            _json_field(path, meta, "trust"))
+
+
+def _json_field(path: str, meta: dict[str, str], field: str, required: bool = False) -> Any:
+    """The JSON of metadata ``field`` (None when absent and not ``required``)."""
+    what = {"hparams": "hyperparameters", "codebooks": "record of its codebooks", "trust": "trust rules"}[field]
+    if field not in meta:
+        if required:
+            raise CheckpointError(f"checkpoint {path}: its {what} (metadata field {field!r}) are missing")
+        return None
     try:
-        trust = json.loads(meta["trust"]) if "trust" in meta else None
-    except json.JSONDecodeError:
-        raise CheckpointError(f"checkpoint {path}: its trust rules are unreadable") from None
-    return hparams, state, record, trust
+        return json.loads(meta[field])
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"checkpoint {path}: its {what} (metadata field {field!r}) are not readable JSON "
+                              f"({e})") from None
 
 
 def _read_lightning(path: str) -> Read:
@@ -148,25 +159,131 @@ def load_model(path: str | os.PathLike | None = None, map_location: str | torch.
     the name of a shipped checkpoint (default: the shipped ``"default"``). Refuses, with
     :class:`CheckpointError`, a file that is missing, corrupt or truncated, of another format, whose
     weights or codebooks do not fit its own hyperparameters, or whose schema's names or labels differ
-    from those recorded with its codebooks at training (a reordered schema would mislabel every image)."""
+    from those recorded with its codebooks at training (a reordered schema would mislabel every image),
+    metadata of the wrong type (a hyperparameter, the record of the codebooks, the trust rules), or trust
+    rules that cannot be evaluated or are another model's (:func:`vsa_vision.trust.check_record`): every
+    refusal names the file and the field."""
     from .model import CODEBOOKS_KEY, TRUST_KEY
 
     path = resolve_checkpoint(path)
     hparams, state, record, trust = _read(path)
-    if not isinstance(hparams, dict) or not isinstance(state, dict):
-        raise CheckpointError(f"checkpoint {path}: its hyperparameters and weights must be mappings, got "
-                              f"{type(hparams).__name__} and {type(state).__name__}")
+    if not isinstance(hparams, dict):
+        raise CheckpointError(f"checkpoint {path}: its hyperparameters (field 'hparams') must be a mapping, got "
+                              f"{type(hparams).__name__}")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {path}: its weights (field 'state_dict') must be a mapping, got "
+                              f"{type(state).__name__}")
+    _check_codebook_record(path, record)
+    if trust is not None and not isinstance(trust, dict):
+        raise CheckpointError(f"checkpoint {path}: its trust rules (field 'trust') must be a mapping, got "
+                              f"{type(trust).__name__}")
     hparams = {k: v for k, v in hparams.items() if not k.startswith("_")}
     try:
-        model = model_class(hparams.get("schema", "default"))(**hparams)
-    except (TypeError, ValueError, AttributeError) as e:
-        raise CheckpointError(f"checkpoint {path}: its hyperparameters do not build a model ({e})") from None
+        cls = model_class(hparams.get("schema", "default"))
+    except (TypeError, ValueError, AttributeError, LookupError, OSError) as e:
+        raise CheckpointError(f"checkpoint {path}: its hyperparameter 'schema' is not a usable schema ({e})") from None
+    _check_hparam_types(path, cls, hparams)
+    try:
+        model = cls(**hparams)
+    except (TypeError, ValueError, AttributeError, LookupError, OSError) as e:
+        raise CheckpointError(f"checkpoint {path}: its hyperparameters do not build a model "
+                              f"({_naming_field(e, cls, hparams)}{e})") from None
     try:
         model.on_load_checkpoint({"state_dict": state, CODEBOOKS_KEY: record, TRUST_KEY: trust})
         missing, unexpected = model.load_state_dict(state, strict=False)
-    except (RuntimeError, ValueError) as e:
-        raise CheckpointError(f"checkpoint {path}: {str(e).splitlines()[0]}") from None
+    except (RuntimeError, ValueError, TypeError) as e:
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        if lines and lines[0].startswith("Error(s) in loading state_dict"):
+            raise CheckpointError(f"checkpoint {path}: its weights do not fit the model its hyperparameters (field "
+                                  f"'hparams') build: {'; '.join(lines[1:3])}") from None
+        raise CheckpointError(f"checkpoint {path}: {lines[0] if lines else type(e).__name__}") from None
     if missing or unexpected:
         raise CheckpointError(f"checkpoint {path}: weights do not fit the model (missing {missing[:3]}, "
                               f"unexpected {unexpected[:3]})")
+    if model.trust is not None:
+        from .trust import TrustRule, model_features
+
+        try:
+            TrustRule(model.trust, features=model_features(model.schema), attributes=len(model.schema.attributes))
+        except ValueError as e:
+            raise CheckpointError(f"checkpoint {path}: its trust rules (field 'trust') cannot be used: {e}") from None
     return model.eval().to(map_location)
+
+
+def _check_codebook_record(path: str, record: Any) -> None:
+    """Refuse a record of the codebooks (:func:`vsa_vision.model.codebook_record`) of the wrong shape."""
+    if record is None:
+        return
+    ok = (isinstance(record, dict) and isinstance(record.get("names", []), list)
+          and isinstance(record.get("labels", []), list)
+          and all(isinstance(v, list) for v in record.get("labels", []))
+          and isinstance(record.get("sha256", ""), str))
+    if not ok:
+        raise CheckpointError(f"checkpoint {path}: its record of the codebooks (field 'codebooks') must be a mapping "
+                              f"of 'names' (a list), 'labels' (a list of lists) and 'sha256', got {record!r:.100}")
+
+
+def _allowed_types(default: Any, annotation: Any) -> tuple[type, ...] | None:
+    """The JSON types a hyperparameter takes, from its default and its annotation (None: not checked)."""
+    text = annotation if isinstance(annotation, str) else str(annotation)
+    if isinstance(default, bool):
+        return (bool,)
+    if isinstance(default, int):
+        return (int,)
+    if isinstance(default, float) or "float" in text:
+        return (int, float)
+    if "dict" in text and "str |" in text:
+        return (str, dict)
+    if isinstance(default, str) or "str" in text.split("[")[0]:
+        return (str,)
+    if isinstance(default, (tuple, list)) or "Sequence" in text:
+        return (list, tuple)
+    if "dict" in text:
+        return (dict,)
+    return None
+
+
+def _check_hparam_types(path: str, cls: type, hparams: dict[str, Any]) -> None:
+    """Refuse, naming it, a hyperparameter whose JSON type is not one the model class takes (an int where
+    the default is an int, a string where it is a string, ...); None only where the default is None."""
+    import inspect
+
+    params = inspect.signature(cls.__init__).parameters
+    for key, value in hparams.items():
+        p = params.get(key)
+        if p is None or p.default is inspect.Parameter.empty:
+            continue
+        if value is None and p.default is None:
+            continue
+        allowed = _allowed_types(p.default, p.annotation)
+        if allowed is None:
+            continue
+        bad = value is None or not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed)
+        if not bad and isinstance(value, float) and value != value:  # NaN
+            bad = True
+        if not bad and isinstance(value, (list, tuple)) and not all(isinstance(v, str) for v in value):
+            bad = True
+        if bad:
+            said = {bool: "true or false", int: "an integer", float: "a number", str: "a string", dict: "a mapping",
+                    list: "a list of strings"}
+            names = " or ".join(said[t] for t in dict.fromkeys(list if t is tuple else t for t in allowed))
+            raise CheckpointError(f"checkpoint {path}: its hyperparameter {key!r} must be {names}, got {value!r:.80}")
+
+
+def _naming_field(e: BaseException, cls: type, hparams: dict[str, Any]) -> str:
+    """``"hyperparameter 'x': "`` for the hyperparameter the error is about, else nothing: of those whose
+    value the message quotes (else those it names), the one without which the model builds."""
+    import re
+
+    text = str(e)
+    quoted = [k for k, v in hparams.items() if isinstance(v, str) and v and repr(v) in text]
+    named = [k for k in hparams if re.search(rf"(?<![\w.]){re.escape(k)}(?![\w])", text)]
+    candidates = quoted or named
+    if len(candidates) > 1:  # rebuild without each (its default): the one that was in the way
+        for key in candidates:
+            try:
+                cls(**{k: v for k, v in hparams.items() if k != key})
+            except Exception:  # noqa: BLE001  (any failure: not the culprit alone)
+                continue
+            return f"hyperparameter {key!r}: "
+    return f"hyperparameter {candidates[0]!r}: " if candidates else ""

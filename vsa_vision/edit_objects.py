@@ -18,7 +18,7 @@ from .scenes.render import check_distinct_places
 from .scenes.schema import Schema
 from .vsa import Codebooks
 
-__all__ = ["select_objects", "edit_objects", "amplitudes"]
+__all__ = ["select_objects", "edit_objects", "check_edit", "amplitudes"]
 
 
 def select_objects(codebooks: Codebooks, objects: Tensor, where: Mapping[str, Any] | None = None,
@@ -49,6 +49,26 @@ def amplitudes(q: Tensor, codebooks: Codebooks, objects: Tensor) -> Tensor:
     return torch.linalg.lstsq(B.T, q[:, None]).solution[:, 0]
 
 
+#: the part of a scene vector no object explains, relative to the vector, below which it is the float
+#: round-off of an exact bundle (dropped) rather than what an encoder gives (kept)
+ROUND_OFF = 1e-6
+
+
+def check_edit(changes: Mapping[str, Any], remove: bool, add: Mapping[str, Any] | None, selected: bool) -> None:
+    """Refuse an edit a part of which would not be applied: a change or a removal without selected
+    objects (``selected``), a change of the objects it removes, or nothing to do."""
+    if not changes and not remove and add is None:
+        raise ValueError("edit: give a change (colour='red', ...), remove=True or add={...}")
+    said = ", ".join(f"{k}={v!r}" for k, v in changes.items())
+    if remove and changes:
+        raise ValueError(f"edit: remove=True removes the selected objects, so the change {said} would not be applied; "
+                         "make the change and the removal two edits")
+    if (changes or remove) and not selected:
+        what = f"the change {said}" if changes else "remove=True"
+        raise ValueError(f"edit: {what} applies to selected objects; select them with where={{attribute: value}} or "
+                         "object=i (--where / --object), or make the add=... its own edit")
+
+
 def edit_objects(q: Tensor, codebooks: Codebooks, schema: Schema, objects: Tensor, rows: list[int],
                  changes: Mapping[str, Any], remove: bool = False, add: Mapping[str, Any] | None = None,
                  ) -> tuple[Tensor, Tensor]:
@@ -56,7 +76,14 @@ def edit_objects(q: Tensor, codebooks: Codebooks, schema: Schema, objects: Tenso
     holding ``objects``: the ``rows`` changed by ``changes`` or removed, and ``add`` (every attribute
     of a new object) added. An object keeps its amplitude in ``q`` when it changes (its old bound
     vector is subtracted, the new one added, both at that amplitude); a new object gets the mean
-    amplitude of the others (1 in an empty scene)."""
+    amplitude of the others (1 in an empty scene). What no object explains (an encoder's error) is
+    kept, unless it is below :data:`ROUND_OFF` of ``q`` (the round-off of an exact bundle, which a
+    decoder would read as a faint copy of a removed object).
+
+    Refused (``ValueError``): a part that would not be applied (:func:`check_edit`), two objects at
+    one place, and more objects than ``schema.max_objects`` (decoding stops there, so an untouched
+    object would be lost)."""
+    check_edit(changes, remove, add, bool(rows))
     new = parse_changes(codebooks, dict(changes)) if changes else {}
     keep = [i for i in range(len(objects)) if not (remove and i in rows)]
     after = objects.clone()
@@ -66,6 +93,9 @@ def edit_objects(q: Tensor, codebooks: Codebooks, schema: Schema, objects: Tenso
     after = after[keep]
     if add is not None:
         after = torch.cat([after, codebooks.indices_of(dict(add)).to(after.device)[None]])
+    if len(after) > schema.max_objects:
+        raise ValueError(f"edit: the scene would hold {len(after)} objects, more than the schema's max_objects "
+                         f"{schema.max_objects} (a decode stops there and would lose one); remove an object first")
     check_distinct_places(schema, after.cpu().numpy())  # the renderer's own rule
     amp = amplitudes(q, codebooks, objects)
 
@@ -74,8 +104,10 @@ def edit_objects(q: Tensor, codebooks: Codebooks, schema: Schema, objects: Tenso
             return torch.zeros_like(q)
         return (weights[:, None] * codebooks.bind_indices(idx).to(q.dtype)).sum(0)
 
-    changed = [i for i in rows if i in keep]
-    edited = q - bound(objects[rows], amp[rows]) + bound(after[[keep.index(i) for i in changed]], amp[changed])
+    rest = q - bound(objects, amp)  # what no object explains
+    if rest.norm() <= ROUND_OFF * q.norm():
+        rest = torch.zeros_like(q)
+    edited = rest + bound(after[:len(keep)], amp[keep])  # the kept objects, changed or not, at their amplitudes
     if add is not None:
         mean = amp.mean() if len(amp) else torch.ones((), dtype=q.dtype, device=q.device)
         edited = edited + bound(after[-1:], mean.reshape(1))

@@ -7,6 +7,13 @@
   vector space from what the head decoded (``q * c_old * c_new``); an edit counts when the edited
   vector decodes to exactly the intended attributes (the truth with the change applied);
 - throughput of ``recognize`` (images per second at a batch size), encoder alone and with each head.
+
+A model of several objects a scene (``schema.max_objects > 1``) is measured on scenes of 1 to
+``max_objects`` objects: a scene is recognised when its set of objects is exactly right (every object,
+and so the count; ``count``: the share with the right number of objects); an edit changes one (or two)
+attributes other than the position of one object of the scene, in vector space, from the object the
+head decoded (:func:`~vsa_vision.edit_objects.edit_objects`), and counts when the edited vector decodes
+to exactly the intended set of objects. A one-object model's ``count`` is 1.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from ..scenes import Renderer, sample_indices
 from .stats import wilson_interval
 
 FIELDS = ["method", "split", "images", "recognition", "recognition_lo", "recognition_hi", "edit1", "edit1_lo",
-          "edit1_hi", "edit2", "edit2_lo", "edit2_hi", "decode_ms_per_image", "images_per_s", "mean_cos"]
+          "edit1_hi", "edit2", "edit2_lo", "edit2_hi", "decode_ms_per_image", "images_per_s", "mean_cos", "count"]
 
 
 def _random_changes(truth: torch.Tensor, sizes: Sequence[int], swaps: int, rng: np.random.Generator) -> torch.Tensor:
@@ -50,6 +57,9 @@ def vision_benchmark(pipe, methods: Sequence[str], images: int = 1000, seed: int
     rows = []
     for split in splits:
         if split == "heldout" and not schema.holdout:
+            continue
+        if schema.max_objects > 1:
+            rows += _set_rows(pipe, renderer, methods, images, seed, split, batch_size, log)
             continue
         truth = torch.from_numpy(sample_indices(schema, images, seed=seed, split=split))
         x = torch.from_numpy(renderer.render_batch(truth.numpy())).permute(0, 3, 1, 2).contiguous()
@@ -87,7 +97,7 @@ def _method_row(pipe, cb, method: str, split: str, q: torch.Tensor, truth: torch
     rec = int((res == truth).all(-1).sum())
     row = {"method": method, "split": split, "images": images, "recognition": rec / images,
            "decode_ms_per_image": 1e3 * dec_s / images, "images_per_s": images / (enc_s + dec_s),
-           "mean_cos": cos}
+           "mean_cos": cos, "count": 1.0}
     row["recognition_lo"], row["recognition_hi"] = wilson_interval(rec, images)
     for s in (1, 2):
         edited = swap_indices(q, cb, res, torch.where(intended[s] != truth, intended[s], res))
@@ -96,6 +106,109 @@ def _method_row(pipe, cb, method: str, split: str, q: torch.Tensor, truth: torch
         row[f"edit{s}_lo"], row[f"edit{s}_hi"] = wilson_interval(ok, images)
     if split == "heldout":
         row["by_pair"] = heldout_breakdown(pipe.schema, truth.cpu(), res.cpu())
+    return row
+
+
+# -- several objects a scene --------------------------------------------------------------------
+
+
+def _set_rows(pipe, renderer, methods: Sequence[str], images: int, seed: int, split: str, batch_size: int,
+              log) -> list[dict[str, Any]]:
+    """The rows of :func:`vision_benchmark` for a model of several objects, one per method, on ``split``."""
+    from ..decompose import bundle_objects
+    from ..scenes.objects import sample_object_sets
+
+    schema, cb = pipe.schema, pipe.codebooks
+    truth = torch.from_numpy(sample_object_sets(schema, images, seed=seed, split=split))  # [N, M, K], absent -1
+    x = torch.from_numpy(renderer.render_batch(truth.numpy())).permute(0, 3, 1, 2).contiguous()
+    t0 = time.perf_counter()
+    q = pipe.encode(x, batch_size=batch_size)
+    enc_s = time.perf_counter() - t0
+    objects = [t[(t >= 0).all(-1)] for t in truth]
+    target = bundle_objects(cb, [o.to(cb.device) for o in objects]).to(q.device, q.dtype)
+    cos = float(torch.nn.functional.cosine_similarity(q, target, dim=-1).mean())
+    rng = np.random.default_rng([seed, 1])
+    plans = {s: _object_changes(schema, objects, s, rng) for s in (1, 2)}
+    log(f"{split}: {images} scenes of 1 to {schema.max_objects} objects, encoder {images / enc_s:.0f} images/s, "
+        f"mean cos to target {cos:.3f}")
+    rows = []
+    for method in methods:
+        row = _set_row(pipe, method, split, q, truth, objects, plans, enc_s, cos, batch_size)
+        rows.append(row)
+        log(f"  {method:28s} recognition {100 * row['recognition']:6.2f}%  count {100 * row['count']:6.2f}%  "
+            f"edit x1 {100 * row['edit1']:6.2f}%  edit x2 {100 * row['edit2']:6.2f}%  "
+            f"decode {row['decode_ms_per_image']:.2f} ms/image  recognize {row['images_per_s']:.0f} images/s")
+    return rows
+
+
+def _object_changes(schema, objects: Sequence[torch.Tensor], swaps: int,
+                    rng: np.random.Generator) -> list[tuple[int, dict[int, int]]]:
+    """Per scene, (the object to edit, ``{attribute: new value index}``): ``swaps`` distinct attributes
+    other than the position (so the objects keep distinct places), each set to another value."""
+    sizes = np.asarray(schema.sizes)
+    position = {schema.by_role("x"), schema.by_role("y")}
+    changeable = [k for k in range(len(sizes)) if sizes[k] > 1 and k not in position]
+    if len(changeable) < swaps:
+        raise ValueError(f"bench vision: schema {schema.name!r} has {len(changeable)} attributes besides the position "
+                         f"with more than one value; an edit of {swaps} needs {swaps}")
+    plans = []
+    for objs in objects:
+        j = int(rng.integers(len(objs)))
+        ks = rng.choice(changeable, size=swaps, replace=False)
+        plans.append((j, {int(k): int((int(objs[j, k]) + 1 + rng.integers(sizes[k] - 1)) % sizes[k]) for k in ks}))
+    return plans
+
+
+def set_scores(res, truth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per scene ``[B]`` bool: (its set of objects is exactly right, its count is right), of a
+    :class:`~vsa_vision.decompose.SetDecomposition` against object slots ``[B, M, K]`` (absent -1)."""
+    return res.hits([t[(t >= 0).all(-1)] for t in truth.cpu()])
+
+
+def _decode_sets(pipe, vectors: torch.Tensor, method: str, batch_size: int) -> list[Any]:
+    return [pipe.decode(vectors[i:i + batch_size], method) for i in range(0, len(vectors), batch_size)]
+
+
+def _set_row(pipe, method: str, split: str, q: torch.Tensor, truth: torch.Tensor, objects: Sequence[torch.Tensor],
+             plans: dict[int, list[tuple[int, dict[int, int]]]], enc_s: float, cos: float,
+             batch_size: int) -> dict[str, Any]:
+    """One row of :func:`vision_benchmark` for a model of several objects (see the module notes)."""
+    from ..edit_objects import edit_objects
+
+    schema, cb = pipe.schema, pipe.codebooks
+    images = len(truth)
+    t0 = time.perf_counter()
+    parts = _decode_sets(pipe, q, method, batch_size)
+    dec_s = time.perf_counter() - t0
+    found = [o.cpu() for p in parts for o in p.objects]
+    sets, counts = map(torch.cat, zip(*(set_scores(p, truth[i * batch_size:(i + 1) * batch_size])
+                                        for i, p in enumerate(parts))))
+    rec = int(sets.sum())
+    row = {"method": method, "split": split, "images": images, "recognition": rec / images,
+           "count": float(counts.float().mean()), "decode_ms_per_image": 1e3 * dec_s / images,
+           "images_per_s": images / (enc_s + dec_s), "mean_cos": cos}
+    row["recognition_lo"], row["recognition_hi"] = wilson_interval(rec, images)
+    for s, plan in plans.items():
+        edited, intended, done = [], [], []
+        for i, (j, change) in enumerate(plan):
+            want = objects[i].clone()
+            for k, v in change.items():
+                want[j, k] = v
+            intended.append(want)
+            # edit the object the head decoded for truth object j; the edit fails where it found none
+            rows = [r for r, o in enumerate(found[i].tolist()) if o == objects[i][j].tolist()]
+            done.append(bool(rows))
+            if not rows:
+                edited.append(q[i])
+                continue
+            labels = {cb.names[k]: cb.labels[k][v] for k, v in change.items()}
+            vec, _ = edit_objects(q[i], cb, schema, found[i].to(q.device), rows[:1], labels)
+            edited.append(vec)
+        after = _decode_sets(pipe, torch.stack(edited), method, batch_size)
+        hit = torch.cat([p.hits(intended[i * batch_size:(i + 1) * batch_size])[0] for i, p in enumerate(after)])
+        ok = int((hit & torch.tensor(done)).sum())
+        row[f"edit{s}"] = ok / images
+        row[f"edit{s}_lo"], row[f"edit{s}_hi"] = wilson_interval(ok, images)
     return row
 
 

@@ -7,6 +7,7 @@ Nothing here imports torch at import time: building the parser stays fast.
 from __future__ import annotations
 
 import argparse
+import os
 
 #: the methods every decomposer comparison runs when ``--methods`` is not given (then the other registered ones)
 DEFAULT_METHODS = [
@@ -174,8 +175,23 @@ def method_spec(text: str) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
+#: the most torch CPU threads ``--threads`` takes: 4 per core, at least 256 (thousands of threads crash the
+#: OpenMP runtime without a message)
+MAX_THREADS = max(256, 4 * (os.cpu_count() or 1))
+
+
+def threads(text: str) -> int:
+    """A number of torch CPU threads: 0 (torch's default) to :data:`MAX_THREADS`."""
+    v = _count(text, 0, "non-negative")
+    if v > MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"expected at most {MAX_THREADS} threads (4 per CPU core, at least 256), "
+                                         f"got {v}")
+    return v
+
+
 def add_threads(p: argparse.ArgumentParser, help: str | None = None) -> None:
-    p.add_argument("--threads", type=nonneg, default=0, help=help or "torch CPU threads (0: torch's default)")
+    p.add_argument("--threads", type=threads, default=0,
+                   help=help or f"torch CPU threads (0: torch's default; at most {MAX_THREADS})")
 
 
 def add_device(p: argparse.ArgumentParser) -> None:
@@ -207,8 +223,11 @@ def add_methods(p: argparse.ArgumentParser, help: str | None = None, required: b
 
 
 def apply_threads(args: argparse.Namespace) -> None:
-    """``--threads N``: torch's CPU threads (0: torch's default)."""
+    """``--threads N``: torch's CPU threads (0: torch's default); more than :data:`MAX_THREADS` is a ValueError."""
     if args.threads:
+        if args.threads > MAX_THREADS:
+            raise ValueError(f"--threads {args.threads}: expected at most {MAX_THREADS} threads (4 per CPU core, at "
+                             "least 256)")
         import torch
 
         torch.set_num_threads(max(1, args.threads))

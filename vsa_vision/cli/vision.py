@@ -81,6 +81,9 @@ def register(sub) -> None:
     e.add_argument("--remove", action="store_true", help="scenes of several objects: remove the selected objects")
     e.add_argument("--add", action="append", default=[], metavar="ATTRIBUTE=VALUE",
                    help="scenes of several objects: add an object with these values (every attribute)")
+    e.add_argument("--allow-unknown", dest="allow_unknown", action="store_true",
+                   help="edit even an input that is no scene of the model's schema (by default such an input is "
+                        "refused with exit status 1, as recognize marks it unknown)")
     e.set_defaults(func=cmd_edit)
 
 
@@ -96,24 +99,28 @@ def _image_files(paths: list[str]) -> list[str]:
 
 
 def _open_image(path: str):
-    from PIL import Image, UnidentifiedImageError
+    """The image to edit, by the input policy of :func:`vsa_vision.scenes.images.open_image` (a regular
+    file, at most ``MAX_PIXELS``, no decompression bomb): a ValueError naming the path otherwise."""
+    from ..scenes.images import open_image
 
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path!r}: no such file")
     if os.path.isdir(path):
         raise ValueError(f"{path}: is a folder, not an image")
+    return open_image(path)
+
+
+def _missing(path: str) -> bool:
+    """Whether nothing is at ``path`` (a symbolic link loop is something: it is skipped, saying so)."""
+    import errno
+
     try:
-        with Image.open(path) as im:
-            im.load()
-            return im.copy()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise ValueError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
+        os.stat(path)
+    except OSError as e:
+        return e.errno != errno.ELOOP
+    return False
 
 
 def cmd_recognize(args: argparse.Namespace) -> int:
-    import json
-
-    missing = [p for p in args.paths if not os.path.exists(p)]
+    missing = [p for p in args.paths if _missing(p)]
     if missing:  # a typo in a path: nothing is done (an unreadable file is skipped, exit 1)
         raise ValueError(f"{missing[0]!r}: no such file or folder")
     files = _image_files(args.paths)
@@ -133,7 +140,7 @@ def cmd_recognize(args: argparse.Namespace) -> int:
              "attribute_probability": r.attribute_probability, "confidence": r.confidence,
              "similarity": r.similarity} for f, r in results],
             "errors": [{"path": f, "error": msg} for f, msg in errors]}
-        print(json.dumps(out, indent=2))
+        print(_json_text(out))
     else:
         width = max([len("image")] + [len(f) for f, _ in results])
         print(f"{'image':{width}s}  known  " + "  ".join(f"{n:>8s}" for n in names) + "  probability  similarity")
@@ -147,6 +154,24 @@ def cmd_recognize(args: argparse.Namespace) -> int:
     return 1 if errors or (unknown and not args.allow_unknown) else 0
 
 
+def _json_text(value) -> str:
+    """``value`` as strict JSON: a number that is not finite (NaN, infinity) is written as null, never as
+    the bare ``NaN`` / ``Infinity`` no JSON reader takes."""
+    import json
+    import math
+
+    def clean(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+
+    return json.dumps(clean(value), indent=2, allow_nan=False)
+
+
 def _known_text(r) -> str:
     return "  yes" if r.known else "   NO"
 
@@ -157,14 +182,12 @@ def _probability_text(r) -> str:
 
 def _print_objects(pipe, results, errors, as_json: bool) -> None:
     """``recognize`` for a model of several objects: each image's objects, ordered by position."""
-    import json
-
     if as_json:
-        print(json.dumps({"method": pipe.method, "images": [
+        print(_json_text({"method": pipe.method, "images": [
             {"path": f, "known": r.known, "objects": r.objects, "probability": r.probability,
              "object_probability": r.object_probability, "object_confidence": r.object_confidence,
              "similarity": r.similarity}
-            for f, r in results], "errors": [{"path": f, "error": msg} for f, msg in errors]}, indent=2))
+            for f, r in results], "errors": [{"path": f, "error": msg} for f, msg in errors]}))
         return
     width = max([len("image")] + [len(f) for f, _ in results])
     print(f"{'image':{width}s}  known  probability  objects ({' '.join(pipe.schema.names)}), ordered by position")
@@ -211,6 +234,18 @@ def _objects_text(objects: list[dict[str, str]]) -> str:
     return "; ".join(" ".join(o.values()) for o in objects) or "(nothing)"
 
 
+def _refuse_unknown(args: argparse.Namespace, res) -> bool:
+    """Whether to refuse the edit ``res``: its input is no scene the model knows (as ``recognize`` says
+    of it) and ``--allow-unknown`` was not given; says so on stderr."""
+    if res.before.known or args.allow_unknown:
+        return False
+    chance = "" if res.before.probability is None else f", probability {res.before.probability:.3f}"
+    print(f"vsa-vision: {args.image} is no scene this model knows (recognised as "
+          f"{_objects_text(res.before.objects)}{chance}); nothing written. --allow-unknown to edit it anyway",
+          file=sys.stderr)
+    return True
+
+
 def _cmd_edit_objects(args: argparse.Namespace, pipe, image, out: str, grid: str | None) -> int:
     """``edit`` on a scene of several objects: select (--where / --object), change (--set), --remove, --add."""
     from ..edit import labelled_grid
@@ -219,6 +254,8 @@ def _cmd_edit_objects(args: argparse.Namespace, pipe, image, out: str, grid: str
     where = _parse_pairs(args.where, "--where") if args.where else None
     add = _parse_pairs(args.add, "--add") if args.add else None
     res = pipe.edit(image, where=where, object=args.object, remove=args.remove, add=add, **changes)
+    if _refuse_unknown(args, res):
+        return 1
     save_picture(res.image, out, "--out")
     print("recognised: " + _objects_text(res.before.objects))
     print("edited:     " + _objects_text(res.objects))
@@ -248,6 +285,8 @@ def cmd_edit(args: argparse.Namespace) -> int:
         raise ValueError("edit: a scene of several objects: select what to change with --where "
                          "ATTRIBUTE=VALUE or --object I (or --add / --remove)")
     res = pipe.edit(image, **changes)
+    if _refuse_unknown(args, res):
+        return 1
     save_picture(res.image, out, "--out")
     names = list(pipe.schema.names)
     print("recognised: " + " ".join(f"{k}={res.before.labels[k]}" for k in names))

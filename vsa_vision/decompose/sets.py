@@ -47,7 +47,8 @@ class SetDecomposition:
       and what the other objects leave of ``s``;
     - ``amplitude``: one ``[m]`` tensor per problem, each object's amplitude in the residual it was
       decoded from (about 1 in an exact bundle);
-    - ``residual`` ``[B]``: the norm of what no object explains, relative to ``|s|``."""
+    - ``residual`` ``[B]``: the norm of what no object explains, relative to ``|s|`` (for a zero vector
+      ``s``: 0 when nothing is left, 1 when objects were taken out of it, as a given ``count`` does)."""
 
     objects: list[Tensor]
     counts: Tensor
@@ -133,13 +134,13 @@ def decompose_set(s: Tensor, codebooks: Codebooks, method: str = "diffusion", ma
     with the decomposer ``method`` (a name or a spec, built with ``options``; every registered
     decomposer works, ``"brute_force"`` is the oracle).
 
-    ``max_objects`` caps the objects per scene (default: the largest ``count``, else
-    :data:`DEFAULT_MAX_OBJECTS`); ``count`` (an int or a ``[B]`` tensor) gives the number of objects
-    instead of estimating it; ``threshold``: the amplitude, relative to ``scale``, a decoded object
-    needs to be accepted; ``scale``: the amplitude of one object in ``s`` (1 for a plain sum), or
-    ``"auto"`` for vectors of unknown scale (an encoder's output): the first object is accepted when
-    its cosine with ``s`` exceeds ``first_cosine`` and its amplitude sets the scene's scale, and each
-    object is subtracted with its own fitted amplitude.
+    ``max_objects`` (at least 1) caps the objects per scene (default: the largest ``count``, else
+    :data:`DEFAULT_MAX_OBJECTS`); ``count`` (an int of at least 1, or a ``[B]`` tensor, where 0 is a
+    scene of no objects) gives the number of objects instead of estimating it; ``threshold``: the
+    amplitude, relative to ``scale``, a decoded object needs to be accepted; ``scale``: the amplitude
+    of one object in ``s`` (1 for a plain sum), or ``"auto"`` for vectors of unknown scale (an encoder's
+    output): the first object is accepted when its cosine with ``s`` exceeds ``first_cosine`` and its
+    amplitude sets the scene's scale, and each object is subtracted with its own fitted amplitude.
 
     ``strategy``: ``"peel"`` (explaining away, the default) or ``"joint"`` (every object inferred at
     once by coupled diffusion slots, :mod:`.joint`; ``method`` must be a diffusion spec, and it runs
@@ -148,11 +149,15 @@ def decompose_set(s: Tensor, codebooks: Codebooks, method: str = "diffusion", ma
     (``docs/BENCHMARKS.md``, sets of objects)."""
     s, cb, single = check_problem(s, codebooks)
     B, K = s.shape[0], cb.num_factors
+    if isinstance(count, int) and not isinstance(count, bool) and count == 0:
+        raise ValueError("count: expected at least 1 object a scene, got 0 (a scene of no objects has nothing to "
+                         "decode; give count=None to let the decoder count them)")
     counts_given = _counts(count, B, s.device)
+    if max_objects is not None:
+        max_objects = check_int("max_objects", max_objects, 1)
     cap = max_objects
     if cap is None:
         cap = int(counts_given.max()) if counts_given is not None and B else DEFAULT_MAX_OBJECTS
-    cap = check_int("max_objects", cap, 0)
     if counts_given is not None and B and int(counts_given.max()) > cap:
         raise ValueError(f"count: up to {int(counts_given.max())} objects, more than max_objects = {cap}")
     threshold = check_float("threshold", threshold, 0.0)
@@ -165,6 +170,8 @@ def decompose_set(s: Tensor, codebooks: Codebooks, method: str = "diffusion", ma
             raise ValueError("scale='auto': explaining away only (strategy='peel')")
         return _joint(s, cb, method, cap, counts_given, threshold, scale, options)
     decoder = _inner(method, max(1, cap), options)
+    if B == 0 or cap == 0:  # no scenes, or every given count 0: nothing to decode
+        return _empty(s, cb, scale, method)
 
     found = torch.zeros(B, cap, K, dtype=torch.long, device=s.device)
     amp = torch.zeros(B, cap, dtype=s.dtype, device=s.device)
@@ -210,11 +217,8 @@ def _joint(s: Tensor, cb: Codebooks, method: str, cap: int, counts_given: Tensor
     if counts_given is not None and bool((counts_given != counts_given[0]).any()):
         raise ValueError("strategy='joint': one count for the whole batch (run the batch by count)")
     slots = int(counts_given[0]) if counts_given is not None and len(counts_given) else cap
-    if slots == 0:
-        empty = torch.zeros(s.shape[0], 0, cb.num_factors, dtype=torch.long, device=s.device)
-        zero = torch.zeros(s.shape[0], dtype=torch.long, device=s.device)
-        return _result(s, cb, empty, torch.zeros(s.shape[0], 0, dtype=s.dtype, device=s.device), zero, s.clone(),
-                       scale, method)
+    if slots == 0 or s.shape[0] == 0:
+        return _empty(s, cb, scale, method)
     opts = {**spec_opts, **options}
     opts.pop("chains", None)  # the slots of a problem play the part of its chains
     idx, keep, amp, _ = joint_slots(s, cb, slots, scale=scale, accept=threshold, **opts)
@@ -228,19 +232,29 @@ def _joint(s: Tensor, cb: Codebooks, method: str, cap: int, counts_given: Tensor
     return _result(s, cb, found, amp, n, residual, scale, method)
 
 
+def _empty(s: Tensor, cb: Codebooks, weight: float, method: str) -> SetDecomposition:
+    """No object found in any of the scene vectors ``s`` (none to decode, or a batch of none)."""
+    B = s.shape[0]
+    return _result(s, cb, torch.zeros(B, 0, cb.num_factors, dtype=torch.long, device=s.device),
+                   torch.zeros(B, 0, dtype=s.dtype, device=s.device), torch.zeros(B, dtype=torch.long, device=s.device),
+                   s.clone(), weight, method)
+
+
 def _result(s: Tensor, cb: Codebooks, found: Tensor, amp: Tensor, n: Tensor, residual: Tensor,
             weight: Tensor | float, method: str) -> SetDecomposition:
     """``weight``: each object's amplitude in ``s`` (``[B, cap]``, or one number for all)."""
     B, cap, K = found.shape
     slot = torch.arange(cap, device=s.device)
-    real = slot[None, :] < n[:, None]                                              # [B, cap]
-    bound = cb.bind_indices(found.reshape(-1, K)).reshape(B, cap, -1).to(s.dtype)  # [B, cap, D]
+    real = slot[None, :] < n[:, None]                                                  # [B, cap]
+    bound = cb.bind_indices(found.reshape(-1, K)).reshape(B, cap, cb.dim).to(s.dtype)  # [B, cap, D]
     w = weight[..., None] if isinstance(weight, Tensor) else weight
     others_left = residual[:, None, :] + w * bound            # s minus every other accepted object
     num = (others_left * bound).sum(-1)
     den = others_left.norm(dim=-1) * bound.norm(dim=-1)
     conf = torch.where(real, num / den.clamp_min(torch.finfo(s.dtype).tiny), torch.zeros_like(num))
-    rel = residual.norm(dim=-1) / s.norm(dim=-1).clamp_min(torch.finfo(s.dtype).tiny)
+    left, whole = residual.norm(dim=-1), s.norm(dim=-1)
+    # a zero vector: nothing left of it is 0; objects taken out of it (a given count) explain none of it: 1
+    rel = torch.where(whole > 0, left / whole.clamp_min(torch.finfo(s.dtype).tiny), (left > 0).to(s.dtype))
     counts = n.tolist()
     return SetDecomposition(
         objects=[found[i, :m] for i, m in enumerate(counts)],
