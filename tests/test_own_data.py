@@ -398,3 +398,15 @@ def test_the_timed_one_cycle_ends_on_steps_or_on_time_whichever_comes_first():
     fast, slow = run(0.5), run(4.0)  # time binds only for the slow machine: 4 s a step, 100 s in all
     assert fast == pytest.approx([0.1 * one_cycle_factor(i / 100) for i in range(100)])
     assert slow[25] == pytest.approx(0.1 * one_cycle_factor(1.0)) and max(slow) == pytest.approx(0.1, rel=0.05)
+
+
+def test_own_yaml_without_a_dataset_is_a_usage_error(tmp_path, capsys):
+    from vsa_vision.training import cli_main
+
+    config = str(ROOT / "configs" / "own.yaml")
+    with pytest.raises(SystemExit) as e:
+        cli_main(["fit", "--config", config])
+    assert e.value.code == 2 and "no --data.data_dir was given" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        cli_main(["fit", "--config", config, "--data.data_dir", str(tmp_path)])
+    assert e.value.code == 2 and "not a complete dataset, no manifest.json" in capsys.readouterr().err

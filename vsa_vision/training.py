@@ -115,10 +115,13 @@ class VSACLI(LightningCLI):
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         if cfg.model.get("schema") == DATASET_SCHEMA:
             if not cfg.data.get("data_dir"):
-                raise ValueError(f"model.schema {DATASET_SCHEMA!r}: the schema of the dataset in data.data_dir, but "
-                                 "no --data.data_dir was given (import your images with 'vsa-vision data import "
-                                 "FOLDER --out DATASET', then pass --data.data_dir DATASET)")
-            schema = dataset_schema(cfg.data.data_dir).to_dict()
+                self.parser.error(f"model.schema {DATASET_SCHEMA!r}: the schema of the dataset in data.data_dir, but "
+                                  "no --data.data_dir was given (import your images with 'vsa-vision data import "
+                                  "FOLDER --out DATASET', then pass --data.data_dir DATASET)")
+            try:
+                schema = dataset_schema(cfg.data.data_dir).to_dict()
+            except (OSError, ValueError) as e:
+                self.parser.error(f"--data.data_dir: {e}")
             cfg.model.schema = schema
             cfg.data.schema = schema
 
