@@ -22,9 +22,11 @@ class SceneDataModule(pl.LightningDataModule):
 
     With ``data_dir`` the splits come from a dataset written by ``vsa-vision data generate`` or
     ``vsa-vision data import`` (their sizes are the dataset's; ``schema: dataset`` takes the dataset's
-    own schema, as for a user's imported images); otherwise they are rendered from ``seed`` (``cache=True`` renders each
-    split once into memory, the fastest source on a small CPU). ``test_dataloader`` returns the test
-    split and, when the schema holds combinations out, the held-out split as a second loader.
+    own schema, as for a user's imported images; its heldout split, if any, is the held-out loader);
+    otherwise they are rendered from ``seed`` (``cache=True`` renders each split once into memory, the
+    fastest source on a small CPU). ``test_dataloader`` returns the test split and, when there are
+    held-out images (the schema holds combinations out, or the dataset has a heldout split), the
+    held-out split as a second loader.
 
     ``train_stroke`` (a ``[low, high]`` range of outline widths, fractions of the radius) varies the
     outline of outlined shapes in the training split only, an augmentation that keeps the
