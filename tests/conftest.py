@@ -56,3 +56,26 @@ def count_shard_writes(monkeypatch):
 
     monkeypatch.setattr(dataset_module, "_write_shard", write)
     return written
+
+
+def within(seconds, fn):
+    """``fn()``'s result, or a test failure when it runs past ``seconds`` (a loop that never ends, or a
+    blocking read): ``fn`` runs in a daemon thread, its exception re-raised here."""
+    import threading
+
+    box = {}
+
+    def run():
+        try:
+            box["value"] = fn()
+        except BaseException as e:  # noqa: BLE001  (re-raised in the test's thread)
+            box["error"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(seconds)
+    if t.is_alive():
+        pytest.fail(f"still running after {seconds} s (a loop that never ends, or a blocking read)")
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")

@@ -13,7 +13,6 @@ import math
 import os
 import re
 import shutil
-import threading
 
 import numpy as np
 import pytest
@@ -35,27 +34,11 @@ from vsa_vision.scenes import (
 )
 from vsa_vision.scenes.dataset import SceneShards, generate_dataset
 
+from .conftest import within
+
 FAST = settings(max_examples=40, deadline=None, derandomize=True)
 
 
-def _within(seconds, fn):
-    """``fn()``'s result, or a test failure when it runs past ``seconds`` (a loop that never ends)."""
-    box = {}
-
-    def run():
-        try:
-            box["value"] = fn()
-        except BaseException as e:  # noqa: BLE001  (re-raised in the test's thread)
-            box["error"] = e
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    t.join(seconds)
-    if t.is_alive():
-        pytest.fail(f"still running after {seconds} s (a loop that never ends, or a blocking read)")
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
 
 
 # -- checkpoints: trust rules and metadata (items 3, 13, 18) --------------------------------------------
@@ -317,7 +300,7 @@ def test_more_objects_than_places_is_refused_at_load(most, places):
     """Item 8: the multi schema's 4 x 4 grid, its (0, 0) cell held out: 15 places for the training objects."""
     d = load_schema("multi").to_dict()
     fits = load_schema({**d, "max_objects": 15})
-    assert len(_within(20, lambda: sample_scenes(fits, 5, seed=0, split="train"))) == 5
+    assert len(within(20, lambda: sample_scenes(fits, 5, seed=0, split="train"))) == 5
     with pytest.raises(ValueError, match=f"max_objects {most}.* {places} places"):
         load_schema({**d, "max_objects": most})
 
@@ -337,7 +320,7 @@ def test_the_object_sampler_itself_gives_up_instead_of_looping():
     s = Schema((Attribute("shape", ("circle", "square")), Attribute("x", ("0", "1"))), max_objects=2)
     object.__setattr__(s, "max_objects", 3)
     with pytest.raises(ValueError, match="max_objects 3.* 2 places"):
-        _within(20, lambda: sample_object_sets(s, 50, seed=0))
+        within(20, lambda: sample_object_sets(s, 50, seed=0))
 
 
 @st.composite
@@ -363,9 +346,9 @@ def test_any_schema_is_refused_at_load_or_samples_quickly(spec, seed):
         schema = Schema(**spec)
     except ValueError:
         return
-    assert len(_within(10, lambda: sample_scenes(schema, 5, seed))) == 5
+    assert len(within(10, lambda: sample_scenes(schema, 5, seed))) == 5
     try:
-        train = _within(10, lambda: sample_scenes(schema, 5, seed, split="train"))
+        train = within(10, lambda: sample_scenes(schema, 5, seed, split="train"))
     except ValueError as e:  # the held-out combinations leave the split empty, or nearly: the existing refusal
         assert "split" in str(e)
     else:
@@ -382,14 +365,14 @@ def test_a_fifo_is_refused_not_read(tmp_path):
     fifo = tmp_path / "pipe.png"
     os.mkfifo(fifo)
     with pytest.raises(ValueError, match="not a regular file") as e:
-        _within(10, lambda: open_image(fifo))
+        within(10, lambda: open_image(fifo))
     assert str(fifo) in str(e.value)
 
 
 def test_recognize_skips_a_fifo(tmp_path, tiny, capsys):
     fifo = tmp_path / "pipe.png"
     os.mkfifo(fifo)
-    rc = _within(60, lambda: main(["recognize", tiny["image"], str(fifo), "--checkpoint", tiny["path"],
+    rc = within(60, lambda: main(["recognize", tiny["image"], str(fifo), "--checkpoint", tiny["path"],
                                    "--method", "resonator", "--allow-unknown"]))
     assert rc == 1 and f"skipped {fifo}: not a regular file" in capsys.readouterr().err
 
@@ -448,7 +431,7 @@ def test_a_huge_jpeg_is_decoded_reduced(tmp_path):
 
 
 def test_recognize_skips_a_huge_picture_quickly(huge_png, tiny, capsys):
-    rc = _within(60, lambda: main(["recognize", tiny["image"], str(huge_png), "--checkpoint", tiny["path"],
+    rc = within(60, lambda: main(["recognize", tiny["image"], str(huge_png), "--checkpoint", tiny["path"],
                                    "--method", "resonator", "--allow-unknown"]))
     assert rc == 1 and "more than" in capsys.readouterr().err
 

@@ -25,7 +25,7 @@ from vsa_vision.scenes import (
 )
 from vsa_vision.scenes import dataset as dataset_module
 
-from .conftest import count_shard_writes, same_files
+from .conftest import count_shard_writes, same_files, within
 
 
 def test_default_schema_is_rich_enough():
@@ -318,26 +318,6 @@ def test_datamodule_train_stroke_and_heldout_validation():
 # -- reliability: empty and rare splits, huge sizes, resume, manifest paths, scene lists, seeds ----
 
 
-def _within(seconds, fn):
-    """``fn()``'s result, or a test failure when it runs past ``seconds`` (a loop that never ends)."""
-    import threading
-
-    box = {}
-
-    def run():
-        try:
-            box["value"] = fn()
-        except BaseException as e:  # noqa: BLE001  (re-raised in the test's thread)
-            box["error"] = e
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    t.join(seconds)
-    if t.is_alive():
-        pytest.fail(f"still running after {seconds} s")
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
 
 
 #: sha256 of sample_indices(default_schema(), 5000, seed, split) as drawn before sampling was made robust
@@ -368,10 +348,10 @@ def _covering_schema():
 @pytest.mark.parametrize("split", ["train", "val", "test"])
 def test_a_split_the_holdout_leaves_empty_is_refused_not_looped(split, tmp_path):
     with pytest.raises(ValueError, match=f"schema 'cover': the '{split}' split is empty"):
-        _within(20, lambda: sample_indices(_covering_schema(), 5, seed=0, split=split))
+        within(20, lambda: sample_indices(_covering_schema(), 5, seed=0, split=split))
     assert len(sample_indices(_covering_schema(), 5, split="heldout")) == 5
     with pytest.raises(ValueError, match="schema 'cover': the 'train' split is empty"):
-        _within(20, lambda: generate_dataset(tmp_path / "ds", _covering_schema(), n=4, val=0, test=0, heldout=2,
+        within(20, lambda: generate_dataset(tmp_path / "ds", _covering_schema(), n=4, val=0, test=0, heldout=2,
                                              progress=False, log=None))
     assert not (tmp_path / "ds").exists()  # refused before anything was written
 
@@ -390,7 +370,7 @@ def _rare_schema():
 
 def test_rare_admissible_scenes_are_drawn_directly_and_uniformly():
     s = _rare_schema()
-    got = _within(10, lambda: sample_indices(s, 200_000, seed=1, split="train"))
+    got = within(10, lambda: sample_indices(s, 200_000, seed=1, split="train"))
     assert got.shape == (200_000, 6) and not s.is_held_out(got).any()
     assert (got[:, [0, 1, 2, 4]] == 0).all()
     assert np.array_equal(sample_indices(s, 500, seed=1, split="train"), got[:500])  # prefix-stable
