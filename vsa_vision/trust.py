@@ -136,18 +136,19 @@ def trust_features(schema, images: Tensor, q: Tensor, res: Decomposition | SetDe
     """The features of :data:`FEATURES` (one object a scene), :data:`VECTOR_FEATURES` (one object of
     a schema the built-in renderer cannot draw) or :data:`SET_FEATURES` (several), ``float64 [B, F]``,
     for ``uint8`` images, the encoder's vectors ``q`` and their decomposition."""
-    if not isinstance(res, SetDecomposition) and not schema.renderable:
+    sets = isinstance(res, SetDecomposition)
+    norm = (q.detach().double().norm(dim=-1) / math.sqrt(q.shape[-1])).cpu()
+    if not sets:  # the features of the vector and its decomposition (VECTOR_FEATURES) come first
         margin = res.margin.double().cpu()
-        norm = (q.detach().double().norm(dim=-1) / math.sqrt(q.shape[-1])).cpu()
-        return torch.stack([res.similarity.double().cpu(), margin.min(1).values, margin.mean(1), norm], 1)
+        vector = [res.similarity.double().cpu(), margin.min(1).values, margin.mean(1), norm]
+        if not schema.renderable:
+            return torch.stack(vector, 1)
     images = images.cpu()
     masks = _silhouettes(images)  # the input's silhouettes, for the render comparison and the shape count
     corr, overlap, hue = image_agreement(images, render_answers(schema, res), masks)
-    answered = res.counts.double().cpu() if isinstance(res, SetDecomposition) else torch.ones(len(images),
-                                                                                              dtype=torch.float64)
+    answered = res.counts.double().cpu() if sets else torch.ones(len(images), dtype=torch.float64)
     blobs = count_blobs(images, masks=masks) - answered
-    norm = (q.detach().double().norm(dim=-1) / math.sqrt(q.shape[-1])).cpu()
-    if isinstance(res, SetDecomposition):
+    if sets:
         conf = [c.double().cpu() for c in res.confidence]
         cmin = torch.tensor([float(c.min()) if len(c) else 0.0 for c in conf], dtype=torch.float64)
         cmean = torch.tensor([float(c.mean()) if len(c) else 0.0 for c in conf], dtype=torch.float64)
@@ -155,9 +156,7 @@ def trust_features(schema, images: Tensor, q: Tensor, res: Decomposition | SetDe
         cols = [1 - res.residual.double().cpu(), cmin, cmean, alo, ahi, res.counts.double().cpu(), norm,
                 corr.double(), overlap.double(), hue.double(), blobs]
     else:
-        margin = res.margin.double().cpu()
-        cols = [res.similarity.double().cpu(), margin.min(1).values, margin.mean(1), norm, corr.double(),
-                overlap.double(), hue.double(), blobs]
+        cols = [*vector, corr.double(), overlap.double(), hue.double(), blobs]
     return torch.stack(cols, 1)
 
 

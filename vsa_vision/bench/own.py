@@ -17,26 +17,25 @@ import torch
 
 from ..metrics import attribute_metrics
 from ..scenes.dataset import SceneShards, dataset_counts
+from ..trust_fit import dataset_images
 
 __all__ = ["own_benchmark", "own_table"]
 
 
 def _split_rows(pipe, data_dir: str, split: str, method: str | None, batch_size: int) -> dict[str, Any]:
-    ds = SceneShards(data_dir, split, schema=pipe.schema)
-    images = torch.from_numpy(np.concatenate([np.asarray(a) for a in ds._arrays])).permute(0, 3, 1, 2)
+    images, truth = dataset_images(data_dir, split, pipe.schema)
     t0 = time.perf_counter()
     recs = pipe.recognize(images, method=method, batch_size=batch_size)
     seconds = time.perf_counter() - t0
     decoded = torch.tensor([r.indices for r in recs])
-    hit = decoded == ds.indices
-    right = hit.all(1).numpy()
-    metrics = attribute_metrics(decoded, ds.indices, pipe.schema.factors(), pipe.schema.ordinal)
+    right = (decoded == truth).all(1).numpy()
+    metrics = attribute_metrics(decoded, truth, pipe.schema.factors(), pipe.schema.ordinal)
     known = np.array([r.known for r in recs])
-    return {"split": split, "images": len(ds), "all_right": float(right.mean()),
+    return {"split": split, "images": len(truth), "all_right": float(right.mean()),
             "attributes": {n: {k: m[k] for k in ("accuracy", "off_by_one", "mae") if k in m}
                            for n, m in metrics.items()},
             "known": float(known.mean()), "known_when_right": float(known[right].mean()) if right.any() else 0.0,
-            "ms_per_image": 1e3 * seconds / len(ds)}
+            "ms_per_image": 1e3 * seconds / len(truth)}
 
 
 def _edits(pipe, data_dir: str, n: int, seed: int, method: str | None) -> dict[str, Any]:

@@ -38,7 +38,7 @@ import numpy as np
 
 from ..checks import check_int
 from ..io import atomic_path, atomic_write
-from .dataset import FORMAT, FORMAT_VERSION, _prepare_folder, _write_shard
+from .dataset import FORMAT, FORMAT_VERSION, _intact, _known_checksums, _prepare_folder, _read_json, _write_shard
 from .images import open_image, prepare_image
 from .labels import label_header, label_rows
 from .labels_file import find_labels_file, read_label_rows
@@ -109,14 +109,6 @@ def _config(schema: Schema, counts: Mapping[str, int], seed: int, shard_size: in
             "size": schema.image_size, "source": dict(source)}
 
 
-def _read_json(path: str) -> Any:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
 def write_imported(out: str | os.PathLike, schema: Schema, splits: Mapping[str, tuple[np.ndarray, Getter]],
                    source: Mapping[str, Any], seed: int = 0, shard_size: int = 5000, overwrite: bool = False,
                    progress: bool = True, log: Callable[[str], None] | None = print) -> dict[str, Any]:
@@ -143,14 +135,13 @@ def _write_locked(out: str, schema: Schema, splits: Mapping[str, tuple[np.ndarra
     check_disk_space(out, config, shards, False, overwrite)
     _prepare_folder(out, config, overwrite)
     manifest_path = os.path.join(out, "manifest.json")
-    old = _read_json(manifest_path)
-    if isinstance(old, dict) and {k: v for k, v in old.items() if k not in ("shards", "labels_sha256")} == config \
-            and _whole(out, old, shards):
+    side = schema.image_size
+    known = _known_checksums(manifest_path, config, shards)
+    if known is not None and _intact(out, shards, known, side):
         say(f"{out}: already complete ({sum(counts.values())} images), nothing to do")
-        return old
+        return _read_json(manifest_path)
     if os.path.exists(manifest_path):
         os.unlink(manifest_path)
-    side = schema.image_size
     with atomic_path(os.path.join(out, "labels.csv"), suffix=".csv") as tmp:
         with open(tmp, "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
@@ -186,18 +177,6 @@ def _write_locked(out: str, schema: Schema, splits: Mapping[str, tuple[np.ndarra
         f"({schema.num_combinations:,} combinations) in {len(shards)} shards: "
         + ", ".join(f"{s} {counts[s]}" for s in SPLITS))
     return manifest
-
-
-def _whole(out: str, manifest: Mapping[str, Any], shards: Sequence[Any]) -> bool:
-    try:
-        listed = [(s["split"], s["start"], s["count"], s["file"]) for s in manifest["shards"]]
-        if listed != [tuple(s) for s in shards]:
-            return False
-        if sha256_file(os.path.join(out, "labels.csv")) != manifest["labels_sha256"]:
-            return False
-        return all(sha256_file(os.path.join(out, s["file"])) == s["sha256"] for s in manifest["shards"])
-    except (OSError, KeyError, TypeError):
-        return False
 
 
 def _by_split(schema: Schema, idx: np.ndarray, split_of: np.ndarray, image: Callable[[int], np.ndarray]) \
