@@ -62,10 +62,7 @@ def vision_benchmark(pipe, methods: Sequence[str], images: int = 1000, seed: int
             rows += _set_rows(pipe, renderer, methods, images, seed, split, batch_size, log)
             continue
         truth = torch.from_numpy(sample_indices(schema, images, seed=seed, split=split))
-        x = torch.from_numpy(renderer.render_batch(truth.numpy())).permute(0, 3, 1, 2).contiguous()
-        t0 = time.perf_counter()
-        q = pipe.encode(x, batch_size=batch_size)
-        enc_s = time.perf_counter() - t0
+        q, enc_s = _encoded(pipe, renderer, truth, batch_size)
         truth = truth.to(q.device)
         cos = float(torch.nn.functional.cosine_similarity(q, cb.bind_indices(truth).to(q.dtype), dim=-1).mean())
         rng = np.random.default_rng([seed, 1])
@@ -78,6 +75,15 @@ def vision_benchmark(pipe, methods: Sequence[str], images: int = 1000, seed: int
                 f"edit x2 {100 * row['edit2']:6.2f}%  decode {row['decode_ms_per_image']:.2f} ms/image  "
                 f"recognize {row['images_per_s']:.0f} images/s")
     return rows
+
+
+def _encoded(pipe, renderer, truth: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, float]:
+    """The scenes ``truth`` (``[N, K]``, or ``[N, M, K]`` object slots) rendered and encoded: (vectors, seconds
+    the encoder took)."""
+    x = torch.from_numpy(renderer.render_batch(truth.numpy())).permute(0, 3, 1, 2).contiguous()
+    t0 = time.perf_counter()
+    q = pipe.encode(x, batch_size=batch_size)
+    return q, time.perf_counter() - t0
 
 
 def _decode_indices(pipe, vectors: torch.Tensor, method: str, batch_size: int) -> torch.Tensor:
@@ -120,10 +126,7 @@ def _set_rows(pipe, renderer, methods: Sequence[str], images: int, seed: int, sp
 
     schema, cb = pipe.schema, pipe.codebooks
     truth = torch.from_numpy(sample_object_sets(schema, images, seed=seed, split=split))  # [N, M, K], absent -1
-    x = torch.from_numpy(renderer.render_batch(truth.numpy())).permute(0, 3, 1, 2).contiguous()
-    t0 = time.perf_counter()
-    q = pipe.encode(x, batch_size=batch_size)
-    enc_s = time.perf_counter() - t0
+    q, enc_s = _encoded(pipe, renderer, truth, batch_size)
     objects = [t[(t >= 0).all(-1)] for t in truth]
     target = bundle_objects(cb, [o.to(cb.device) for o in objects]).to(q.device, q.dtype)
     cos = float(torch.nn.functional.cosine_similarity(q, target, dim=-1).mean())
