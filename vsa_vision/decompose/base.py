@@ -23,6 +23,7 @@ from torch import Tensor
 from ..checks import check_float, check_int
 from ..vsa import Codebooks, LeaveOneOut, bind, check_problem, eps_for, wide_dtype
 from .noise import ProblemNoise
+from .tracking import Scorer, Tracker
 
 __all__ = ["Capabilities", "Decomposition", "Decomposer", "IterativeDecomposer", "State", "Step", "StepInfo",
            "bound_similarity", "finalize"]
@@ -184,9 +185,9 @@ class State:
     dimension is the active rows. Subclasses are dataclasses that name their fields."""
 
     def select(self, keep: Tensor) -> State:
-        """The state of the rows where ``keep`` is True."""
-        return replace(self, **{f.name: None if getattr(self, f.name) is None else getattr(self, f.name)[keep]
-                                for f in fields(self)})
+        """The state of the rows where ``keep`` is True (fields that are not tensors are shared)."""
+        return replace(self, **{f.name: v[keep] for f in fields(self)
+                                if isinstance(v := getattr(self, f.name), Tensor)})
 
 
 @dataclass
@@ -247,7 +248,13 @@ class IterativeDecomposer:
     - ``stop_similarity``: a problem stops (and counts as converged) once that similarity reaches
       this value; 1.0 means only an exact explanation of a noiseless target; None disables it;
     - ``sign_invariant``: decode each factor by the largest *absolute* similarity (default True);
-    - ``record_trajectory``: keep the decoded indices of every iteration in the result.
+    - ``record_trajectory``: keep the decoded indices of every iteration in the result;
+    - ``patience`` / ``patience_margin``: a problem also stops (not counted as converged) once its
+      best answer has not changed for ``patience`` iterations and its similarity leads that of every
+      other answer its chains decoded by at least ``patience_margin``, or once it has not changed
+      for ``patience_long`` iterations whatever the margin; None disables each. The rule for real
+      encoder outputs, which may never reach ``stop_similarity``: without it they run the whole
+      budget for the answer they had long before.
 
     Stochastic methods (``capabilities.stochastic``: the stochastic resonator, diffusion) also take
     ``chains``: each problem is solved by that many independent chains at once (their own noise;
@@ -275,8 +282,14 @@ class IterativeDecomposer:
         stop_similarity: float | None = 0.5,
         sign_invariant: bool = True,
         record_trajectory: bool = False,
+        patience: int | None = None,
+        patience_margin: float = 0.0,
+        patience_long: int | None = None,
     ) -> None:
         self.iterations = check_int("iterations", iterations, 1)
+        self.patience = None if patience is None else check_int("patience", patience, 1)
+        self.patience_margin = check_float("patience_margin", patience_margin, 0.0, 1.0)
+        self.patience_long = None if patience_long is None else check_int("patience_long", patience_long, 1)
         self.seed = check_int("seed", seed, 0)
         self.keep_best = bool(keep_best)
         self.stop_similarity = check_float("stop_similarity", stop_similarity, 0.0, 1.0, allow_none=True)
@@ -333,28 +346,37 @@ class IterativeDecomposer:
             s, cb = s.to(work), cb.to(dtype=work)
         C = self.chains
         s_run = s.repeat_interleave(C, 0) if C > 1 else s  # row b * C + c: chain c of problem b
-        track = _Tracker(s.shape[0], C, cb.num_factors, s.dtype, s.device, self.keep_best, self.record_trajectory,
-                         None if self.stop_similarity is None else self.stop_similarity - 1e-5)
+        patient = self.patience is not None or self.patience_long is not None
+        need_sim = self.keep_best or self.stop_similarity is not None or callback is not None or C > 1 or patient
+        track = Tracker(s.shape[0], C, cb.num_factors, s.dtype, s.device, self.keep_best, self.record_trajectory,
+                         None if self.stop_similarity is None else self.stop_similarity - 1e-5,
+                         self.patience, self.patience_margin, self.patience_long,
+                         full_every_step=callback is not None)
         ctx = self._setup(s_run, cb)
         rows = torch.arange(s_run.shape[0], device=s.device)
         s_act = s_run
+        score = Scorer(s_run, cb) if need_sim else None
         state = self._init(s_act, cb, ctx, rows)
-        need_sim = self.keep_best or self.stop_similarity is not None or callback is not None or C > 1
+        it = -1
         for it in range(self.iterations):
             step = self._step(state, s_act, cb, ctx, it, rows)
             state = step.state
-            sim = bound_similarity(s_act, cb, step.indices) if need_sim else None
+            sim = score(step.indices) if score is not None else None
             track.record(rows, it, step.indices, sim)
             if callback is not None:
                 callback(StepInfo(it, rows, state, step.indices, sim, track.best_idx, track.best_sim, C))
-            stop = track.stops(rows, step.fixed, step.stalled)
-            if bool(stop.any()):
+            stop = track.stops(rows, it, step.fixed, step.stalled)
+            if stop is not None and bool(stop.any()):
                 keep = ~stop
+                track.retire(rows, stop, it)
                 rows = rows[keep]
                 if rows.numel() == 0:
                     break
                 s_act = s_act[keep]
                 state = state.select(keep)
+                if score is not None:
+                    score.select(keep)
+        track.retire(rows, None, it)
         bad = need_sim and not bool((track.best_sim >= 0).all())  # |cos| >= 0: a NaN similarity
         if bad or not _finite(state):
             raise FloatingPointError(f"{self.name}: the iteration produced NaN or inf in {s.dtype} (input "
@@ -367,82 +389,3 @@ def _finite(state: State) -> bool:
     """Whether every floating field of ``state`` is finite (a NaN state decodes to garbage indices)."""
     return all(bool(torch.isfinite(v).all()) for f in fields(state)
                if isinstance(v := getattr(state, f.name), Tensor) and v.is_floating_point())
-
-
-@dataclass
-class _Tracker:
-    """The driver's per-row bookkeeping over the chain batch of ``B * C`` rows: the best answer kept,
-    iterations used, convergence, the trajectory, and which rows stop."""
-
-    B: int
-    C: int
-    K: int
-    dtype: torch.dtype
-    device: torch.device
-    keep_best: bool
-    keep_trajectory: bool
-    threshold: float | None
-
-    def __post_init__(self) -> None:
-        N, dev = self.B * self.C, self.device
-        self.best_idx = torch.zeros(N, self.K, dtype=torch.long, device=dev)
-        self.best_sim = torch.full((N,), -1.0, dtype=self.dtype, device=dev)
-        self.iters = torch.zeros(N, dtype=torch.long, device=dev)
-        self.converged = torch.zeros(N, dtype=torch.bool, device=dev)
-        self.traj: list[Tensor] | None = [] if self.keep_trajectory else None
-        self.cur_idx = torch.zeros(N, self.K, dtype=torch.long, device=dev)
-        self.cur_sim = torch.full((N,), -1.0, dtype=self.dtype, device=dev)
-
-    def record(self, rows: Tensor, it: int, idx: Tensor, sim: Tensor | None) -> None:
-        """Iteration ``it`` decoded ``idx`` (bound similarity ``sim``) for the active ``rows``."""
-        self.iters[rows] = it + 1
-        if self.keep_best:
-            better = sim > self.best_sim[rows]
-            self.best_sim[rows] = torch.where(better, sim, self.best_sim[rows])
-            self.best_idx[rows] = torch.where(better[:, None], idx, self.best_idx[rows])
-        else:
-            self.best_idx[rows] = idx
-            if sim is not None:
-                self.best_sim[rows] = sim
-        if self.traj is not None:
-            self.cur_idx[rows] = idx
-            if self.C > 1:
-                self.cur_sim[rows] = sim
-                self.traj.append(_best_chain(self.cur_idx, self.cur_sim, self.B, self.C)[0])
-            else:
-                self.traj.append(self.cur_idx.clone())
-
-    def stops(self, rows: Tensor, fixed: Tensor | None, stalled: Tensor | None) -> Tensor:
-        """Which active rows stop now (and mark the converged ones)."""
-        stop = torch.zeros(rows.shape[0], dtype=torch.bool, device=rows.device)
-        if self.threshold is not None:
-            solved = self.best_sim[rows] >= self.threshold
-            self.converged[rows] |= solved
-            if self.C > 1:  # one chain explains s: its problem's other chains stop too
-                done = torch.zeros(self.B, dtype=torch.bool, device=rows.device)
-                done[rows[solved] // self.C] = True
-                solved = done[rows // self.C]
-            stop |= solved
-        if fixed is not None:
-            self.converged[rows] |= fixed
-            stop |= fixed
-        if stalled is not None:
-            stop |= stalled
-        return stop
-
-    def answer(self) -> tuple[Tensor, Tensor, Tensor]:
-        """Per problem: (indices [B, K], iterations [B], converged [B]), the best chain's."""
-        if self.C == 1:
-            return self.best_idx, self.iters, self.converged
-        best_idx, pick = _best_chain(self.best_idx, self.best_sim, self.B, self.C)
-        converged = self.converged.view(self.B, self.C).gather(1, pick[:, None]).squeeze(1)
-        return best_idx, self.iters.view(self.B, self.C).amax(1), converged
-
-    def trajectory(self) -> Tensor | None:
-        return torch.stack(self.traj) if self.traj else None
-
-
-def _best_chain(idx: Tensor, sim: Tensor, B: int, C: int) -> tuple[Tensor, Tensor]:
-    """Per problem, the indices ``[B, K]`` of the chain with the highest similarity, and that chain."""
-    pick = sim.view(B, C).argmax(1)
-    return idx.view(B, C, -1)[torch.arange(B, device=idx.device), pick], pick

@@ -30,27 +30,36 @@ class BruteForce:
     ``1e8 * D`` multiply-adds a problem, a minute or more on one CPU core at D = 1000): a larger
     search is refused with an error giving its size, its work and how to allow it
     (``max_combinations=None``: no bound), instead of running for hours unannounced. The bound is
-    per problem, so a problem is refused or solved alike alone and in any batch."""
+    per problem, so a problem is refused or solved alike alone and in any batch.
+
+    ``cache_bytes`` (default 256 MiB) bounds a table kept between calls: the bound vectors of every
+    combination of all factors but the largest, built once per codebooks, so that a call costs one
+    matrix product (``s`` bound to each codeword of the largest factor, times the table) instead of
+    rebuilding the products; 0 turns it off (the products are then formed in chunks every call)."""
 
     name = "brute_force"
     capabilities = Capabilities(iterative=False, early_stop=False, exhaustive=True)
 
     def __init__(self, iterations: int = 1, seed: int = 0, max_elements: int = 2**24,
-                 sign_invariant: bool = True, max_combinations: int | None = 10**8) -> None:
+                 sign_invariant: bool = True, max_combinations: int | None = 10**8,
+                 cache_bytes: int = 2**28) -> None:
         self.iterations = check_int("iterations", iterations, 1)
         self.seed = check_int("seed", seed, 0)
         self.max_elements = check_int("max_elements", max_elements, 1024)
         self.sign_invariant = bool(sign_invariant)
         self.max_combinations = None if max_combinations is None else check_int("max_combinations",
                                                                                  max_combinations, 1)
+        self.cache_bytes = check_int("cache_bytes", cache_bytes, 0)
+        self._cache: tuple | None = None
 
     def __repr__(self) -> str:
         return (f"BruteForce(max_elements={self.max_elements}, sign_invariant={self.sign_invariant}, "
-                f"max_combinations={self.max_combinations})")
+                f"max_combinations={self.max_combinations}, cache_bytes={self.cache_bytes})")
 
     def options(self) -> dict[str, Any]:
         return {"iterations": self.iterations, "seed": self.seed, "max_elements": self.max_elements,
-                "sign_invariant": self.sign_invariant, "max_combinations": self.max_combinations}
+                "sign_invariant": self.sign_invariant, "max_combinations": self.max_combinations,
+                "cache_bytes": self.cache_bytes}
 
     def check_size(self, batch: int, codebooks: Codebooks) -> None:
         """Refuse a search space above ``max_combinations``, saying its size, its work and the way out."""
@@ -65,10 +74,30 @@ class BruteForce:
             f"a second on one CPU core). Use an iterative decomposer, or allow it with "
             f"max_combinations=None (in a spec: brute_force:max_combinations=None)")
 
+    def _outer_table(self, cb: Codebooks, outer: list[int]) -> Tensor | None:
+        """The bound vectors of every combination of the ``outer`` factors ``[n_outer, D]`` (row ``r``:
+        the combination whose factor ``outer[i]`` has index ``(r // stride_i) % n_i``), kept per
+        codebooks (their tensors, versions, dtype and device) so that a call costs one product; None
+        when it would take more than ``cache_bytes``."""
+        n_outer = 1
+        for k in outer:
+            n_outer *= cb.sizes[k]
+        X = cb.tensors
+        if not outer or n_outer * cb.dim * X[0].element_size() > self.cache_bytes:
+            return None
+        key = (tuple((id(x), x.data_ptr(), x._version) for x in X), tuple(outer), X[0].dtype, X[0].device)
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
+        table = None
+        for k in outer:  # the last outer factor varies fastest: stride 1
+            table = X[k] if table is None else (table[:, None, :] * X[k][None, :, :]).reshape(-1, cb.dim)
+        self._cache = (key, table, X)  # the tensors are held, so their ids stay theirs
+        return table
+
     @torch.no_grad()
     def decompose(self, s: Tensor, codebooks: Codebooks, callback=None) -> Decomposition:
         s, cb, _ = check_problem(s, codebooks)
-        B, K, D = s.shape[0], cb.num_factors, cb.dim
+        B, K = s.shape[0], cb.num_factors
         dev = s.device
         if B == 0:
             return empty_result(s, cb, self.name)
@@ -84,6 +113,47 @@ class BruteForce:
             n_outer *= n
         X_last = cb.tensors[last]
         n_last = X_last.shape[0]
+        strides = []
+        acc = 1
+        for n in reversed(outer_sizes):
+            strides.append(acc)
+            acc *= n
+        strides = list(reversed(strides))
+        table = self._outer_table(cb, outer)
+        if table is not None:
+            best_flat = self._search_table(s, X_last, table)
+        else:
+            best_flat = self._search_chunks(s, cb, X_last, outer, outer_sizes, strides, n_outer)
+        combo_idx = best_flat // n_last
+        indices = torch.zeros(B, K, dtype=torch.long, device=dev)
+        indices[:, last] = best_flat % n_last
+        for k, n, st in zip(outer, outer_sizes, strides):
+            indices[:, k] = (combo_idx // st) % n
+        ones = torch.ones(B, dtype=torch.long, device=dev)
+        return finalize(s_in, cb_in, indices, ones, torch.ones(B, dtype=torch.bool, device=dev), self.name)
+
+    def _search_table(self, s: Tensor, X_last: Tensor, table: Tensor) -> Tensor:
+        """Best ``outer_row * n_last + j`` per problem against the cached outer table: ``s`` bound to each
+        codeword of the last factor, times the table (``max_elements`` bounds the scores held)."""
+        B, D = s.shape
+        n_last, n_outer = X_last.shape[0], table.shape[0]
+        unbound = (s[:, None, :] * X_last[None, :, :]).reshape(B * n_last, D)  # row b * n_last + j
+        rows = max(1, self.max_elements // n_outer)  # unbound rows scored at once
+        best_val = torch.empty(B * n_last, dtype=s.dtype, device=s.device)
+        best_pos = torch.empty(B * n_last, dtype=torch.long, device=s.device)
+        for r0 in range(0, B * n_last, rows):
+            scores = unbound[r0:r0 + rows] @ table.T
+            if self.sign_invariant:
+                scores = scores.abs()
+            best_val[r0:r0 + rows], best_pos[r0:r0 + rows] = scores.max(dim=1)
+        j = best_val.view(B, n_last).argmax(1)  # the first best, as the chunked search keeps it
+        outer_row = best_pos.view(B, n_last).gather(1, j[:, None]).squeeze(1)
+        return outer_row * n_last + j
+
+    def _search_chunks(self, s, cb, X_last, outer, outer_sizes, strides, n_outer) -> Tensor:
+        """Best ``outer_row * n_last + j`` per problem, forming the products chunk by chunk."""
+        B, D, dev = s.shape[0], cb.dim, s.device
+        n_last = X_last.shape[0]
         # rows of full products per chunk, so that products [rows, D] + scores [B, rows] fit
         rows_budget = max(n_last, self.max_elements // (D + B))
         chunk = max(1, rows_budget // n_last)
@@ -91,12 +161,6 @@ class BruteForce:
         b_chunk = max(1, min(B, self.max_elements // max(1, chunk * n_last)))
         best_score = torch.full((B,), -float("inf"), dtype=s.dtype, device=dev)
         best_flat = torch.zeros(B, dtype=torch.long, device=dev)  # index into n_outer * n_last
-        strides = []
-        acc = 1
-        for n in reversed(outer_sizes):
-            strides.append(acc)
-            acc *= n
-        strides = list(reversed(strides))
         for start in range(0, n_outer, chunk):
             stop = min(n_outer, start + chunk)
             combo = torch.arange(start, stop, device=dev)
@@ -117,10 +181,4 @@ class BruteForce:
                 better = val > best_score[b0:b1]
                 best_score[b0:b1] = torch.where(better, val, best_score[b0:b1])
                 best_flat[b0:b1] = torch.where(better, pos + start * n_last, best_flat[b0:b1])
-        combo_idx = best_flat // n_last
-        indices = torch.zeros(B, K, dtype=torch.long, device=dev)
-        indices[:, last] = best_flat % n_last
-        for k, n, st in zip(outer, outer_sizes, strides):
-            indices[:, k] = (combo_idx // st) % n
-        ones = torch.ones(B, dtype=torch.long, device=dev)
-        return finalize(s_in, cb_in, indices, ones, torch.ones(B, dtype=torch.bool, device=dev), self.name)
+        return best_flat

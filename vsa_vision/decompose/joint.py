@@ -64,6 +64,7 @@ def joint_slots(s: Tensor, cb: Codebooks, slots: int, iterations: int = 300, see
     s_slots = s.repeat_interleave(M, 0)                                  # row b * M + m: slot m of problem b
     ctx = d._setup(s_slots, cb)
     ctx.noise = ProblemNoise(s_slots, d.seed, chains=M)                  # each slot its own noise
+    ctx.block = 1
     rows = torch.arange(B * M, device=s.device)
     state = d._init(s_slots, cb, ctx, rows)
     best_idx = torch.zeros(B, M, K, dtype=torch.long, device=s.device)
@@ -80,7 +81,9 @@ def joint_slots(s: Tensor, cb: Codebooks, slots: int, iterations: int = 300, see
         for m in range(M):
             sub = rows.view(B, M)[:, m][active]
             target = s[active] - (est[active].sum(1) - est[active, m])
-            step = d._step(state.select(_rows_mask(sub, B * M)), target, cb, ctx, it, sub)
+            part = state.select(_rows_mask(sub, B * M))
+            part.noise = None  # the slots take turns: each draws its own noise (one iteration a block)
+            step = d._step(part, target, cb, ctx, it, sub)
             _put(state, step.state, sub)
             idx[sub] = step.indices
             est[active, m] = cb.bind_indices(step.indices).to(s.dtype) * scale if hard else \
@@ -106,4 +109,5 @@ def _rows_mask(sub: Tensor, n: int) -> Tensor:
 def _put(state, new, rows: Tensor) -> None:
     """Write the rows ``rows`` (in order) of a state back into the full state."""
     for f in fields(state):
-        getattr(state, f.name)[rows] = getattr(new, f.name)
+        if isinstance(full := getattr(state, f.name), Tensor):
+            full[rows] = getattr(new, f.name)

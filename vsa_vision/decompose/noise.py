@@ -29,6 +29,7 @@ in float64). The cost per draw is one gather, like ``torch.randn``.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -103,3 +104,23 @@ class ProblemNoise:
         start = self.offsets(rows, iteration, stream)
         idx = (start[:, None] + torch.arange(width, device=rows.device)) & (self.size - 1)
         return self.table[idx]
+
+    def normal_block(self, rows: Tensor, iterations: Sequence[int], streams: Sequence[int],
+                     widths: Sequence[int]) -> Tensor:
+        """Many draws in one gather: ``[len(rows), len(iterations), sum(widths)]`` whose slice
+        ``[:, t, w_0 + .. + w_{j-1} : w_0 + .. + w_j]`` is ``normal(rows, iterations[t], streams[j],
+        widths[j])`` exactly. An iterative method draws a block of iterations at once instead of one
+        small gather (a dozen kernels at batch 1) per factor and iteration."""
+        if len(streams) != len(widths):
+            raise ValueError(f"streams and widths: expected one width a stream, got {len(streams)} and {len(widths)}")
+        if max(widths, default=0) > self.size:
+            raise ValueError(f"width: at most {self.size} noise values a draw, got {max(widths)}")
+        dev = rows.device
+        tags = torch.tensor([[_mix(((it * 1000003) ^ (st * 7919 + 1)) & _MASK) for st in streams]
+                             for it in iterations], dtype=torch.int64, device=dev)        # [T, S]
+        start = _mix(self.keys[rows][:, None, None] ^ tags) & (self.size - 1)             # [A, T, S]
+        widths_t = torch.tensor(list(widths), dtype=torch.int64, device=dev)
+        which = torch.repeat_interleave(torch.arange(len(widths), device=dev), widths_t)  # [W] the stream
+        first = torch.cumsum(widths_t, 0) - widths_t
+        pos = torch.arange(int(widths_t.sum()), device=dev) - first[which]                # [W] within it
+        return self.table[(start[:, :, which] + pos) & (self.size - 1)]

@@ -6,8 +6,8 @@ from __future__ import annotations
 import importlib
 
 #: the benchmark modules of this package, in the order of ``vsa-vision bench --help``
-BENCHES = ("accuracy", "speed", "cost", "capacity", "versus", "chains", "sets", "vision", "robustness", "own", "data",
-           "training_curve")
+BENCHES = ("accuracy", "speed", "latency", "cost", "capacity", "versus", "chains", "sets", "vision", "robustness",
+           "own", "data", "training_curve")
 
 
 def register(sub) -> None:

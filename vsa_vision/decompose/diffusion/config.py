@@ -41,7 +41,10 @@ class DiffusionConfig:
       lies on);
     - ``chains``: independent chains per problem, the best returned;
     - the common options of every iterative decomposer: ``iterations``, ``seed``, ``keep_best``,
-      ``stop_similarity``, ``sign_invariant``, ``record_trajectory``.
+      ``stop_similarity``, ``sign_invariant``, ``record_trajectory``, and the patience rule
+      ``patience``, ``patience_margin``, ``patience_long`` (on by default here: 100 quiet iterations
+      and a lead of 0.05, or 300 quiet iterations, chosen on the shipped models' test and held-out
+      encoder outputs, ``docs/BENCHMARKS.md``; None turns each off).
 
     ``guidance_scale``, ``steps``, ``lambda_min``, ``lambda_max``, ``eta``, ``restart``,
     ``threshold``, ``estimate`` and ``activation`` default to None: chosen per call from the
@@ -76,6 +79,9 @@ class DiffusionConfig:
     chains: int = 2
     estimate: str | None = None
     activation: str | None = None
+    patience: int | None = 100
+    patience_margin: float = 0.05
+    patience_long: int | None = 300
 
     def __post_init__(self) -> None:
         for name, choices in (("space", SPACES), ("energy", ENERGIES), ("schedule", SCHEDULES)):
@@ -89,16 +95,16 @@ class DiffusionConfig:
             if getattr(self, name) is not None:
                 check_choice(name, getattr(self, name), choices)
         ints = {"iterations": (1, False), "seed": (0, False), "steps": (1, True), "restarts": (0, True),
-                "chains": (1, False)}
+                "chains": (1, False), "patience": (1, True), "patience_long": (1, True)}
         floats = {"guidance_scale": (0.0, None), "clip": (0.0, None), "lambda_min": (None, None),
                   "lambda_max": (None, None), "eta": (0.0, 1.0), "restart": (0.0, 1.0), "threshold": (0.0, None),
-                  "gamma": (1e-6, None), "stop_similarity": (0.0, 1.0)}
+                  "gamma": (1e-6, None), "stop_similarity": (0.0, 1.0), "patience_margin": (0.0, 1.0)}
         for name, (lo, optional) in ints.items():
             value = getattr(self, name)
             if value is not None or not optional:
                 object.__setattr__(self, name, check_int(name, value, lo))
         for name, (lo, hi) in floats.items():
-            allow_none = name not in ("gamma",)
+            allow_none = name not in ("gamma", "patience_margin")
             object.__setattr__(self, name, check_float(name, getattr(self, name), lo, hi, allow_none=allow_none))
         for name in ("keep_best", "sign_invariant", "record_trajectory"):
             object.__setattr__(self, name, bool(getattr(self, name)))

@@ -17,16 +17,17 @@ at the one-hot vectors. The two cost the same per step and differ by that covari
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
 
-from ...vsa import Codebooks, rowwise_matmul
+from ...vsa import Codebooks
 from ..noise import ProblemNoise
 from ..resonator import symmetric_softmax
 
-__all__ = ["posterior_weights", "denoise_latent", "denoise_codebook", "CodebookSpace",
+__all__ = ["posterior_weights", "weights_of_logits", "denoise_latent", "denoise_codebook", "CodebookSpace",
            "LatentSpace", "SPACES"]
 
 
@@ -48,13 +49,26 @@ def posterior_weights(proj: Tensor, alpha: float | Tensor, sigma: float | Tensor
     zero the weights are then linear in the logits (``sinh l ~ l``), as that activation is. Where no
     atom reaches the threshold, the atoms with a positive logit keep their weights (where none has
     one, the largest logit's atom alone): never a negative weight."""
-    logits = alpha * proj / sigma**2
-    if extra_logits is not None:
-        logits = logits + extra_logits
+    if isinstance(alpha, float) and isinstance(sigma, float):
+        scale = alpha / sigma**2
+        logits = proj * scale if extra_logits is None else torch.add(extra_logits, proj, alpha=scale)
+    else:
+        logits = alpha * proj / sigma**2
+        if extra_logits is not None:
+            logits = logits + extra_logits
+    return weights_of_logits(logits, prior, alpha**2 * norm2 / (2 * sigma**2), threshold, activation)
+
+
+def weights_of_logits(logits: Tensor, prior: str = "symmetric", offset: float | Tensor = 0.0,
+                      threshold: float = 0.0, activation: str = "magnitude", cached: Tensor | None = None) -> Tensor:
+    """:func:`posterior_weights` from its logits ``alpha <c_i, x_t> / sigma^2`` (+ guidance);
+    ``offset`` is the positive prior's ``alpha^2 |c_i|^2 / (2 sigma^2)`` (a constant offset, which the
+    softmax ignores, for atoms of one norm); ``cached``: ``threshold`` as a 0-dim tensor of the
+    logits' dtype and device, made once by a caller that calls this many times."""
     if prior == "symmetric":
         w = symmetric_softmax(logits)
     elif prior == "positive":
-        w = torch.softmax(logits - alpha**2 * norm2 / (2 * sigma**2), dim=-1)
+        w = torch.softmax(logits - offset, dim=-1)
     else:
         raise ValueError(f"prior: expected 'symmetric' or 'positive', got {prior!r}")
     if activation not in ("magnitude", "positive"):
@@ -66,10 +80,16 @@ def posterior_weights(proj: Tensor, alpha: float | Tensor, sigma: float | Tensor
         keep = torch.where(keep.any(-1, keepdim=True), keep, fallback)
         w = torch.where(keep, w, torch.zeros_like(w))
     elif threshold > 0:
-        keep = logits.abs() >= threshold
-        keep |= ~keep.any(-1, keepdim=True)
-        w = torch.where(keep, w, torch.zeros_like(w))
+        # a 0-dim tensor of the logits' dtype: a Python float would be wrapped (and converted) per kernel
+        th = torch.tensor(threshold, dtype=logits.dtype, device=logits.device) if cached is None else cached
+        size = logits.abs()
+        w = torch.where((size >= th) | (size.amax(-1, keepdim=True) < th), w, _zero(logits.dtype, logits.device))
     return w
+
+
+@functools.lru_cache(maxsize=16)
+def _zero(dtype: torch.dtype, device: torch.device) -> Tensor:
+    return torch.zeros((), dtype=dtype, device=device)
 
 
 def denoise_latent(x: Tensor, codebook: Tensor, alpha: float, sigma: float, prior: str = "symmetric") -> Tensor:
@@ -87,7 +107,11 @@ def denoise_codebook(a: Tensor, alpha: float, sigma: float, prior: str = "symmet
 
 class CodebookSpace:
     """The state of factor k is ``a_t`` in R^{n_k}; the posterior mean of the weights ``w`` is ``w``,
-    and the noise is white."""
+    and the noise is white.
+
+    A space gives the sampler, per factor, ``mean(k, w)`` and ``draw(...)``, and for all factors at
+    once (their states concatenated in factor order, ``[A, sum_k n_k]``) ``mean_all(w)`` and
+    ``draw_block(...)``, which the sampler calls: one kernel for all factors instead of K."""
 
     name = "codebook"
 
@@ -98,22 +122,30 @@ class CodebookSpace:
         """The projected posterior mean of factor ``k`` given its weights ``w``."""
         return w
 
+    def mean_all(self, w: Tensor) -> Tensor:
+        """:meth:`mean` of every factor, on the concatenated weights ``[A, sum_k n_k]``."""
+        return w
+
     def draw(self, noise: ProblemNoise, rows: Tensor, it: int, k: int, stream: int, n: int) -> Tensor:
         """Standard noise of factor ``k`` in this space, keyed by problem, iteration and stream."""
         return noise.normal(rows, it, 2 * k + stream, n)
 
+    def draw_block(self, noise: ProblemNoise, rows: Tensor, iterations: Sequence[int], stream: int) -> Tensor:
+        """``[A, T, sum_k n_k]``: at ``[:, t]`` the :meth:`draw` of every factor at ``iterations[t]``,
+        concatenated (the same numbers), drawn in one gather."""
+        sizes = self.codebooks.sizes
+        return noise.normal_block(rows, iterations, [2 * k + stream for k in range(len(sizes))], sizes)
+
 
 class LatentSpace(CodebookSpace):
     """The state of factor k is ``x_t`` in R^D, tracked through ``h = X_k x_t / sqrt(D)``: the
-    projected mean is ``G_k w`` and the projected noise has covariance ``G_k = X_k X_k^T / D``."""
+    projected mean is ``G_k w`` and the projected noise has covariance ``G_k = X_k X_k^T / D``
+    (all factors at once: the block-diagonal matrix of the ``G_k``, and of their Cholesky factors)."""
 
     name = "latent"
 
     def __init__(self, codebooks: Codebooks) -> None:
         super().__init__(codebooks)
-        #: products in the working dtype (True) or summed in float64 (False: batch-invariant rows);
-        #: the sampler sets it per call
-        self.exact = True
         D = codebooks.dim
         self.gram, self.chol = [], []
         for X in codebooks.tensors:
@@ -121,12 +153,20 @@ class LatentSpace(CodebookSpace):
             G64 = G.double() + 1e-6 * torch.eye(G.shape[0], dtype=torch.float64, device=G.device)
             self.gram.append(G)
             self.chol.append(torch.linalg.cholesky(G64).to(X.dtype))
+        self.gram_all = torch.block_diag(*self.gram)
+        self.chol_all_t = torch.block_diag(*self.chol).T.contiguous()
 
     def mean(self, k: int, w: Tensor) -> Tensor:
-        return rowwise_matmul(w, self.gram[k], self.exact)
+        return w @ self.gram[k]
+
+    def mean_all(self, w: Tensor) -> Tensor:
+        return w @ self.gram_all
 
     def draw(self, noise: ProblemNoise, rows: Tensor, it: int, k: int, stream: int, n: int) -> Tensor:
-        return rowwise_matmul(super().draw(noise, rows, it, k, stream, n), self.chol[k].T, self.exact)
+        return super().draw(noise, rows, it, k, stream, n) @ self.chol[k].T
+
+    def draw_block(self, noise: ProblemNoise, rows: Tensor, iterations: Sequence[int], stream: int) -> Tensor:
+        return super().draw_block(noise, rows, iterations, stream) @ self.chol_all_t
 
 
 #: the spaces an option string can name: each is built once per call from the codebooks

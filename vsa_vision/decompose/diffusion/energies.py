@@ -48,6 +48,11 @@ class SimilarityEnergy:
         ``exact=False``: the product is summed in float64 (:func:`~vsa_vision.vsa.rowwise_matmul`)."""
         return self.lam * rowwise_matmul(u, X.T, exact) / X.shape[1]
 
+    def guidance_parts(self, u: Tensor, x: Tensor, others_sq: Tensor | None, X: Tensor) -> tuple[Tensor, float]:
+        """:meth:`guidance` as ``(product, factor)`` with guidance ``= factor * product``: the sampler
+        folds the factor into the next kernel instead of spending one on it."""
+        return u @ X.T, self.lam / X.shape[1]
+
 
 class GaussianEnergy(SimilarityEnergy):
     """``E = |s - prod_k x_k|^2 / (2 gamma^2 D)``; ``-grad_{x_k} E = (u_k - x_k o_k) / (gamma^2 D)``
@@ -71,6 +76,9 @@ class GaussianEnergy(SimilarityEnergy):
 
     def guidance(self, u: Tensor, x: Tensor, others_sq: Tensor | None, X: Tensor, exact: bool = True) -> Tensor:
         return rowwise_matmul(u - x * others_sq, X.T, exact) / (self.gamma**2 * X.shape[1])
+
+    def guidance_parts(self, u: Tensor, x: Tensor, others_sq: Tensor | None, X: Tensor) -> tuple[Tensor, float]:
+        return torch.addcmul(u, x, others_sq, value=-1.0) @ X.T, 1.0 / (self.gamma**2 * X.shape[1])
 
 
 #: the energies an option string can name (built with the decomposer's ``gamma`` for the Gaussian)

@@ -21,20 +21,21 @@ are the same alone and batched on every such problem measured).
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from ...vsa import Codebooks, LeaveOneOut, is_exact_integer, rowwise_matmul, sign
+from ...vsa import Codebooks, LeaveOneOut, eps_for, sign
 from ..base import Capabilities, IterativeDecomposer, State, Step
 from ..noise import ProblemNoise
 from .config import DiffusionConfig
 from .defaults import ADAPTIVE_OPTIONS, anchors_in_force, auto_settings
-from .denoisers import SPACES, CodebookSpace, posterior_weights
+from .denoisers import SPACES, CodebookSpace, posterior_weights, weights_of_logits
 from .energies import ENERGIES, normalize_guidance
 from .schedules import SCHEDULES, Schedule, make_schedule
 
@@ -95,11 +96,42 @@ def plan_levels(schedule: Schedule, iterations: int, restart: float, restarts: i
 @dataclass
 class DiffusionState(State):
     """Per row: ``h`` ``[A, sum n_k]`` the states of all factors in the sampler's space (concatenated
-    in factor order), ``w`` the posterior weights, ``x`` ``[A, K * D]`` the estimates ``w_k X_k``."""
+    in factor order), ``w`` the posterior weights, ``x`` ``[A, K * D]`` the estimates ``w_k X_k``;
+    ``noise`` ``[A, T, 2, sum n_k]`` the noise of the iterations ``noise_from .. noise_from + T - 1``
+    (the step's draw, then the restart's), drawn a block at a time."""
 
     h: Tensor
     w: Tensor
     x: Tensor
+    noise: Tensor | None = None
+    noise_from: int = -1
+
+
+@dataclass(frozen=True)
+class _Level:
+    """The scalars of one iteration: the logit scale ``alpha / sigma^2``, the restart's level, and
+    the DDIM update ``h' = mean_w * x0 + keep_h * h + noise_w * noise`` (:func:`ddim_step`
+    expanded)."""
+
+    alpha: float
+    sigma: float
+    logit: float
+    renoise: bool
+    mean_w: float
+    keep_h: float
+    noise_w: float
+
+
+def _levels(plan: Plan, eta: float) -> list[_Level]:
+    out = []
+    for a, sg, an, sn, r in zip(plan.alpha, plan.sigma, plan.alpha_next, plan.sigma_next, plan.renoise):
+        c = 0.0
+        if eta > 0:
+            ratio = (a * sn) / (an * sg)
+            c = eta * sn * math.sqrt(max(0.0, 1.0 - ratio**2))
+        root = math.sqrt(max(0.0, sn**2 - c**2))
+        out.append(_Level(a, sg, a / sg**2, r, an - root * a / sg, root / sg, c))
+    return out
 
 
 @dataclass
@@ -112,10 +144,17 @@ class _Context:
     space: CodebookSpace
     energy: Any
     eta: float
-    #: ``s`` is integer-valued: products in the working dtype (else summed in float64)
-    integer: bool = True
-    #: the energy's ``guidance`` takes ``exact=`` (the built-in ones do)
-    energy_exact: bool = False
+    levels: list[_Level] = field(default_factory=list)
+    #: iterations of noise drawn at once (a block is ``rows x block x 2 x sum n_k`` numbers)
+    block: int = 1
+    #: the sparsity threshold as a 0-dim tensor of the problem's dtype and device
+    threshold: Tensor | None = None
+
+
+#: the most noise numbers one block holds (about 1 MB in float32)
+_BLOCK_NUMBERS = 1 << 18
+#: the most iterations one block covers
+_BLOCK_ITERATIONS = 32
 
 
 class DiffusionDecomposer(IterativeDecomposer):
@@ -136,7 +175,7 @@ class DiffusionDecomposer(IterativeDecomposer):
             raise TypeError(f"config: expected a DiffusionConfig, got {type(config).__name__}")
         cfg = DiffusionConfig(**options) if config is None else replace(config, **options)
         super().__init__(cfg.iterations, cfg.seed, cfg.keep_best, cfg.stop_similarity, cfg.sign_invariant,
-                         cfg.record_trajectory)
+                         cfg.record_trajectory, cfg.patience, cfg.patience_margin, cfg.patience_long)
         self._set_chains(cfg.chains)
         self.config = cfg
 
@@ -197,61 +236,110 @@ class DiffusionDecomposer(IterativeDecomposer):
         if isinstance(energy, str):
             energy = ENERGIES[energy](gamma=c.gamma) if energy == "gaussian" else ENERGIES[energy]()
         eta = 1.0 if c.step == "ddpm" else settings["eta"]
-        integer = is_exact_integer(s, cb.dim)
-        if hasattr(space, "exact"):
-            space.exact = integer
-        takes_exact = "exact" in inspect.signature(energy.guidance).parameters
-        return _Context(self.plan(cb, settings), self._noise(s), settings, space, energy, eta, integer, takes_exact)
+        plan = self.plan(cb, settings)
+        per_iteration = s.shape[0] * 2 * sum(cb.sizes)
+        block = max(1, min(_BLOCK_ITERATIONS, _BLOCK_NUMBERS // per_iteration))
+        threshold = torch.tensor(settings["threshold"], dtype=s.dtype, device=s.device)
+        return _Context(plan, self._noise(s), settings, space, energy, eta, _levels(plan, eta), block, threshold)
 
     def _init(self, s, cb, ctx: _Context, rows) -> DiffusionState:
         hs = [ctx.plan.sigma[0] * ctx.space.draw(ctx.noise, rows, -1, k, 0, n) for k, n in enumerate(cb.sizes)]
-        zeros = [torch.zeros(s.shape[0], n, dtype=s.dtype, device=s.device) for n in cb.sizes]
+        zeros = torch.zeros(s.shape[0], sum(cb.sizes), dtype=s.dtype, device=s.device)
         x = torch.zeros(s.shape[0], cb.num_factors * cb.dim, dtype=s.dtype, device=s.device)
-        return DiffusionState(torch.cat(hs, 1), torch.cat(zeros, 1), x)
+        return DiffusionState(torch.cat(hs, 1), zeros, x)
+
+    def _noise_block(self, ctx: _Context, rows: Tensor, it: int) -> tuple[Tensor, int]:
+        """The noise of iterations ``it .. it + block - 1`` for ``rows``: ``[A, T, 2, sum n_k]``."""
+        its = range(it, min(it + ctx.block, self.iterations))
+        draws = [ctx.space.draw_block(ctx.noise, rows, its, stream) for stream in (0, 1)]
+        return torch.stack(draws, 2), it
 
     def _guidance(self, ctx: _Context, u: Tensor, x: Tensor, others_sq: Tensor | None, X: Tensor) -> Tensor:
-        if ctx.energy_exact:
-            g = ctx.energy.guidance(u, x, others_sq, X, exact=ctx.integer)
-        else:
-            g = ctx.energy.guidance(u, x, others_sq, X)
-        null = u.norm(dim=-1, keepdim=True) / X.shape[1] if self.config.normalize == "null" else None
-        return ctx.settings["guidance_scale"] * normalize_guidance(g, self.config.normalize, null, self.config.clip)
+        g, factor = _guidance_parts(ctx.energy, u, x, others_sq, X)
+        c, scale = self.config, ctx.settings["guidance_scale"]
+        if c.normalize == "null":  # g / (|u| / D): the spread of g when the estimates are unrelated to s
+            g = g * (scale * factor * X.shape[1] / u.norm(dim=-1, keepdim=True).clamp_min(eps_for(u.dtype)))
+            return g if c.clip is None else g.clamp(-scale * c.clip, scale * c.clip)
+        return scale * normalize_guidance(g * factor, c.normalize, None, c.clip)
 
     def _step(self, state: DiffusionState, s, cb, ctx: _Context, it, rows) -> Step:
-        c, plan, space = self.config, ctx.plan, ctx.space
-        a, sg, an, sn = plan.alpha[it], plan.sigma[it], plan.alpha_next[it], plan.sigma_next[it]
+        c, space, lv = self.config, ctx.space, ctx.levels[it]
         sizes = cb.sizes
-        hs = list(state.h.split(sizes, 1))
-        if plan.renoise[it]:
-            ws = state.w.split(sizes, 1)
-            hs = [a * space.mean(k, ws[k]) + sg * space.draw(ctx.noise, rows, it, k, 1, n)
-                  for k, n in enumerate(sizes)]
+        noise, start = state.noise, state.noise_from
+        if noise is None or not start <= it < start + noise.shape[1]:
+            noise, start = self._noise_block(ctx, rows, it)
+        draws = noise[:, it - start]                      # [A, 2, sum n]: the step's, the restart's
+        h_all = state.h
+        if lv.renoise:
+            h_all = torch.add(draws[:, 1] * lv.sigma, space.mean_all(state.w), alpha=lv.alpha)
         xs = list(state.x.split(cb.dim, 1))  # the estimates w_k X_k of the last step (kept, not recomputed)
         unbind = LeaveOneOut(xs, start=s)
         squares = LeaveOneOut([x * x for x in xs]) if ctx.energy.needs_squares else None
         sequential = c.coupling == "sequential"
+        threshold, activation = ctx.settings["threshold"], ctx.settings["activation"]
+        dps = c.guidance == "dps"
+        offset = lv.alpha**2 / (2 * lv.sigma**2)  # the positive prior's, for atoms of unit norm
+        # logits guidance, normalised by the null spread, unclipped: the guidance folded into one kernel,
+        # logits = alpha h / sigma^2 + scale * factor * D * (u X^T) / |u|
+        fused = not dps and c.normalize == "null" and c.clip is None
+        prior_logits = (h_all * lv.logit).split(sizes, 1) if fused else None
+        hs = h_all.split(sizes, 1)
         new_h, new_w, new_x = [], [], []
         for k, X in enumerate(cb.tensors):
             o2 = None if squares is None else squares.others(k)
             if squares is not None and o2 is None:
                 o2 = torch.ones_like(s)
-            g = self._guidance(ctx, unbind.others(k), xs[k], o2, X)
-            h = hs[k]
-            if c.guidance == "dps":  # x_t <- x_t - zeta grad E (Jacobian of the denoiser dropped), projected
-                h = h + g
-                w = posterior_weights(h, a, sg, c.prior, threshold=ctx.settings["threshold"],
-                                      activation=ctx.settings["activation"])
+            u = unbind.others(k)
+            if fused:
+                g, factor = _guidance_parts(ctx.energy, u, xs[k], o2, X)
+                spread = torch.linalg.vector_norm(u, dim=-1, keepdim=True).clamp_min(eps_for(u.dtype))
+                logits = torch.addcdiv(prior_logits[k], g, spread,
+                                       value=ctx.settings["guidance_scale"] * factor * X.shape[1])
+                w = weights_of_logits(logits, c.prior, offset, threshold, activation, ctx.threshold)
+            elif dps:  # x_t <- x_t - zeta grad E (Jacobian of the denoiser dropped), projected
+                h = hs[k] + self._guidance(ctx, u, xs[k], o2, X)
+                w = posterior_weights(h, lv.alpha, lv.sigma, c.prior, threshold=threshold, activation=activation)
+                new_h.append(h)
             else:
-                w = posterior_weights(h, a, sg, c.prior, extra_logits=g, threshold=ctx.settings["threshold"],
-                                      activation=ctx.settings["activation"])
-            noise = space.draw(ctx.noise, rows, it, k, 0, X.shape[0]) if ctx.eta > 0 else None
-            new_h.append(ddim_step(h, space.mean(k, w), a, sg, an, sn, ctx.eta, noise))
+                g = self._guidance(ctx, u, xs[k], o2, X)
+                w = posterior_weights(hs[k], lv.alpha, lv.sigma, c.prior, extra_logits=g, threshold=threshold,
+                                      activation=activation)
             new_w.append(w)
-            xk = rowwise_matmul(w, X, ctx.integer)
+            xk = w @ X
             new_x.append(sign(xk) if ctx.settings["estimate"] == "sign" else xk)
             unbind.advance(new_x[k] if sequential else xs[k])
             if squares is not None:
                 squares.advance(new_x[k] * new_x[k] if sequential else xs[k] * xs[k])
-        idx = torch.stack([(w.abs() if self.sign_invariant else w).argmax(-1) for w in new_w], -1)
-        return Step(DiffusionState(torch.cat(new_h, 1), torch.cat(new_w, 1), torch.cat(new_x, 1)), idx)
+        w_all = torch.cat(new_w, 1)
+        h_used = torch.cat(new_h, 1) if dps else h_all
+        # one DDIM step of every factor at once: mean_w * x0 + keep_h * h (+ noise_w * noise)
+        h_next = torch.add(h_used * lv.keep_h, space.mean_all(w_all), alpha=lv.mean_w)
+        if lv.noise_w > 0:
+            h_next = torch.add(h_next, draws[:, 0], alpha=lv.noise_w)
+        idx = self._readout(w_all, sizes)
+        return Step(DiffusionState(h_next, w_all, torch.cat(new_x, 1), noise, start), idx)
 
+    def _readout(self, w: Tensor, sizes: list[int]) -> Tensor:
+        """The decoded index of every factor ``[A, K]``: its largest weight (in magnitude when
+        sign-invariant), read from the concatenated weights with one argmax over a padded view."""
+        score = w.abs() if self.sign_invariant else w
+        K, width = len(sizes), max(sizes)
+        if all(n == width for n in sizes):
+            return score.view(-1, K, width).argmax(-1)
+        pad = score.new_full((score.shape[0], K * width), -math.inf)
+        pad[:, _padded_positions(tuple(sizes), score.device)] = score
+        return pad.view(-1, K, width).argmax(-1)
+
+
+def _guidance_parts(energy: Any, u: Tensor, x: Tensor, others_sq: Tensor | None, X: Tensor) -> tuple[Tensor, float]:
+    """``(product, factor)`` of an energy's guidance (``energy.guidance`` itself, factor 1, for an
+    energy that does not split it)."""
+    parts = getattr(energy, "guidance_parts", None)
+    return parts(u, x, others_sq, X) if parts is not None else (energy.guidance(u, x, others_sq, X), 1.0)
+
+
+@functools.lru_cache(maxsize=64)
+def _padded_positions(sizes: tuple[int, ...], device: torch.device) -> Tensor:
+    """Where each entry of the concatenated factors goes in a ``[K, max n_k]`` layout."""
+    width = max(sizes)
+    return torch.cat([k * width + torch.arange(n, device=device) for k, n in enumerate(sizes)])
