@@ -250,7 +250,8 @@ class IterativeDecomposer:
     - ``sign_invariant``: decode each factor by the largest *absolute* similarity (default True);
     - ``record_trajectory``: keep the decoded indices of every iteration in the result;
     - ``patience`` / ``patience_margin``: a problem also stops (not counted as converged) once its
-      best answer has not changed for ``patience`` iterations and its similarity leads that of every
+      best answer has not changed for ``patience`` iterations, is above the similarity the best of
+      the search space's answers reaches by chance (``sqrt(2 ln(prod_k n_k) / D)``) and leads every
       other answer its chains decoded by at least ``patience_margin``, or once it has not changed
       for ``patience_long`` iterations whatever the margin; None disables each. The rule for real
       encoder outputs, which may never reach ``stop_similarity``: without it they run the whole
@@ -351,7 +352,8 @@ class IterativeDecomposer:
         track = Tracker(s.shape[0], C, cb.num_factors, s.dtype, s.device, self.keep_best, self.record_trajectory,
                          None if self.stop_similarity is None else self.stop_similarity - 1e-5,
                          self.patience, self.patience_margin, self.patience_long,
-                         full_every_step=callback is not None)
+                         full_every_step=callback is not None,
+                         chance=math.sqrt(2 * math.log(max(2, cb.search_space)) / cb.dim))
         ctx = self._setup(s_run, cb)
         rows = torch.arange(s_run.shape[0], device=s.device)
         s_act = s_run

@@ -22,8 +22,9 @@ harmless (the noise is still independent of everything else about them).
 
 What the key buys is the same *noise*; the answer is the same alone or in any batch when the
 decomposer's arithmetic on a row does not depend on the batch either (see each method: the
-resonators' similarities are exact or computed in float64, the diffusion decomposer's reductions
-in float64). The cost per draw is one gather, like ``torch.randn``.
+resonators' similarities are exact or computed in float64; the diffusion decomposer's products are
+exact on integer-valued targets and float32 on real ones). The cost per draw is one gather, like
+``torch.randn``; :meth:`ProblemNoise.normal_block` draws many iterations and streams in one.
 """
 
 from __future__ import annotations

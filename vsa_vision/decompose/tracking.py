@@ -54,8 +54,9 @@ class Tracker:
     kernels on the active rows whatever the batch; a callback sees the whole arrays every iteration.
 
     The patience rule stops a problem once its best answer (over its chains) has not changed for
-    ``patience`` iterations and leads every other answer its chains decoded so far by at least
-    ``margin`` in similarity (a clear winner that more iterations would not replace)."""
+    ``patience`` iterations, is above the ``chance`` similarity and leads every other answer its
+    chains decoded so far by at least ``margin`` (a clear winner that more iterations would not
+    replace), or once it has not changed for ``patience_long`` iterations."""
 
     B: int
     C: int
@@ -69,6 +70,9 @@ class Tracker:
     margin: float = 0.0
     patience_long: int | None = None
     full_every_step: bool = False
+    #: the similarity the best of the search space's answers reaches by chance,
+    #: ``sqrt(2 ln(prod_k n_k) / D)``: a leader below it has not won anything yet
+    chance: float = 0.0
 
     def __post_init__(self) -> None:
         N, dev = self.B * self.C, self.device
@@ -150,7 +154,7 @@ class Tracker:
     def _settled(self, rows: Tensor) -> Tensor:
         """The active rows whose problem meets the patience rule."""
         if self.C == 1:
-            return self._rule(self.act_since, self.act_sim - self.act_runner)
+            return self._rule(self.act_since, self.act_sim, self.act_sim - self.act_runner)
         # per problem, over its active chains: the leading chain's answer, unchanged in every chain that
         # holds it for ``patience`` iterations, against the runner-ups of all chains and the other
         # chains' best answers
@@ -167,12 +171,12 @@ class Tracker:
         since = torch.where(same, self.act_since, torch.full_like(self.act_since, 1 << 62))
         quiet = torch.full((self.B,), 1 << 62, dtype=torch.long, device=rows.device)
         quiet.scatter_reduce_(0, P, since, "amin")
-        return self._rule(quiet, lead - runner)[P]
+        return self._rule(quiet, lead, lead - runner)[P]
 
-    def _rule(self, quiet: Tensor, margin: Tensor) -> Tensor:
+    def _rule(self, quiet: Tensor, lead: Tensor, margin: Tensor) -> Tensor:
         ok = torch.zeros_like(margin, dtype=torch.bool)
         if self.patience is not None:
-            ok = (quiet >= self.patience) & (margin >= self.margin)
+            ok = (quiet >= self.patience) & (margin >= self.margin) & (lead >= self.chance)
         if self.patience_long is not None:
             ok = ok | (quiet >= self.patience_long)
         return ok
