@@ -250,10 +250,10 @@ class IterativeDecomposer:
     - ``sign_invariant``: decode each factor by the largest *absolute* similarity (default True);
     - ``record_trajectory``: keep the decoded indices of every iteration in the result;
     - ``patience`` / ``patience_margin``: a problem also stops (not counted as converged) once its
-      best answer has not changed for ``patience`` iterations, is above the similarity the best of
-      the search space's answers reaches by chance (``sqrt(2 ln(prod_k n_k) / D)``) and leads every
-      other answer its chains decoded by at least ``patience_margin``, or once it has not changed
-      for ``patience_long`` iterations whatever the margin; None disables each. The rule for real
+      best answer is above the similarity the best of the search space's answers reaches by chance
+      (``sqrt(2 ln(prod_k n_k) / D)``) and has not changed for ``patience`` iterations while leading
+      every other answer its chains decoded by at least ``patience_margin``, or for
+      ``patience_long`` iterations whatever the margin; None disables each. The rule for real
       encoder outputs, which may never reach ``stop_similarity``: without it they run the whole
       budget for the answer they had long before.
 

@@ -56,7 +56,9 @@ class Tracker:
     The patience rule stops a problem once its best answer (over its chains) has not changed for
     ``patience`` iterations, is above the ``chance`` similarity and leads every other answer its
     chains decoded so far by at least ``margin`` (a clear winner that more iterations would not
-    replace), or once it has not changed for ``patience_long`` iterations."""
+    replace), or once it has not changed for ``patience_long`` iterations and is above chance. A
+    leader below chance is no answer yet (hard problems wander there for hundreds of iterations
+    before they find theirs), so the search goes on to the budget."""
 
     B: int
     C: int
@@ -176,10 +178,10 @@ class Tracker:
     def _rule(self, quiet: Tensor, lead: Tensor, margin: Tensor) -> Tensor:
         ok = torch.zeros_like(margin, dtype=torch.bool)
         if self.patience is not None:
-            ok = (quiet >= self.patience) & (margin >= self.margin) & (lead >= self.chance)
+            ok = (quiet >= self.patience) & (margin >= self.margin)
         if self.patience_long is not None:
             ok = ok | (quiet >= self.patience_long)
-        return ok
+        return ok & (lead >= self.chance)  # below chance nothing is found yet: the search goes on
 
     def retire(self, rows: Tensor, stop: Tensor | None, it: int) -> None:
         """Write the compact state of the rows that stop (``stop``; None: all the active rows, at the end)
