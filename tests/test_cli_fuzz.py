@@ -104,6 +104,8 @@ def base_args(command: tuple[str, ...], f: dict) -> dict[str, list[str]]:
                             "--iterations": ["2"], "--methods": ["resonator"], "--out": [out]},
         ("bench", "vision"): {"--checkpoint": [f["ckpt"]], "--images": ["2"], "--methods": ["resonator"],
                               "--batch-size": ["2"], "--out": [out]},
+        ("bench", "latency"): {"--models": [f["ckpt"]], "--images": ["2"], "--batch": ["2"], "--edits": ["1"],
+                               "--methods": ["brute_force"], "--out": [out]},
         ("bench", "robustness"): {"--checkpoint": [f["ckpt"]], "--images": ["2"], "--methods": ["resonator"],
                                   "--corruptions": ["jpeg"], "--batch-size": ["2"], "--out": [out]},
         ("calibrate",): {**model, "--out": [out + ".safetensors"], "--scenes": ["20"], "--foreign": ["14"],
@@ -167,7 +169,8 @@ ACCEPTED[(("calibrate",), "--report")] = {"word", "nan", "huge float", "huge int
 ACCEPTED[(("calibrate",), "--figures")] = {"word", "nan", "huge float", "huge int", "negative", "missing path",
                                            "not an image", "folder"}
 for _cmd in [("bench", "accuracy"), ("bench", "speed"), ("bench", "sets"), ("bench", "vision"), ("bench", "robustness"),
-             ("bench", "capacity"), ("bench", "versus"), ("bench", "own"), ("data", "generate"), ("data", "import")]:
+             ("bench", "capacity"), ("bench", "versus"), ("bench", "own"), ("bench", "latency"), ("data", "generate"),
+             ("data", "import")]:
     # an output folder may have any name, exist already, or be created with its parents
     ACCEPTED[(_cmd, "--out")] = {"word", "folder", "nan", "huge float", "huge int", "negative", "missing path"}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from ..common import add_methods, add_out, add_seed, add_threads, apply_threads, positive
 from ..outputs import check_folder, write_rows
@@ -24,8 +25,14 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ...bench.latency import FIELDS, latency_rows, latency_table
+    from ...checkpoint import shipped_checkpoints
     from ...pipeline import Pipeline
 
+    shipped = shipped_checkpoints()
+    for model in args.models:
+        if model not in shipped and not os.path.isfile(model):
+            raise ValueError(f"--models: {model!r} is neither a shipped model ({', '.join(sorted(shipped))}) nor a "
+                             "checkpoint file")
     check_folder(args.out, "--out")
     apply_threads(args)
     methods = args.methods or ["diffusion", "brute_force"]
