@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..decompose import capabilities, parse_method
+from ..decompose import parse_method
 from ..scenes import Renderer, sample_indices
+from .vision import rendered
 
 FIELDS = ["model", "method", "split", "images", "right", "same_as_full", "decode_p50_ms", "decode_p99_ms",
           "decode_max_ms", "decode_batch_ms_per_image", "recognize_p50_ms", "recognize_p99_ms", "edit_p50_ms",
@@ -37,8 +38,7 @@ def _images(pipe, images: int, seed: int, split: str) -> tuple[torch.Tensor, lis
     else:
         truth = torch.from_numpy(sample_indices(schema, images, seed=seed, split=split))
         objects = [t[None] for t in truth]
-    x = torch.from_numpy(Renderer(schema).render_batch(truth.numpy())).permute(0, 3, 1, 2).contiguous()
-    return x, objects
+    return rendered(Renderer(schema), truth), objects
 
 
 def _timed(fn, *args: Any, **kwargs: Any) -> tuple[Any, float]:
@@ -58,7 +58,7 @@ def _sets(result, n: int) -> list[set[tuple[int, ...]]]:
 def _full_budget(method: str) -> str | None:
     """The spec of ``method`` with its patience rule off, or None for a head without one."""
     name, opts = parse_method(method)
-    if not capabilities(method).iterative or name != "diffusion":
+    if name != "diffusion":  # the one head whose patience rule is on by default
         return None
     extra = ",".join(f"{k}={v}" for k, v in {**opts, "patience": None, "patience_long": None}.items())
     return f"{name}:{extra}"

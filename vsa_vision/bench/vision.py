@@ -80,10 +80,15 @@ def vision_benchmark(pipe, methods: Sequence[str], images: int = 1000, seed: int
 def _encoded(pipe, renderer, truth: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, float]:
     """The scenes ``truth`` (``[N, K]``, or ``[N, M, K]`` object slots) rendered and encoded: (vectors, seconds
     the encoder took)."""
-    x = torch.from_numpy(renderer.render_batch(truth.numpy())).permute(0, 3, 1, 2).contiguous()
+    x = rendered(renderer, truth)
     t0 = time.perf_counter()
     q = pipe.encode(x, batch_size=batch_size)
     return q, time.perf_counter() - t0
+
+
+def rendered(renderer, truth: torch.Tensor) -> torch.Tensor:
+    """The scenes ``truth`` (``[N, K]``, or ``[N, M, K]`` object slots) drawn: ``uint8 [N, 3, S, S]``."""
+    return torch.from_numpy(renderer.render_batch(truth.numpy())).permute(0, 3, 1, 2).contiguous()
 
 
 def _decode_indices(pipe, vectors: torch.Tensor, method: str, batch_size: int) -> torch.Tensor:

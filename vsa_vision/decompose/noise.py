@@ -46,6 +46,11 @@ def _mix(x):
     return x ^ (x >> 15)
 
 
+def _tag(iteration: int, stream: int) -> int:
+    """The hash of (iteration, stream) that offsets every problem's draw (a Python int: no tensor a draw)."""
+    return _mix(((iteration * 1000003) ^ (stream * 7919 + 1)) & _MASK)
+
+
 #: the float32 bit patterns of +1.0 and -1.0: the key of an entry is that of its sign
 _PLUS, _MINUS = 0x3F800000, 0xBF800000
 
@@ -96,8 +101,7 @@ class ProblemNoise:
             self.keys = torch.where(c > 0, mixed, self.keys)
 
     def offsets(self, rows: Tensor, iteration: int, stream: int) -> Tensor:
-        tag = _mix(((iteration * 1000003) ^ (stream * 7919 + 1)) & _MASK)  # a Python int: no tensor per draw
-        return _mix(self.keys[rows] ^ tag) & (self.size - 1)
+        return _mix(self.keys[rows] ^ _tag(iteration, stream)) & (self.size - 1)
 
     def normal(self, rows: Tensor, iteration: int, stream: int, width: int) -> Tensor:
         if width > self.size:
@@ -117,8 +121,8 @@ class ProblemNoise:
         if max(widths, default=0) > self.size:
             raise ValueError(f"width: at most {self.size} noise values a draw, got {max(widths)}")
         dev = rows.device
-        tags = torch.tensor([[_mix(((it * 1000003) ^ (st * 7919 + 1)) & _MASK) for st in streams]
-                             for it in iterations], dtype=torch.int64, device=dev)        # [T, S]
+        tags = torch.tensor([[_tag(it, st) for st in streams] for it in iterations], dtype=torch.int64,
+                            device=dev)                                                   # [T, S]
         start = _mix(self.keys[rows][:, None, None] ^ tags) & (self.size - 1)             # [A, T, S]
         widths_t = torch.tensor(list(widths), dtype=torch.int64, device=dev)
         which = torch.repeat_interleave(torch.arange(len(widths), device=dev), widths_t)  # [W] the stream

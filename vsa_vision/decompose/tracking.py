@@ -17,24 +17,22 @@ __all__ = ["Scorer", "Tracker"]
 
 class Scorer:
     """The bound similarity ``|cos(s, c_{1,i_1} * ... * c_{K,i_K})|`` of the active rows' decoded
-    answers, in a handful of kernels: the codebooks stacked in one table (one gather for all
+    answers, in a handful of kernels: the codebooks stacked (``Codebooks.padded``, one gather for all
     factors), ``s`` normalised once, and ``|bound| = sqrt(D)`` when the codebooks are bipolar."""
 
     def __init__(self, s: Tensor, cb: Codebooks) -> None:
         wide = wide_dtype(s.dtype)
-        self.table = torch.cat([t.to(wide) for t in cb.tensors])
-        first = [0]
-        for n in cb.sizes[:-1]:
-            first.append(first[-1] + n)
-        self.first = torch.tensor(first, dtype=torch.long, device=s.device)
+        self.table, real = cb.to(dtype=wide).padded()  # [K, n_max, D]
+        self.factors = torch.arange(cb.num_factors, device=s.device)
         s_w = s.to(wide)
         self.unit = s_w / s_w.norm(dim=-1, keepdim=True).clamp_min(eps_for(wide))
-        bipolar = bool(((self.table == 1) | (self.table == -1)).all())
+        words = self.table[real]
+        bipolar = bool(((words == 1) | (words == -1)).all())
         self.norm = math.sqrt(cb.dim) if bipolar else None
         self.dtype = s.dtype
 
     def __call__(self, idx: Tensor) -> Tensor:
-        bound = self.table[idx + self.first].prod(1)  # [A, D]
+        bound = self.table[self.factors, idx].prod(1)  # [A, K, D] -> [A, D]
         dot = (self.unit * bound).sum(-1).abs()
         if self.norm is not None:
             return (dot / self.norm).to(self.dtype)

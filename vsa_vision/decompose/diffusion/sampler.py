@@ -53,14 +53,21 @@ def ddim_step(x: Tensor, x0: Tensor, alpha: float, sigma: float, alpha_next: flo
     estimate ``x0``. ``eta = 0``: deterministic; ``eta = 1``: the DDPM ancestral step (posterior
     q(x_next | x, x0)); ``noise`` is the standard normal draw (same shape as ``x``) when ``eta > 0``."""
     eps = (x - alpha * x0) / sigma
+    root, c = _ddim_scales(alpha, sigma, alpha_next, sigma_next, eta)
+    out = alpha_next * x0 + root * eps
+    if c > 0:
+        out = out + c * noise
+    return out
+
+
+def _ddim_scales(alpha: float, sigma: float, alpha_next: float, sigma_next: float, eta: float) -> tuple[float, float]:
+    """The DDIM step's scale of the predicted noise and of the fresh noise: ``x_next = alpha_next x0
+    + root * eps + c * noise``."""
     c = 0.0
     if eta > 0:
         ratio = (alpha * sigma_next) / (alpha_next * sigma)
         c = eta * sigma_next * math.sqrt(max(0.0, 1.0 - ratio**2))
-    out = alpha_next * x0 + math.sqrt(max(0.0, sigma_next**2 - c**2)) * eps
-    if c > 0:
-        out = out + c * noise
-    return out
+    return math.sqrt(max(0.0, sigma_next**2 - c**2)), c
 
 
 @dataclass(frozen=True)
@@ -130,11 +137,7 @@ class _Level:
 def _levels(plan: Plan, eta: float) -> list[_Level]:
     out = []
     for a, sg, an, sn, r in zip(plan.alpha, plan.sigma, plan.alpha_next, plan.sigma_next, plan.renoise):
-        c = 0.0
-        if eta > 0:
-            ratio = (a * sn) / (an * sg)
-            c = eta * sn * math.sqrt(max(0.0, 1.0 - ratio**2))
-        root = math.sqrt(max(0.0, sn**2 - c**2))
+        root, c = _ddim_scales(a, sg, an, sn, eta)
         out.append(_Level(a, sg, a / sg**2, r, an - root * a / sg, root / sg, c))
     return out
 
@@ -267,6 +270,17 @@ class DiffusionDecomposer(IterativeDecomposer):
             return g if c.clip is None else g.clamp(-scale * c.clip, scale * c.clip)
         return scale * normalize_guidance(g * factor, c.normalize, None, c.clip)
 
+    def _logits(self, ctx: _Context, prior: Tensor, u: Tensor, x: Tensor, others_sq: Tensor | None,
+                X: Tensor) -> Tensor:
+        """The posterior logits ``prior`` plus the guidance; normalised by the null spread and unclipped,
+        folded into one kernel: ``prior + scale * factor * D * (u X^T) / |u|``."""
+        c = self.config
+        if c.normalize != "null" or c.clip is not None:
+            return prior + self._guidance(ctx, u, x, others_sq, X)
+        g, factor = _guidance_parts(ctx.energy, u, x, others_sq, X)
+        spread = torch.linalg.vector_norm(u, dim=-1, keepdim=True).clamp_min(eps_for(u.dtype))
+        return torch.addcdiv(prior, g, spread, value=ctx.settings["guidance_scale"] * factor * X.shape[1])
+
     def _step(self, state: DiffusionState, s, cb, ctx: _Context, it, rows) -> Step:
         c, space, lv = self.config, ctx.space, ctx.levels[it]
         sizes = cb.sizes
@@ -284,10 +298,7 @@ class DiffusionDecomposer(IterativeDecomposer):
         threshold, activation = ctx.settings["threshold"], ctx.settings["activation"]
         dps = c.guidance == "dps"
         offset = lv.alpha**2 / (2 * lv.sigma**2)  # the positive prior's, for atoms of unit norm
-        # logits guidance, normalised by the null spread, unclipped: the guidance folded into one kernel,
-        # logits = alpha h / sigma^2 + scale * factor * D * (u X^T) / |u|
-        fused = not dps and c.normalize == "null" and c.clip is None
-        prior_logits = (h_all * lv.logit).split(sizes, 1) if fused else None
+        prior_logits = None if dps else (h_all * lv.logit).split(sizes, 1)  # alpha h / sigma^2
         hs = h_all.split(sizes, 1)
         new_h, new_w, new_x = [], [], []
         for k, X in enumerate(cb.tensors):
@@ -295,20 +306,13 @@ class DiffusionDecomposer(IterativeDecomposer):
             if squares is not None and o2 is None:
                 o2 = torch.ones_like(s)
             u = unbind.others(k)
-            if fused:
-                g, factor = _guidance_parts(ctx.energy, u, xs[k], o2, X)
-                spread = torch.linalg.vector_norm(u, dim=-1, keepdim=True).clamp_min(eps_for(u.dtype))
-                logits = torch.addcdiv(prior_logits[k], g, spread,
-                                       value=ctx.settings["guidance_scale"] * factor * X.shape[1])
-                w = weights_of_logits(logits, c.prior, offset, threshold, activation, ctx.threshold)
-            elif dps:  # x_t <- x_t - zeta grad E (Jacobian of the denoiser dropped), projected
+            if dps:  # x_t <- x_t - zeta grad E (Jacobian of the denoiser dropped), projected
                 h = hs[k] + self._guidance(ctx, u, xs[k], o2, X)
                 w = posterior_weights(h, lv.alpha, lv.sigma, c.prior, threshold=threshold, activation=activation)
                 new_h.append(h)
             else:
-                g = self._guidance(ctx, u, xs[k], o2, X)
-                w = posterior_weights(hs[k], lv.alpha, lv.sigma, c.prior, extra_logits=g, threshold=threshold,
-                                      activation=activation)
+                logits = self._logits(ctx, prior_logits[k], u, xs[k], o2, X)
+                w = weights_of_logits(logits, c.prior, offset, threshold, activation, ctx.threshold)
             new_w.append(w)
             xk = w @ X
             new_x.append(sign(xk) if ctx.settings["estimate"] == "sign" else xk)
