@@ -3,7 +3,8 @@
 For each corruption of :mod:`vsa_vision.scenes.degrade` and each severity 1..5 (ImageNet-C style)
 the same test scenes are degraded, encoded once, and decoded by every head; a row holds the share
 of images with every attribute right (for several objects: every object and the count right), the
-share the trust rule calls known, and the mean calibrated probability where the checkpoint has one.
+share the trust rule calls known, the share of the images read right that it calls known (an image
+read right should not be abstained on), and the mean calibrated probability where the checkpoint has one.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch
 from ..scenes.dataset import RenderedScenes
 from ..scenes.degrade import CORRUPTIONS, corrupt
 
-FIELDS = ["corruption", "severity", "method", "images", "acc_all", "known", "mean_probability"]
+FIELDS = ["corruption", "severity", "method", "images", "acc_all", "known", "known_right", "mean_probability"]
 
 
 @torch.inference_mode()
@@ -43,13 +44,15 @@ def robustness_benchmark(pipe, methods: Sequence[str], images: int = 500, seed: 
                 known.append(judged["known"])
                 if judged["probability"] is not None:
                     probs.append(judged["probability"])
+            hit, kn = torch.cat(hits), torch.cat(known)
             row = {"corruption": kind, "severity": sev, "method": method, "images": len(x),
-                   "acc_all": float(torch.cat(hits).float().mean()), "known": float(torch.cat(known).float().mean()),
+                   "acc_all": float(hit.float().mean()), "known": float(kn.float().mean()),
+                   "known_right": float(kn[hit].float().mean()) if hit.any() else float("nan"),
                    "mean_probability": float(torch.cat(probs).mean()) if probs else float("nan")}
             rows.append(row)
             if log:
                 log(f"{kind:>15s} {sev}  {method:>22s}  all right {100 * row['acc_all']:6.2f}%  "
-                    f"known {100 * row['known']:6.2f}%")
+                    f"known {100 * row['known']:6.2f}% (read right: {100 * row['known_right']:6.2f}%)")
     return rows
 
 

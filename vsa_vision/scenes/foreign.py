@@ -11,7 +11,9 @@
   (an ellipse, a ring, a rounded bar, a random polygon, a letter, a crescent);
 - ``unknown_colour``: an object of the schema drawn in a colour far from every colour of the palette;
 - ``several``: for a schema of one object a scene, two or three of its objects at distinct places;
-  for a schema of several objects, more objects than it holds.
+  for a schema of several objects, more objects than it holds;
+- ``nested``: two objects of the schema at one place, a small one drawn over a large one (inside its
+  outline where the schema has outlined shapes): no schema of objects at distinct places holds it.
 
 Every draw comes from ``seed``: the same call gives the same pixels.
 """
@@ -32,7 +34,7 @@ from .schema import Schema, load_schema
 
 __all__ = ["FOREIGN_KINDS", "UNRENDERED_KINDS", "default_kinds", "foreign_images", "photo_sources"]
 
-FOREIGN_KINDS = ("blank", "noise", "photo", "inverted", "unknown_shape", "unknown_colour", "several")
+FOREIGN_KINDS = ("blank", "noise", "photo", "inverted", "unknown_shape", "unknown_colour", "several", "nested")
 #: the kinds that need no renderer, for a user's schema whose attributes the built-in renderer cannot draw
 #: (``inverted`` then inverts the user's own images, passed as ``scenes``)
 UNRENDERED_KINDS = ("blank", "noise", "photo", "inverted")
@@ -177,6 +179,28 @@ def _several(rng: np.random.Generator, renderer: Renderer, schema: Schema, seed:
     return out
 
 
+def _nested(rng: np.random.Generator, renderer: Renderer, schema: Schema, row: np.ndarray) -> np.ndarray:
+    """``row``'s object at its largest size (outlined where the schema has an outlined fill), and over it
+    at the same place an object of the smallest size in another colour and shape, solid."""
+    outer, inner = row.copy(), row.copy()
+    sizes, roles = schema.sizes, [a.role for a in schema.attributes]
+    ks, kc, kf, kh = (schema.by_role(r) for r in ("size", "colour", "fill", "shape"))
+    if ks is not None:
+        order = np.argsort(renderer._params[ks])
+        outer[ks], inner[ks] = order[-1], order[0]
+    if kf is not None:
+        fills = schema.attributes[kf].values
+        outer[kf] = fills.index("outline") if "outline" in fills else outer[kf]
+        inner[kf] = fills.index("solid") if "solid" in fills else inner[kf]
+    for k in (kc, kh):
+        if k is not None and sizes[k] > 1:
+            inner[k] = (outer[k] + 1 + rng.integers(sizes[k] - 1)) % sizes[k]
+    for k, role in enumerate(roles):  # every other attribute the same: the same place
+        if role not in ("size", "colour", "fill", "shape"):
+            inner[k] = outer[k]
+    return renderer.render_objects([outer.tolist(), inner.tolist()])
+
+
 def foreign_images(schema: Schema | str, n: int, seed: int = 0, kinds: Sequence[str] | None = None,
                    size: int | None = None, scenes: torch.Tensor | None = None) -> tuple[torch.Tensor, list[str]]:
     """``(uint8 [n, 3, S, S], kind of each image)``: ``n`` inputs that are no scene of ``schema``,
@@ -219,6 +243,8 @@ def foreign_images(schema: Schema | str, n: int, seed: int = 0, kinds: Sequence[
         elif kind == "unknown_colour":
             scene = schema.decode(objects[i][None])[0]
             img = _recoloured(renderer, schema, scene, _off_palette_colour(rng, palette), kc)
+        elif kind == "nested":
+            img = _nested(rng, renderer, schema, objects[i])
         else:
             img = _several(rng, renderer, schema, seed * 1000 + i)
         images.append(np.ascontiguousarray(img))
