@@ -396,3 +396,29 @@ def test_noisy_real_targets_get_the_same_answer_alone_and_in_the_batch():
     full = d.decompose(s, p.codebooks).indices
     for i in (20, 72):
         assert torch.equal(d.decompose(s[i], p.codebooks).indices, full[i : i + 1])
+
+
+def test_chains_follow_the_problem_shape_unless_given():
+    import types
+
+    from vsa_vision.decompose.diffusion import auto_chains
+    from vsa_vision.decompose.diffusion.defaults import DEFAULT_CHAINS, Anchor
+
+    d = get_decomposer("diffusion")
+    shape = lambda sizes, dim: types.SimpleNamespace(sizes=sizes, dim=dim)  # noqa: E731
+    # the shipped anchors: two chains on the vision shapes, four and eight on the largest schemas
+    assert d.chains_for(shape([10, 10, 4, 12, 12, 2], 1024)) == 2
+    assert d.chains_for(shape([100, 100, 100], 1000)) == 2
+    assert d.chains_for(shape([10, 12, 6, 32, 32, 2, 8], 4096)) == 4
+    assert d.chains_for(shape([10, 12, 6, 64, 64, 2, 12], 4096)) == 8
+    assert get_decomposer("diffusion", chains=3).chains_for(shape([10, 12, 6, 64, 64, 2, 12], 4096)) == 3
+    anchors = [Anchor("a", -2.0, {}, 6), Anchor("b", 0.0, {}, 6, chains=5)]
+    assert auto_chains([10, 12, 6, 32, 32, 2], 4096, anchors) == DEFAULT_CHAINS  # load -2.4: nearer a
+    assert auto_chains([10, 12, 6, 32, 32, 2, 8], 4096, anchors) == 5  # load -0.35: nearer b
+    # the chains chosen run: a problem of the largest schema decodes with eight rows a problem
+    cb = Codebooks.random({f"f{k}": n for k, n in enumerate([10, 12, 6, 64, 64, 2, 12])}, 4096, seed=0)
+    seen = []
+    d = get_decomposer("diffusion", iterations=2, stop_similarity=None)
+    s = cb.bind_indices(torch.zeros(1, 7, dtype=torch.long))
+    d.decompose(s, cb, callback=lambda info: seen.append(info.chains))
+    assert seen == [8, 8]

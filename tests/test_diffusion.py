@@ -194,7 +194,7 @@ def test_solved_problems_leave_the_batch():
     active = []
     get_decomposer("diffusion", iterations=50, stop_similarity=1.0).decompose(
         p.s, p.codebooks, callback=lambda info: active.append(len(info.rows)))
-    chains = get_decomposer("diffusion").chains
+    chains = get_decomposer("diffusion").chains_for(p.codebooks)
     assert active[0] == 50 * chains and active[-1] < 50 * chains and active == sorted(active, reverse=True)
 
 
@@ -460,7 +460,8 @@ def test_one_config_for_the_class_and_the_registry():
     with pytest.raises(Exception, match="cannot assign"):
         d.config.steps = 5  # frozen
     again = DiffusionDecomposer(d.config, chains=1)
-    assert again.steps == 4 and again.chains == 1 and d.chains == 2
+    assert again.steps == 4 and again.chains == 1 and d.chains is None  # None: chosen from the problem
+    assert d.chains_for(Codebooks.random({"a": 10, "b": 10, "c": 10}, 256, seed=0)) == 2
     with pytest.raises(ValueError, match="energy: expected one of"):
         DiffusionConfig(energy="cosine")
     with pytest.raises(TypeError, match="unknown option.*'stepz'.*valid options"):

@@ -119,3 +119,44 @@ def test_auto_scale_reads_bundles_of_unknown_scale():
     assert decompose_set(noise, p.codebooks, method="brute_force", scale="auto").counts.tolist() == [0] * 5
     with pytest.raises(ValueError, match="explaining away only"):
         decompose_set(weak, p.codebooks, method="diffusion", strategy="joint", scale="auto", count=2)
+
+
+def test_the_default_call_gives_the_inner_decoder_the_set_budget_and_skips_empty_residuals(monkeypatch):
+    from vsa_vision.bench.problems import make_set_problems
+    from vsa_vision.decompose import decompose_set, registry, sets
+
+    built, decoded = [], []
+    real = registry.get_decomposer
+
+    def spy(name, **opts):
+        d = real(name, **opts)
+        built.append(d)
+        inner = d.decompose
+        d.decompose = lambda s, cb, *a, **k: (decoded.append(s.shape[0]), inner(s, cb, *a, **k))[1]
+        return d
+
+    monkeypatch.setattr(sets, "get_decomposer", spy)
+    p = make_set_problems([4, 5, 3, 6], 512, 12, objects=2, seed=3, distinct=(2, 3))
+    res = decompose_set(p.s, p.codebooks, method="diffusion")
+    assert res.accuracy(p.objects) == (1.0, 1.0)
+    assert built[-1].iterations == sets.SET_ITERATIONS  # the diffusion default (100) is raised for sets
+    # exact bundles: after the two objects the residual is empty, so no third decode runs
+    assert decoded == [12, 12]
+    built.clear()
+    decompose_set(p.s, p.codebooks, method="diffusion", iterations=40)
+    assert built[-1].iterations == 40  # a given budget is kept
+    decompose_set(p.s, p.codebooks, method="diffusion:iterations=30")
+    assert built[-1].iterations == 30
+    zero = decompose_set(torch.zeros(3, 512), p.codebooks, method="diffusion")
+    assert zero.counts.tolist() == [0, 0, 0]
+
+
+def test_unit_noisy_scenes_have_the_asked_cosine_and_unit_norm():
+    from vsa_vision.bench.problems import make_set_problems
+    from vsa_vision.bench.sets import unit_noisy
+
+    p = make_set_problems([4, 5, 3, 6], 256, 8, objects=3, seed=1, distinct=(2, 3))
+    s = unit_noisy(p.s, 0.8, seed=4)
+    assert torch.allclose(s.norm(dim=1), torch.ones(8), atol=1e-5)
+    assert torch.allclose(torch.nn.functional.cosine_similarity(s, p.s), torch.full((8,), 0.8), atol=1e-5)
+    assert torch.equal(s, unit_noisy(p.s, 0.8, seed=4)) and not torch.equal(s, unit_noisy(p.s, 0.8, seed=5))

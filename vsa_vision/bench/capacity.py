@@ -40,6 +40,7 @@ import hashlib
 import math
 import time
 from collections.abc import Callable, Sequence
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -211,9 +212,10 @@ def iteration_budget(decomposer, codebooks: Codebooks) -> int:
     return int(decomposer.settings(codebooks)["iterations"]) if its is None else int(its)
 
 
-def chains_of(spec: str, decomposer) -> int:
-    """The chains per problem the decomposer runs (1 for a method without chains)."""
-    return int(getattr(decomposer, "chains", 1)) if capabilities(spec).chains else 1
+def chains_of(spec: str, decomposer, codebooks) -> int:
+    """The chains per problem the decomposer runs on ``codebooks`` (anything with ``sizes`` and
+    ``dim``; 1 for a method without chains)."""
+    return int(decomposer.chains_for(codebooks)) if capabilities(spec).chains else 1
 
 
 def evaluate_size(decomposer, p: Problems, chunks: int, allowed: int, device: str = "cpu") -> dict[str, Any]:
@@ -266,7 +268,8 @@ def search_frontier(passes: Callable[[int], bool], start: int, least: int, cap: 
 def _frontier_row(spec: str, shape: str, dim: int, decomposer, lo: int | None, hi: int | None,
                   trials: dict[int, dict[str, Any]], cap: int, wall: float, setting: dict[str, Any]) -> dict[str, Any]:
     at, fail = trials.get(lo), trials.get(hi)
-    chains = chains_of(spec, decomposer)
+    chains = chains_of(spec, decomposer, SimpleNamespace(sizes=shape_sizes(shape, lo if lo is not None else hi or 1),
+                                                         dim=dim))
     row: dict[str, Any] = {k: None for k in CAPACITY_FIELDS}
     row.update({
         "method": spec, "shape": shape, "dim": dim, "parameter": SHAPES[shape][0], "frontier": lo,

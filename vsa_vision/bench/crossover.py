@@ -96,7 +96,8 @@ def exhaustive_crossover(schemas: Sequence[Sequence[int]], dim: int = 4096, meth
         rows.append({
             "schema": "x".join(map(str, sizes)), "factors": len(sizes), "search_space": space,
             "log10_space": round(math.log10(space), 3), "dim": dim, "method": method,
-            "iterations": iteration_budget(d, p.codebooks), "chains": chains_of(method, d), "problems": problems,
+            "iterations": iteration_budget(d, p.codebooks), "chains": chains_of(method, d, p.codebooks),
+            "problems": problems,
             "accuracy": hits / problems, "acc_lo": lo, "acc_hi": hi,
             "mean_iterations": float(res.iterations.double().mean()), "ms_per_problem": ms_it,
             "exhaustive_problems": timed_count,

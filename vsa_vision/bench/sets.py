@@ -8,6 +8,7 @@ the fraction with the right count, and the time a scene.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -22,7 +23,7 @@ from .stats import wilson_interval
 
 __all__ = ["FIELDS", "VISION_SHAPE", "set_benchmark", "sets_table", "plot_sets"]
 
-FIELDS = ["method", "strategy", "objects", "count_known", "scenes", "sizes", "D", "iterations", "snr_db",
+FIELDS = ["method", "strategy", "objects", "count_known", "scenes", "sizes", "D", "iterations", "snr_db", "cosine",
           "acc_all", "acc_all_lo", "acc_all_hi", "acc_count", "ms_per_scene", "seed"]
 
 #: the default schema's per-object factors (shape, colour, size, x, y, fill)
@@ -35,31 +36,49 @@ def _split(spec: str) -> tuple[str, str]:
     return method, strategy or "peel"
 
 
+def unit_noisy(s: torch.Tensor, cosine: float, seed: int) -> torch.Tensor:
+    """Each scene vector scaled to unit norm and mixed with unit noise orthogonal to it, so that its
+    cosine to the exact bundle is ``cosine`` (an encoder's output: unknown scale, not exact)."""
+    g = torch.Generator().manual_seed(int(seed))
+    u = s / s.norm(dim=1, keepdim=True).clamp_min(1e-30)
+    z = torch.randn(s.shape, generator=g, dtype=s.dtype).to(s.device)
+    z = z - (z * u).sum(1, keepdim=True) * u
+    return cosine * u + math.sqrt(max(0.0, 1 - cosine ** 2)) * z / z.norm(dim=1, keepdim=True).clamp_min(1e-30)
+
+
 def set_benchmark(methods: Sequence[str], objects: Sequence[int] = (1, 2, 3, 4), sizes: Sequence[int] = VISION_SHAPE,
-                  dim: int = 1024, scenes: int = 200, iterations: int = 300, seed: int = 1, count_known: bool = False,
-                  snr_db: float | None = None, distinct: Sequence[int] = (3, 4), log=print) -> list[dict[str, Any]]:
+                  dim: int = 1024, scenes: int = 200, iterations: int | None = 300, seed: int = 1,
+                  count_known: bool = False, snr_db: float | None = None, distinct: Sequence[int] = (3, 4),
+                  cosine: float | None = None, log=print) -> list[dict[str, Any]]:
     """Rows of set accuracy by number of objects; ``methods`` are specs, ``name@joint`` for the joint
-    strategy. Scenes of m objects come from seed ``seed + m``; the methods share them."""
+    strategy. Scenes of m objects come from seed ``seed + m``; the methods share them.
+    ``iterations=None``: each method's default budget (what a call without ``iterations=`` gets);
+    ``cosine``: unit-norm scene vectors at that cosine to the exact bundle (:func:`unit_noisy`),
+    decoded with ``scale="auto"``."""
     rows = []
     for m in objects:
         p = make_set_problems(list(sizes), dim, scenes, objects=m, seed=seed + m, distinct=distinct, snr_db=snr_db)
+        s = p.s if cosine is None else unit_noisy(p.s, cosine, seed + 1000 + m)
         for spec in methods:
             method, strategy = _split(spec)
             opts: dict[str, Any] = {"strategy": strategy, "count": m if count_known else None}
+            if cosine is not None:
+                opts["scale"] = "auto"
             if capabilities(method).iterative:
-                opts.update({k: v for k, v in {"iterations": iterations, "seed": 0}.items()
-                             if k not in parse_method(method)[1]})
+                fixed = {"seed": 0} if iterations is None else {"iterations": iterations, "seed": 0}
+                opts.update({k: v for k, v in fixed.items() if k not in parse_method(method)[1]})
             if strategy == "joint" and not count_known:
                 opts["max_objects"] = max(objects)
             t0 = time.perf_counter()
-            res = decompose_set(p.s, p.codebooks, method=method, **opts)
+            res = decompose_set(s, p.codebooks, method=method, **opts)
             if p.s.is_cuda:
                 torch.cuda.synchronize()
             dt = time.perf_counter() - t0
             acc, acc_count = res.accuracy(p.objects)
             lo, hi = wilson_interval(round(acc * len(p)), len(p))
             row = {"method": method, "strategy": strategy, "objects": m, "count_known": count_known, "scenes": len(p),
-                   "sizes": "x".join(map(str, sizes)), "D": dim, "iterations": iterations, "snr_db": snr_db,
+                   "sizes": "x".join(map(str, sizes)), "D": dim, "iterations": iterations or "default",
+                   "snr_db": snr_db, "cosine": cosine,
                    "acc_all": acc, "acc_all_lo": lo, "acc_all_hi": hi, "acc_count": acc_count,
                    "ms_per_scene": 1e3 * dt / len(p), "seed": seed}
             rows.append(row)

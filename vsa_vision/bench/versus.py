@@ -122,7 +122,7 @@ def versus_factorizer(methods: Sequence[str] = VERSUS_METHODS, sizes: Sequence[i
             cb, truth, s = cb.to(device), truth.to(device), s.to(device)
             for spec in methods:
                 d = _build(spec, n, budget, seed)
-                chains = chains_of(spec, d)
+                chains = chains_of(spec, d, cb)
                 res, wall = timed_decompose(d, s, cb, device)
                 hit = res.indices == truth
                 its = res.iterations.double()

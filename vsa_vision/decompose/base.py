@@ -304,9 +304,15 @@ class IterativeDecomposer:
             raise ValueError(f"chains: {type(self).__name__} is deterministic, so every chain would repeat "
                              f"the first; expected 1, got {chains}")
 
-    def _noise(self, s: Tensor) -> ProblemNoise:
-        """The per-problem noise of one call (``s`` is the chain batch that ``_setup`` receives)."""
-        return ProblemNoise(s, self.seed, chains=self.chains)
+    def chains_for(self, codebooks: Codebooks) -> int:
+        """The chains per problem a call on ``codebooks`` runs (fixed here; a method may choose them
+        from the problem shape)."""
+        return self.chains
+
+    def _noise(self, s: Tensor, chains: int | None = None) -> ProblemNoise:
+        """The per-problem noise of one call (``s`` is the chain batch that ``_setup`` receives, of
+        ``chains`` chains a problem: default the fixed ``chains``)."""
+        return ProblemNoise(s, self.seed, chains=self.chains if chains is None else chains)
 
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in self.options().items())
@@ -345,7 +351,7 @@ class IterativeDecomposer:
         work = self.compute_dtype
         if work is not None and torch.finfo(s.dtype).bits < torch.finfo(work).bits:
             s, cb = s.to(work), cb.to(dtype=work)
-        C = self.chains
+        C = self.chains_for(cb)
         s_run = s.repeat_interleave(C, 0) if C > 1 else s  # row b * C + c: chain c of problem b
         patient = self.patience is not None or self.patience_long is not None
         need_sim = self.keep_best or self.stop_similarity is not None or callback is not None or C > 1 or patient

@@ -5,7 +5,17 @@ from __future__ import annotations
 import argparse
 import os
 
-from ..common import add_out, add_seed, add_threads, any_number, apply_threads, int_list, method_list, positive
+from ..common import (
+    add_out,
+    add_seed,
+    add_threads,
+    any_number,
+    apply_threads,
+    int_list,
+    method_list,
+    number_in,
+    positive,
+)
 from ..outputs import check_folder
 
 #: the methods when --methods is not given (torchhd's peer needs equal factor sizes, the vision shape has none)
@@ -19,11 +29,14 @@ def register(sub) -> None:
                    help="factor sizes of one object (default the vision shape 10,10,4,12,12,2)")
     s.add_argument("--dim", type=positive, default=1024)
     s.add_argument("--scenes", type=positive, default=200, help="scenes per number of objects (default 200)")
-    s.add_argument("--iterations", type=positive, default=300)
+    s.add_argument("--iterations", type=_budget, default=300,
+                   help="iteration budget of every iterative method (300), or 'default': each method's own")
     s.add_argument("--count-known", dest="count_known", action="store_true",
                    help="give the decoder the number of objects instead of estimating it")
     s.add_argument("--snr-db", dest="snr_db", type=any_number, default=None,
                    help="additive Gaussian noise, relative to the power of one object")
+    s.add_argument("--cosine", type=number_in(0.0, 1.0, "cosine"), default=None,
+                   help="unit-norm scene vectors at this cosine to the exact bundle, decoded with scale='auto'")
     s.add_argument("--joint", action="store_true", help="also run every diffusion method with the joint strategy")
     # its own default, not None: the command line fills a None --methods with every registered method
     s.add_argument("--methods", type=method_list, default=list(SET_METHODS),
@@ -32,6 +45,10 @@ def register(sub) -> None:
     add_threads(s)
     add_out(s)
     s.set_defaults(func=run)
+
+
+def _budget(text: str) -> int | None:
+    return None if text == "default" else positive(text)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,12 +69,13 @@ def run(args: argparse.Namespace) -> int:
           f"noise {'none' if args.snr_db is None else f'{args.snr_db:g} dB'}")
     rows = set_benchmark(methods, objects=args.objects, sizes=args.sizes, dim=args.dim, scenes=args.scenes,
                          iterations=args.iterations, seed=args.seed, count_known=args.count_known,
-                         snr_db=args.snr_db, distinct=distinct)
+                         snr_db=args.snr_db, distinct=distinct, cosine=args.cosine)
     print()
     print(sets_table(rows))
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, "sets" + ("-known" if args.count_known else "")
-                        + ("" if args.snr_db is None else f"-snr{args.snr_db:g}"))
+                        + ("" if args.snr_db is None else f"-snr{args.snr_db:g}")
+                        + ("" if args.cosine is None else f"-cos{args.cosine:g}"))
     write_csv(rows, stem + ".csv", FIELDS)
     plot_sets(rows, stem + ".png", f"sets of objects, D = {args.dim}, count "
               f"{'known' if args.count_known else 'estimated'}")

@@ -23,15 +23,16 @@ Composed from small parts, each usable and tested alone, in the manner of k-diff
 magnitude (the stochastic resonator's activation threshold, moved into the posterior), except where
 no atom of a factor reaches it.
 
-**Chains.** ``chains`` (default 2) independent chains solve each problem at once, as one batch, with
-their own noise; a problem stops when any chain explains ``s`` and returns the best chain's answer.
+**Chains.** ``chains`` independent chains solve each problem at once, as one batch, with their own
+noise (default: chosen from the problem shape, :func:`~.defaults.auto_chains`: two, four or eight on
+the largest schemas); a problem stops when any chain explains ``s`` and returns the best chain's answer.
 Across iterations the driver keeps the best answer by similarity of its bound codewords to ``s``.
 
 Measured accuracy and cost of every variant: ``docs/BENCHMARKS.md``.
 """
 
 from .config import DiffusionConfig
-from .defaults import ADAPTIVE_OPTIONS, Anchor, anchors_in_force, auto_settings, problem_load
+from .defaults import ADAPTIVE_OPTIONS, Anchor, anchors_in_force, auto_chains, auto_settings, problem_load
 from .denoisers import SPACES, CodebookSpace, LatentSpace, denoise_codebook, denoise_latent, posterior_weights
 from .energies import (
     ENERGIES,
@@ -46,7 +47,7 @@ from .schedules import SCHEDULES, Schedule, log_snr_schedule, make_schedule, ve_
 
 __all__ = [
     "DiffusionDecomposer", "DiffusionConfig", "DiffusionState",
-    "problem_load", "auto_settings", "anchors_in_force", "Anchor", "ADAPTIVE_OPTIONS",
+    "problem_load", "auto_settings", "auto_chains", "anchors_in_force", "Anchor", "ADAPTIVE_OPTIONS",
     "Schedule", "SCHEDULES", "make_schedule", "vp_linear_schedule", "log_snr_schedule", "ve_schedule",
     "posterior_weights", "denoise_latent", "denoise_codebook", "SPACES", "CodebookSpace", "LatentSpace",
     "SimilarityEnergy", "GaussianEnergy", "ENERGIES", "similarity_energy", "gaussian_energy", "normalize_guidance",

@@ -39,7 +39,8 @@ class DiffusionConfig:
     - ``estimate``: the estimate ``x_k`` a factor hands the others, ``"mean"`` (the posterior mean
       ``w_k X_k``) or ``"sign"`` (its sign: the nearest point of the bipolar cube every codeword
       lies on);
-    - ``chains``: independent chains per problem, the best returned;
+    - ``chains``: independent chains per problem, the best returned (None: chosen from the problem
+      shape by :func:`~.defaults.auto_chains`: two, and more on the largest schemas);
     - the common options of every iterative decomposer: ``iterations``, ``seed``, ``keep_best``,
       ``stop_similarity``, ``sign_invariant``, ``record_trajectory``, and the patience rule
       ``patience``, ``patience_margin``, ``patience_long`` (on by default here: 100 quiet iterations
@@ -76,7 +77,7 @@ class DiffusionConfig:
     stop_similarity: float | None = 0.5
     sign_invariant: bool = True
     record_trajectory: bool = False
-    chains: int = 2
+    chains: int | None = None
     estimate: str | None = None
     activation: str | None = None
     patience: int | None = 100
@@ -95,7 +96,7 @@ class DiffusionConfig:
             if getattr(self, name) is not None:
                 check_choice(name, getattr(self, name), choices)
         ints = {"iterations": (1, False), "seed": (0, False), "steps": (1, True), "restarts": (0, True),
-                "chains": (1, False), "patience": (1, True), "patience_long": (1, True)}
+                "chains": (1, True), "patience": (1, True), "patience_long": (1, True)}
         floats = {"guidance_scale": (0.0, None), "clip": (0.0, None), "lambda_min": (None, None),
                   "lambda_max": (None, None), "eta": (0.0, 1.0), "restart": (0.0, 1.0), "threshold": (0.0, None),
                   "gamma": (1e-6, None), "stop_similarity": (0.0, 1.0), "patience_margin": (0.0, 1.0)}

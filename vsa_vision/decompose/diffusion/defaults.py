@@ -37,7 +37,8 @@ from ...checks import check_int
 from ...io import atomic_write
 
 __all__ = ["ADAPTIVE_OPTIONS", "CHOICE_OPTIONS", "Anchor", "PACKAGE_ANCHORS", "ANCHORS_ENV", "problem_load",
-           "load_anchors", "anchors_in_force", "auto_settings", "write_anchor", "FALLBACK_ANCHORS"]
+           "load_anchors", "anchors_in_force", "auto_settings", "auto_chains", "write_anchor", "FALLBACK_ANCHORS",
+           "DEFAULT_CHAINS"]
 
 #: the options chosen per problem when left unset (None)
 ADAPTIVE_OPTIONS = ("guidance_scale", "steps", "lambda_min", "lambda_max", "eta", "restart", "threshold", "estimate",
@@ -47,6 +48,9 @@ CHOICE_OPTIONS = ("estimate", "activation")
 
 #: the value of an adaptive option that an anchor does not set (written before the option existed)
 MISSING = {"threshold": 0.0, "estimate": "mean", "activation": "magnitude"}
+
+#: the chains per problem where the nearest anchor names none
+DEFAULT_CHAINS = 2
 
 #: the anchors file shipped with the package
 PACKAGE_ANCHORS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
@@ -67,6 +71,8 @@ class Anchor:
     factors: int | None = None
     min_dim: int | None = None
     max_dim: int | None = None
+    #: independent chains per problem the nearest anchor gives (None: :data:`DEFAULT_CHAINS`)
+    chains: int | None = None
 
     def serves(self, dim: int) -> bool:
         """Whether the anchor serves problems of dimension ``dim``."""
@@ -101,7 +107,7 @@ def _parse(path: str, data: Any) -> list[Anchor]:
     for r in records:
         try:
             src = by_name[r["same_as"]] if "same_as" in r else r
-            dims = {k: (None if r.get(k) is None else check_int(k, r[k], 1)) for k in ("min_dim", "max_dim")}
+            dims = {k: (None if r.get(k) is None else check_int(k, r[k], 1)) for k in ("min_dim", "max_dim", "chains")}
             out.append(Anchor(str(r["name"]), float(r["load"]), dict(src["options"]), r.get("factors"), **dims))
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"{path}: anchor {r!r} is malformed ({type(e).__name__}: {e})") from None
@@ -135,7 +141,7 @@ def _as_anchor(a: Anchor | Mapping[str, Any]) -> Anchor:
     if isinstance(a, Anchor):
         return a
     return Anchor(str(a.get("name", "")), float(a["load"]), dict(a["options"]), a.get("factors"), a.get("min_dim"),
-                  a.get("max_dim"))
+                  a.get("max_dim"), a.get("chains"))
 
 
 def _same_factor_count(anchors: Sequence[Anchor], K: int) -> list[Anchor]:
@@ -160,8 +166,7 @@ def auto_settings(sizes: Sequence[int], dim: int,
     if not pool:
         raise ValueError("anchors: expected at least one")
     load = problem_load(sizes, dim)
-    group = _same_factor_count(pool, len(list(sizes)))  # the nearest number of factors first, then D
-    pool = sorted([a for a in group if a.serves(dim)] or group, key=lambda a: a.load)
+    pool = _serving(pool, sizes, dim)
     lo = max([a for a in pool if a.load <= load], key=lambda a: a.load, default=pool[0])
     hi = min([a for a in pool if a.load >= load], key=lambda a: a.load, default=pool[-1])
     span = hi.load - lo.load
@@ -185,9 +190,29 @@ def auto_settings(sizes: Sequence[int], dim: int,
     return out
 
 
+def _serving(pool: Sequence[Anchor], sizes: Sequence[int], dim: int) -> list[Anchor]:
+    """The anchors that serve a problem shape, by load: those of the nearest number of factors, then
+    those whose dimension bounds admit ``dim`` (all of that number when none does)."""
+    group = _same_factor_count(pool, len(list(sizes)))
+    return sorted([a for a in group if a.serves(dim)] or group, key=lambda a: a.load)
+
+
+def auto_chains(sizes: Sequence[int], dim: int, anchors: Sequence[Anchor | Mapping[str, Any]] | None = None) -> int:
+    """The independent chains per problem for a problem shape: those of the serving anchor nearest in
+    load (:func:`auto_settings`' pool), :data:`DEFAULT_CHAINS` where it names none. More chains at
+    equal chain-iterations buy accuracy on the largest schemas (``docs/BENCHMARKS.md``, exhaustive
+    search on large schemas: 10,12,6,64,64,2,12 at D = 4096, 74% with two chains, 99% with eight)."""
+    pool = [_as_anchor(a) for a in (anchors_in_force() if anchors is None else anchors)]
+    if not pool:
+        return DEFAULT_CHAINS
+    load = problem_load(sizes, dim)
+    near = min(_serving(pool, sizes, dim), key=lambda a: (abs(a.load - load), a.load))
+    return DEFAULT_CHAINS if near.chains is None else int(near.chains)
+
+
 def _dims(a: Anchor) -> dict[str, int]:
-    """The dimension bounds of an anchor as its file record writes them (absent when unbounded)."""
-    return {k: v for k, v in (("min_dim", a.min_dim), ("max_dim", a.max_dim)) if v is not None}
+    """The dimension bounds and chains of an anchor as its file record writes them (absent when unset)."""
+    return {k: v for k, v in (("min_dim", a.min_dim), ("max_dim", a.max_dim), ("chains", a.chains)) if v is not None}
 
 
 def write_anchor(path: str, anchor: Anchor) -> str:

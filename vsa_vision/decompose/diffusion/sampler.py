@@ -39,7 +39,7 @@ from ...vsa import Codebooks, LeaveOneOut, eps_for, sign
 from ..base import Capabilities, IterativeDecomposer, State, Step
 from ..noise import ProblemNoise
 from .config import DiffusionConfig
-from .defaults import ADAPTIVE_OPTIONS, anchors_in_force, auto_settings
+from .defaults import ADAPTIVE_OPTIONS, anchors_in_force, auto_chains, auto_settings
 from .denoisers import SPACES, CodebookSpace, posterior_weights, weights_of_logits
 from .energies import ENERGIES, normalize_guidance
 from .schedules import SCHEDULES, Schedule, make_schedule
@@ -184,7 +184,10 @@ class DiffusionDecomposer(IterativeDecomposer):
         cfg = DiffusionConfig(**options) if config is None else replace(config, **options)
         super().__init__(cfg.iterations, cfg.seed, cfg.keep_best, cfg.stop_similarity, cfg.sign_invariant,
                          cfg.record_trajectory, cfg.patience, cfg.patience_margin, cfg.patience_long)
-        self._set_chains(cfg.chains)
+        if cfg.chains is not None:
+            self._set_chains(cfg.chains)
+        else:
+            self.chains = None  # chosen per call from the problem shape: chains_for(codebooks)
         self.config = cfg
 
     def __getattr__(self, name: str) -> Any:
@@ -195,6 +198,10 @@ class DiffusionDecomposer(IterativeDecomposer):
 
     def options(self) -> dict[str, Any]:
         return self.config.as_dict()
+
+    def chains_for(self, codebooks: Codebooks) -> int:
+        """``chains`` as given, else chosen from the problem shape (:func:`~.defaults.auto_chains`)."""
+        return self.config.chains if self.config.chains is not None else auto_chains(codebooks.sizes, codebooks.dim)
 
     # -- settings, schedule and plan -----------------------------------------------------------
 
@@ -248,7 +255,8 @@ class DiffusionDecomposer(IterativeDecomposer):
         per_iteration = s.shape[0] * 2 * sum(cb.sizes)
         block = max(1, min(_BLOCK_ITERATIONS, _BLOCK_NUMBERS // per_iteration))
         threshold = torch.tensor(settings["threshold"], dtype=s.dtype, device=s.device)
-        return _Context(plan, self._noise(s), settings, space, energy, eta, _levels(plan, eta), block, threshold)
+        noise = self._noise(s, self.chains_for(cb))
+        return _Context(plan, noise, settings, space, energy, eta, _levels(plan, eta), block, threshold)
 
     def _init(self, s, cb, ctx: _Context, rows) -> DiffusionState:
         hs = [ctx.plan.sigma[0] * ctx.space.draw(ctx.noise, rows, -1, k, 0, n) for k, n in enumerate(cb.sizes)]
