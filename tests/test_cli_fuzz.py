@@ -101,7 +101,7 @@ def base_args(command: tuple[str, ...], f: dict) -> dict[str, list[str]]:
                               "--out": [out]},
         ("bench", "chains"): {**tiny, "--seeds": ["0"], "--method": ["stochastic_resonator"]},
         ("bench", "sets"): {"--objects": ["1"], "--sizes": ["3,3,2,4,4,2"], "--dim": ["64"], "--scenes": ["2"],
-                            "--iterations": ["2"], "--methods": ["resonator"], "--out": [out]},
+                            "--iterations": ["2"], "--methods": ["resonator"], "--cosine": ["0.8"], "--out": [out]},
         ("bench", "vision"): {"--checkpoint": [f["ckpt"]], "--images": ["2"], "--methods": ["resonator"],
                               "--batch-size": ["2"], "--out": [out]},
         ("bench", "latency"): {"--models": [f["ckpt"]], "--images": ["2"], "--batch": ["2"], "--edits": ["1"],

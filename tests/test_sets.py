@@ -160,3 +160,21 @@ def test_unit_noisy_scenes_have_the_asked_cosine_and_unit_norm():
     assert torch.allclose(s.norm(dim=1), torch.ones(8), atol=1e-5)
     assert torch.allclose(torch.nn.functional.cosine_similarity(s, p.s), torch.full((8,), 0.8), atol=1e-5)
     assert torch.equal(s, unit_noisy(p.s, 0.8, seed=4)) and not torch.equal(s, unit_noisy(p.s, 0.8, seed=5))
+
+
+def test_bench_sets_runs_each_methods_default_budget_on_unit_norm_bundles(tmp_path, capsys):
+    from vsa_vision.cli import main
+
+    assert main(["bench", "sets", "--objects", "1,2", "--sizes", "4,5,3,6", "--dim", "256", "--scenes", "6",
+                 "--iterations", "default", "--cosine", "0.9", "--methods", "diffusion;brute_force",
+                 "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "default iterations" in out and "unit norm at cosine 0.9" in out
+    import csv
+
+    rows = list(csv.DictReader(open(tmp_path / "sets-cos0.9.csv")))
+    assert {r["iterations"] for r in rows} == {"default"} and {r["cosine"] for r in rows} == {"0.9"}
+    assert all(float(r["acc_all"]) == 1.0 for r in rows)  # bundles of a small space at cosine 0.9: all read
+    with pytest.raises(SystemExit):  # argparse refuses a cosine outside [0, 1]
+        main(["bench", "sets", "--cosine", "1.5"])
+    assert "cosine from 0 to 1" in capsys.readouterr().err

@@ -16,7 +16,8 @@ def register(sub) -> None:
     dsub = dp.add_subparsers(dest="data", required=True)
     g = dsub.add_parser("generate", help="render a dataset to disk in shards (resumable)")
     g.add_argument("--schema", default="default",
-                   help="a built-in schema name (default; multi: scenes of 1 to 3 objects) or a JSON schema file")
+                   help="a built-in schema name (default; multi: scenes of 1 to 3 objects; clutter: 1 to 6 objects "
+                        "anywhere, turned, overlapping) or a JSON schema file")
     g.add_argument("--n", type=positive, default=50000, help="training images, one scene each (default 50000)")
     g.add_argument("--val", type=nonneg, default=None, help="validation images (default max(1000, n/10))")
     g.add_argument("--test", type=nonneg, default=None, help="test images (default max(1000, n/10))")

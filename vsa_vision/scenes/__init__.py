@@ -11,9 +11,7 @@ This layer knows nothing of codebooks or decomposers.
 
 from .render import SHAPE_POLYGONS, Renderer, contact_sheet, render_scene
 from .schema import (
-    FILLS,
     ROLES,
-    SHAPES,
     SPLITS,
     Attribute,
     Schema,
@@ -22,6 +20,7 @@ from .schema import (
     sample_indices,
     sample_scenes,
 )
+from .shapes import FILLS, SHAPES
 
 __all__ = [
     "Attribute", "Schema", "ROLES", "SHAPES", "FILLS", "SPLITS", "default_schema", "load_schema", "sample_indices",

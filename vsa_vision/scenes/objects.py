@@ -5,7 +5,8 @@ first, ordered by position (``y``, then ``x``), then absent slots of -1. Each ob
 single-object scene of the split: in the ``train``, ``val`` and ``test`` splits no object is a
 held-out combination; a ``heldout`` scene holds at least one held-out object (its first draw) among
 objects of the training kind. The number of objects is uniform in ``1 .. M``; an object whose
-position another object of the scene already takes is drawn again. A schema whose ``M`` objects
+position another object of the scene already takes (or, with ``schema.spacing`` s > 1, lies fewer than s
+cells from, in the larger of the x and y distances) is drawn again. A schema whose ``M`` objects
 cannot take distinct places is refused when it is made (:func:`check_object_room`), and the sampler
 gives up with a ``ValueError`` rather than draw forever.
 """
@@ -60,6 +61,11 @@ def _room_message(schema: Any, most: int, places: int) -> str:
         return (f"schema {schema.name!r}: max_objects {most} cannot fit: the objects of a scene take distinct places, "
                 "and without an x or y attribute there is 1 place; set max_objects to 1 or add x / y attributes")
     grid = " x ".join(str(schema.sizes[k]) for k in (kx, ky) if k is not None)
+    if getattr(schema, "spacing", 1) > 1:
+        return (f"schema {schema.name!r}: max_objects {most} cannot fit: the objects of a scene take cells at least "
+                f"{schema.spacing} apart (of the {grid} grid of x / y values), and objects outside the held-out "
+                f"combinations, placed one after the other, always find room for only {places}; set max_objects to "
+                f"at most {places}, lower spacing or add positions")
     return (f"schema {schema.name!r}: max_objects {most} cannot fit: the objects of a scene take distinct places "
             f"(cells of the {grid} grid of x / y values), and objects outside the held-out combinations can take "
             f"only {places} places; set max_objects to at most {places} or add positions")
@@ -74,8 +80,16 @@ def check_object_room(schema: Any) -> None:
     if most <= 1:
         return
     places = object_places(schema, "train" if schema.holdout else None)
-    if places is not None and most > places:
-        raise ValueError(_room_message(schema, most, places))
+    if places is not None and most > _fitting(schema, places):
+        raise ValueError(_room_message(schema, most, _fitting(schema, places)))
+
+
+def _fitting(schema: Any, places: int) -> int:
+    """How many objects always fit ``places`` cells, drawn one after the other: every cell with
+    ``spacing`` s = 1; with s > 1 each object shuts at most (2s - 1)^2 cells, so 1 + (places - 1) //
+    (2s - 1)^2 objects never run out of room."""
+    s = getattr(schema, "spacing", 1)
+    return places if s <= 1 else 1 + (places - 1) // (2 * s - 1) ** 2
 
 
 def object_order(schema: Any, rows: np.ndarray) -> np.ndarray:
@@ -109,8 +123,17 @@ class ObjectSetStream:
         self._others = (IndexStream(schema, seed, "train", stream=_OTHER_STREAM) if split == "heldout"
                         else self._first)
         places = object_places(schema, None if split is None else "train")
-        if places is not None and schema.max_objects > places:  # a schema changed after its checks at load
-            raise ValueError(_room_message(schema, schema.max_objects, places))
+        if places is not None and schema.max_objects > _fitting(schema, places):  # changed after its checks
+            raise ValueError(_room_message(schema, schema.max_objects, _fitting(schema, places)))
+        kx, ky = schema.by_role("x"), schema.by_role("y")
+        self._grid = [k for k in (kx, ky) if k is not None] if getattr(schema, "spacing", 1) > 1 else []
+
+    def _apart(self, cand: np.ndarray, objs: list[np.ndarray]) -> bool:
+        """Whether ``cand`` lies at least ``spacing`` cells from every object of ``objs`` (larger axis)."""
+        if not self._grid:
+            return True
+        placed = np.stack(objs)[:, self._grid]
+        return bool((np.abs(placed - cand[self._grid]).max(1) >= self.schema.spacing).all())
 
     def take(self, m: int) -> np.ndarray:
         """The next ``m`` scenes as object slots ``[m, M, K]`` (int64; absent slots -1)."""
@@ -128,7 +151,7 @@ class ObjectSetStream:
             while len(objs) < counts[i]:
                 cand = self._others.take(1)[0]
                 place = int(_places(schema, cand))
-                if place not in taken:
+                if place not in taken and self._apart(cand, objs):
                     objs.append(cand)
                     taken.add(place)
                     misses = 0

@@ -20,9 +20,10 @@ from PIL import Image, ImageDraw
 
 from ..checks import check_float, check_int
 from .schema import Schema, load_schema
-from .shapes import SHAPE_POLYGONS
+from .shapes import SHAPE_POLYGONS, SHAPE_SYMMETRY
 
-_DEFAULTS = {"shape": "circle", "colour": (245, 245, 245), "size": 0.14, "x": 0.5, "y": 0.5, "fill": "solid"}
+_DEFAULTS = {"shape": "circle", "colour": (245, 245, 245), "size": 0.14, "x": 0.5, "y": 0.5, "fill": "solid",
+             "rotation": 0.0}
 STROKE = 0.16  # the standard outline width, a fraction of the object's radius
 
 
@@ -113,6 +114,10 @@ class Renderer:
         width = max(1, round(stroke * rs)) if not solid else 0
         colour = p["colour"]
         poly = SHAPE_POLYGONS[p["shape"]]
+        turn, sym = p["rotation"], SHAPE_SYMMETRY[p["shape"]]
+        if poly is not None and turn and sym:  # a turn is a fraction of the shape's symmetry period
+            c, s = math.cos(2 * math.pi * turn / sym), math.sin(2 * math.pi * turn / sym)
+            poly = [(x * c - y * s, x * s + y * c) for x, y in poly]
         if poly is None:
             box = [cxs - rs, cys - rs, cxs + rs, cys + rs]
             draw.ellipse(box, fill=colour if solid else None, outline=None if solid else colour, width=width)

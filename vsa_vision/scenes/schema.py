@@ -5,18 +5,26 @@ labels file (:meth:`Schema.from_labels`). It holds any number of attributes with
 value labels: an attribute is data first. Two optional properties say more about one:
 
 - ``role`` tells the built-in renderer what the attribute controls: ``shape``, ``colour``, ``size``,
-  ``x``, ``y`` or ``fill``, or ``"none"`` (data only); a role may be used once. Without ``role``, an
+  ``x``, ``y``, ``fill`` or ``rotation``, or ``"none"`` (data only); a role may be used once. Without ``role``, an
   attribute named after a role takes it when the renderer can draw its values, else none. A schema
   whose every attribute has a role can be drawn by the built-in renderer (:attr:`Schema.renderable`);
   a role no attribute takes is drawn at a fixed default (a white, solid, medium circle in the
   centre). An attribute without a role is drawn by nothing built in: the user's images carry it.
   ``params`` optionally gives each value's rendering parameter: a colour spec (``"#ff0000"``,
-  ``"red"``), a radius as a fraction of the image side, a position in [0, 1], or a shape / fill
-  name; without them the value names are used (shapes, fills, colours) or the values are spread
-  evenly (sizes, positions). Without a role, ``params`` are kept as they are and not read.
+  ``"red"``), a radius as a fraction of the image side, a position in [0, 1], a turn as a fraction
+  of the shape's symmetry period in [0, 1) (a square turned by 0.5 is turned by 45 degrees, a
+  triangle by 60: every label a distinct picture), or a shape / fill name; without them the value
+  names are used (shapes, fills, colours) or the values are spread evenly (sizes, positions, turns).
+  Without a role, ``params`` are kept as they are and not read.
 - ``ordinal`` says the values are ordered steps of one quantity (positions, sizes, angles, hue
   buckets): reports then give the off-by-one rate and the mean absolute error in steps beside exact
-  accuracy. Default: true for the roles ``size``, ``x`` and ``y``, false otherwise.
+  accuracy. Default: true for the roles ``size``, ``x`` and ``y``, false otherwise. A ``rotation`` role
+  is taken only when given.
+
+``spacing`` (scenes of several objects) is the least distance, in cells of the x / y grid (the larger
+of the two axes' distances), between the objects of a sampled scene: 1 (the default) keeps them in
+distinct cells; a grid finer than the objects lets them overlap partly, drawn in slot order (``y``,
+then ``x``), so a later object hides part of an earlier one.
 
 ``holdout`` lists combinations of attribute values (usually pairs, e.g. every red star) that the
 train, val and test splits never contain and the ``heldout`` split contains only: a test of
@@ -34,41 +42,24 @@ from typing import Any
 import numpy as np
 
 from ..checks import check_int
+from .role_params import role_params
 from .sampling import SPLITS, sample_indices, sample_scenes
-from .shapes import FILLS, SHAPES
+from .shapes import ROTATION_TWINS
 
 __all__ = ["ROLES", "SPLITS", "Attribute", "Schema", "load_schema", "default_schema", "sample_indices",
            "sample_scenes"]
 
-ROLES = ("shape", "colour", "size", "x", "y", "fill")
+ROLES = ("shape", "colour", "size", "x", "y", "fill", "rotation")
+#: the roles an attribute takes from its name alone (a rotation only when given: a user's "rotation"
+#: column of degrees means turns of the picture, not fractions of each shape's symmetry)
+INFERRED_ROLES = ROLES[:6]
 NO_ROLE = "none"  # an attribute's role when it is data only, whatever its name
 LABEL_FILE_COLUMNS = ("file_name", "split")  # the columns of a labels file that are not attributes
 _ROLE_ALIASES = {"color": "colour"}
 _SCHEMA_DIR = os.path.join(os.path.dirname(__file__), "schemas")
 
 
-def _colour_rgb(spec: str) -> tuple[int, int, int]:
-    from PIL import ImageColor
-
-    rgb = ImageColor.getrgb(spec)
-    return tuple(int(c) for c in rgb[:3])  # type: ignore[return-value]
-
-
 ORDINAL_ROLES = ("size", "x", "y")
-
-
-def _numbers(where: str, params: Sequence[Any]) -> tuple[float, ...]:
-    """``params`` as finite numbers, or a ``ValueError`` naming the attribute and the first bad one."""
-    out = []
-    for i, v in enumerate(params):
-        try:
-            x = float(v) if not isinstance(v, bool) else None
-        except (TypeError, ValueError):
-            x = None
-        if x is None or not np.isfinite(x):
-            raise ValueError(f"{where}: params[{i}] = {v!r} is not a number")
-        out.append(x)
-    return tuple(out)
 
 
 def _duplicates(items: Sequence[Any]) -> list[Any]:
@@ -104,7 +95,7 @@ class Attribute:
         infer = self.role is None
         if infer:  # named after a role: takes it where its values fit it; any other name: no role (data only)
             role = _ROLE_ALIASES.get(self.name, self.name)
-            role = role if role in ROLES else None
+            role = role if role in INFERRED_ROLES else None
         elif self.role == NO_ROLE:
             role = None
         else:
@@ -141,46 +132,10 @@ class Attribute:
         return self.ordinal if self.ordinal is not None else self.role in ORDINAL_ROLES
 
     def render_params(self) -> tuple[Any, ...]:
-        """The rendering parameter of every value (validated): rgb tuples, radii, positions or names;
-        for an attribute without a role, its params (or value labels) as they are."""
-        n = len(self.values)
-        p = self.params
-        if self.role is None:
-            return tuple(p) if p is not None else self.values
-        where = f"attribute {self.name!r} (role {self.role})"
-        if self.role in ("shape", "fill"):
-            known = SHAPES if self.role == "shape" else FILLS
-            names = tuple(str(v) for v in (p if p is not None else self.values))
-            bad = [v for v in names if v not in known]
-            if bad:
-                raise ValueError(f"{where}: unknown {self.role}(s) {bad}; known: {list(known)} "
-                                 "(give 'params' to map other labels onto them)")
-            return names
-        if self.role == "colour":
-            specs = p if p is not None else self.values
-            out = []
-            for label, spec in zip(self.values, specs):
-                try:
-                    out.append(_colour_rgb(str(spec)))
-                except ValueError:
-                    raise ValueError(f"{where}: value {label!r} has no colour: {spec!r} is not a colour name "
-                                     "or '#rrggbb'") from None
-            if len(set(out)) != n:
-                raise ValueError(f"{where}: two values have the same colour")
-            return tuple(out)
-        if self.role == "size":
-            radii = _numbers(where, p) if p is not None else tuple(np.linspace(0.09, 0.2, n).tolist()) \
-                if n > 1 else (0.14,)
-            if any(not (0.02 <= r <= 0.3) for r in radii) or len(set(radii)) != n:
-                raise ValueError(f"{where}: radii must be distinct fractions of the image side in [0.02, 0.3], "
-                                 f"got {list(radii)}")
-            return radii
-        # x / y
-        pos = _numbers(where, p) if p is not None else tuple(np.linspace(0.0, 1.0, n).tolist()) \
-            if n > 1 else (0.5,)
-        if any(not (0.0 <= v <= 1.0) for v in pos) or len(set(pos)) != n:
-            raise ValueError(f"{where}: positions must be distinct numbers in [0, 1], got {list(pos)}")
-        return pos
+        """The rendering parameter of every value (validated): rgb tuples, radii, positions, turns or
+        names; for an attribute without a role, its params (or value labels) as they are
+        (:func:`~vsa_vision.scenes.role_params.role_params`)."""
+        return role_params(self.name, self.role, self.values, self.params)
 
     def index(self, value: Any) -> int:
         try:
@@ -215,6 +170,7 @@ class Schema:
     image_size: int = 64
     holdout: tuple[Mapping[str, str], ...] = field(default=())
     max_objects: int = 1
+    spacing: int = 1
 
     def __post_init__(self) -> None:
         attrs = tuple(a if isinstance(a, Attribute) else Attribute(**a) for a in self.attributes)
@@ -229,6 +185,8 @@ class Schema:
         object.__setattr__(self, "attributes", attrs)
         object.__setattr__(self, "image_size", check_int("schema: image_size", self.image_size, 16, 1024))
         object.__setattr__(self, "max_objects", check_int("schema: max_objects", self.max_objects, 1))
+        object.__setattr__(self, "spacing", check_int("schema: spacing", self.spacing, 1))
+        self._check_rotation(attrs)
         hold = []
         for i, combo in enumerate(self.holdout):
             if not isinstance(combo, Mapping) or not combo:
@@ -240,6 +198,23 @@ class Schema:
         from .objects import check_object_room
 
         check_object_room(self)  # the objects of a scene must fit distinct places, or sampling never ends
+
+    @staticmethod
+    def _check_rotation(attrs: tuple[Attribute, ...]) -> None:
+        """With a rotation attribute, every label must name one picture: no circle (it looks the same at
+        every turn) and no two shapes that are turns of one another."""
+        roles = {a.role: a for a in attrs}
+        if "rotation" not in roles or "shape" not in roles or len(roles["rotation"]) < 2:
+            return
+        shapes = set(roles["shape"].render_params())
+        if "circle" in shapes:
+            raise ValueError(f"schema: attribute {roles['rotation'].name!r} turns the shapes, but a circle looks the "
+                             "same at every turn (its labels would not be unique): drop the circle")
+        for twins in ROTATION_TWINS:
+            if twins <= shapes:
+                raise ValueError(f"schema: attribute {roles['rotation'].name!r} turns the shapes, but "
+                                 f"{' and '.join(sorted(twins))} are turns of one another (their labels would not be "
+                                 "unique): keep one")
 
     # -- access --------------------------------------------------------------------------------
 
@@ -374,16 +349,18 @@ class Schema:
              "holdout": [dict(c) for c in self.holdout]}
         if self.max_objects != 1:
             d["max_objects"] = self.max_objects
+        if self.spacing != 1:
+            d["spacing"] = self.spacing
         return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Schema:
         if not isinstance(d, Mapping):
             raise ValueError(f"schema: expected a JSON object, got {type(d).__name__}")
-        unknown = sorted(set(d) - {"name", "image_size", "attributes", "holdout", "max_objects"})
+        unknown = sorted(set(d) - {"name", "image_size", "attributes", "holdout", "max_objects", "spacing"})
         if unknown:
             raise ValueError(f"schema: unknown key(s) {unknown}; keys are name, image_size, attributes, holdout, "
-                             "max_objects")
+                             "max_objects, spacing")
         if "attributes" not in d:
             raise ValueError("schema: missing 'attributes'")
         attrs = []
@@ -398,7 +375,7 @@ class Schema:
                                    ordinal=a.get("ordinal")))
         return cls(attributes=tuple(attrs), name=str(d.get("name", "custom")),
                    image_size=d.get("image_size", 64), holdout=tuple(d.get("holdout", ())),
-                   max_objects=d.get("max_objects", 1))
+                   max_objects=d.get("max_objects", 1), spacing=d.get("spacing", 1))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)

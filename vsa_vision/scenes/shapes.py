@@ -45,4 +45,11 @@ SHAPE_POLYGONS: dict[str, list[tuple[float, float]] | None] = {
 }
 
 SHAPES: tuple[str, ...] = tuple(SHAPE_POLYGONS)
+#: each shape's rotational symmetry: it looks the same turned by 360 / n degrees (0: every angle, a circle)
+SHAPE_SYMMETRY: dict[str, int] = {"circle": 0, "square": 4, "triangle": 3, "triangle_down": 3, "diamond": 2,
+                                  "pentagon": 5, "hexagon": 6, "star": 5, "plus": 4, "cross": 4}
+#: shapes that are turns of one another (a downward triangle is a triangle turned by 60 degrees, a cross a
+#: plus turned by 45): with a rotation attribute two labels would name one picture, so a schema may hold
+#: only one of each pair
+ROTATION_TWINS: tuple[frozenset[str], ...] = (frozenset({"triangle", "triangle_down"}), frozenset({"plus", "cross"}))
 FILLS: tuple[str, ...] = ("solid", "outline")

@@ -65,8 +65,9 @@ def run(args: argparse.Namespace) -> int:
     if args.joint:
         methods += [f"{m}@joint" for m in methods if parse_method(m)[0] == "diffusion"]
     print(f"objects {args.objects}, sizes {'x'.join(map(str, args.sizes))}, D = {args.dim}, {args.scenes} scenes "
-          f"each, {args.iterations} iterations, count {'known' if args.count_known else 'estimated'}, "
-          f"noise {'none' if args.snr_db is None else f'{args.snr_db:g} dB'}")
+          f"each, {args.iterations or 'default'} iterations, count {'known' if args.count_known else 'estimated'}, "
+          f"noise {'none' if args.snr_db is None else f'{args.snr_db:g} dB'}"
+          + ("" if args.cosine is None else f", unit norm at cosine {args.cosine:g}"))
     rows = set_benchmark(methods, objects=args.objects, sizes=args.sizes, dim=args.dim, scenes=args.scenes,
                          iterations=args.iterations, seed=args.seed, count_known=args.count_known,
                          snr_db=args.snr_db, distinct=distinct, cosine=args.cosine)
