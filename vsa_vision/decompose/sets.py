@@ -35,7 +35,8 @@ DEFAULT_MAX_OBJECTS = 8
 
 #: an iterative inner decoder's budget when none is given: on exact and unit-norm noisy (cosine 0.8)
 #: bundles of 1 to 4 objects of the vision shape (D = 1024, count unknown) the diffusion decoder found
-#: every set at 1000 iterations, 95.3% / 70.0% at its own default of 100 (docs/BENCHMARKS.md, sets)
+#: every set at 1000 iterations, 93.3 to 97.5% / 42.9 to 88.8% at its own default of 100
+#: (docs/BENCHMARKS.md, the default call of the set decoder)
 SET_ITERATIONS = 1000
 
 #: how the objects are found: explaining away, or all at once (diffusion only)

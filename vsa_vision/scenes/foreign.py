@@ -189,7 +189,7 @@ def _nested(rng: np.random.Generator, renderer: Renderer, schema: Schema, row: n
         order = np.argsort(renderer._params[ks])
         outer[ks], inner[ks] = order[-1], order[0]
     if kf is not None:
-        fills = schema.attributes[kf].values
+        fills = list(renderer._params[kf])  # the fill each value draws, whatever its label
         outer[kf] = fills.index("outline") if "outline" in fills else outer[kf]
         inner[kf] = fills.index("solid") if "solid" in fills else inner[kf]
     for k in (kc, kh):
