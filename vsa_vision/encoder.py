@@ -50,16 +50,12 @@ def gaussian_blur5(x: Tensor, sigma: float) -> Tensor:
     k = (k / k.sum()).tolist()
     # five shifted slices a pass: a sixth of the time of a grouped (depthwise) convolution on the CPU
     # (256 images of 3 x 64 x 64: 16 against 101 ms), the same sums up to rounding
-    h, w = x.shape[-2:]
-    p = F.pad(x, (2, 2, 0, 0), mode="replicate")
-    x = p[..., 0:w] * k[0]
-    for i in range(1, 5):
-        x = x + p[..., i:i + w] * k[i]
-    p = F.pad(x, (0, 0, 2, 2), mode="replicate")
-    out = p[..., 0:h, :] * k[0]
-    for i in range(1, 5):
-        out = out + p[..., i:i + h, :] * k[i]
-    return out
+    for dim, pad in ((-1, (2, 2, 0, 0)), (-2, (0, 0, 2, 2))):  # along rows, then along columns
+        n, p = x.shape[dim], F.pad(x, pad, mode="replicate")
+        x = p.narrow(dim, 0, n) * k[0]
+        for i in range(1, 5):
+            x = x + p.narrow(dim, i, n) * k[i]
+    return x
 
 
 def _adaptive_threshold(mx: Tensor) -> Tensor:

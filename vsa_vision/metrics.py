@@ -11,7 +11,7 @@ import numpy as np
 from torch import Tensor
 
 __all__ = ["attribute_metrics", "format_attribute_metrics", "format_report", "report_json", "average_precision",
-           "detection_ap", "object_positions"]
+           "detection_ap"]
 
 
 def attribute_metrics(decoded: Tensor, truth: Tensor, factors: Mapping[str, Sequence[str]],
@@ -101,24 +101,6 @@ def report_json(report: Mapping[str, Any]) -> str:
     return json.dumps(report, indent=2) + "\n"
 
 
-def object_positions(schema: Any, objects: np.ndarray) -> np.ndarray:
-    """The centres in pixels ``[..., 2]`` (x, y) of objects ``[..., K]`` (value indices) where the
-    built-in renderer draws them (its margin and spacing of the position values)."""
-    from .scenes.render import Renderer
-
-    r = Renderer(schema, supersample=1)
-    span = r.size - 2 * r._margin
-    out = np.zeros(objects.shape[:-1] + (2,), dtype=np.float64)
-    for axis, role in enumerate(("x", "y")):
-        k = schema.by_role(role)
-        if k is not None:
-            params = np.asarray(schema.attributes[k].render_params(), dtype=np.float64)
-            out[..., axis] = r._margin + params[np.clip(objects[..., k], 0, len(params) - 1)] * span
-        else:
-            out[..., axis] = r.size / 2
-    return out
-
-
 def average_precision(found: Sequence[np.ndarray], confidence: Sequence[np.ndarray], truth: Sequence[np.ndarray],
                       positions_found: Sequence[np.ndarray], positions_true: Sequence[np.ndarray],
                       others: Sequence[int], threshold: float = float("inf")) -> float:
@@ -169,7 +151,9 @@ def detection_ap(schema: Any, res: Any, labels: Tensor, thresholds: Sequence[flo
     conf = [np.asarray(c.detach().cpu(), dtype=np.float64) for c in res.confidence]
     pos = {k for k in (schema.by_role("x"), schema.by_role("y")) if k is not None}
     others = [k for k in range(len(schema.sizes)) if k not in pos]
-    pf = [object_positions(schema, f) if len(f) else np.zeros((0, 2)) for f in found]
-    pt = [object_positions(schema, t) if len(t) else np.zeros((0, 2)) for t in truth]
+    from .scenes.render import Renderer
+
+    renderer = Renderer(schema, supersample=1)  # where the renderer draws each object's centre
+    pf, pt = [renderer.centres(f) for f in found], [renderer.centres(t) for t in truth]
     return {("inf" if t == float("inf") else f"{t:g}px"): average_precision(found, conf, truth, pf, pt, others, t)
             for t in thresholds}

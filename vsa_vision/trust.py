@@ -165,15 +165,16 @@ def trust_features(schema, images: Tensor, q: Tensor, res: Decomposition | SetDe
     corr, overlap, hue = image_agreement(images, render_answers(schema, res), masks)
     answered = res.counts.double().cpu() if sets else torch.ones(len(images), dtype=torch.float64)
     blobs = count_blobs(images, masks=masks) - answered
+    background = background_level(images, masks)
     if sets:
         conf = [c.double().cpu() for c in res.confidence]
         cmin = torch.tensor([float(c.min()) if len(c) else 0.0 for c in conf], dtype=torch.float64)
         cmean = torch.tensor([float(c.mean()) if len(c) else 0.0 for c in conf], dtype=torch.float64)
         alo, ahi = _amplitudes(res)
         cols = [1 - res.residual.double().cpu(), cmin, cmean, alo, ahi, res.counts.double().cpu(), norm,
-                corr.double(), overlap.double(), hue.double(), blobs, background_level(images, masks)]
+                corr.double(), overlap.double(), hue.double(), blobs, background]
     else:
-        cols = [*vector, corr.double(), overlap.double(), hue.double(), blobs, background_level(images, masks)]
+        cols = [*vector, corr.double(), overlap.double(), hue.double(), blobs, background]
     return torch.stack(cols, 1)
 
 
@@ -345,7 +346,8 @@ def check_record(record: Any, features: Sequence[str] | None = None, attributes:
     if names not in (FEATURES, SET_FEATURES, VECTOR_FEATURES, *LEGACY_FEATURES):
         raise ValueError(f"trust record: fitted on features {got!r}, which this version of vsa_vision does not "
                          f"compute{_REFIT}")
-    if features is not None and LEGACY_FEATURES.get(names, names) != tuple(features):
+    current = LEGACY_FEATURES.get(names, names)  # a legacy rule: the features of today it reads the first of
+    if features is not None and current != tuple(features):
         raise ValueError(f"trust record: fitted on the features {list(names)}, but this model computes "
                          f"{list(features)} (a rule of another kind of model){_REFIT}")
     n = len(names)
@@ -354,7 +356,7 @@ def check_record(record: Any, features: Sequence[str] | None = None, attributes:
             raise ValueError(f"trust record: {key} is missing{_REFIT}")
     _check_part("known", record["known"], n, calibrated=False, threshold=True)
     _check_part("probability", record["probability"], n, calibrated=True)
-    if LEGACY_FEATURES.get(names, names) == SET_FEATURES:
+    if current == SET_FEATURES:
         if "objects" not in record:
             raise ValueError(f"trust record: objects is missing{_REFIT}")
         if tuple(record.get("object_features", OBJECT_FEATURES)) != OBJECT_FEATURES:

@@ -138,10 +138,6 @@ def _inner(method: str, max_objects: int, options: dict[str, Any]):
     return decoder
 
 
-def _bipolar(cb: Codebooks) -> bool:
-    """Whether every codeword is +-1 (then every bound vector has norm sqrt(D))."""
-    return all(bool(((t == 1) | (t == -1)).all()) for t in cb.tensors)
-
 
 @torch.no_grad()
 def decompose_set(s: Tensor, codebooks: Codebooks, method: str = "diffusion", max_objects: int | None = None,
@@ -198,7 +194,7 @@ def decompose_set(s: Tensor, codebooks: Codebooks, method: str = "diffusion", ma
     active = torch.ones(B, dtype=torch.bool, device=s.device) if counts_given is None else counts_given > 0
     # no bipolar object can pass the amplitude test in a residual shorter than threshold * scale * sqrt(D)
     # (a = <r, b> / |b|^2 <= |r| / |b|, |b| = sqrt(D)): such rows are done without a decode
-    floor = threshold * math.sqrt(cb.dim) if counts_given is None and _bipolar(cb) else None
+    floor = threshold * math.sqrt(cb.dim) if counts_given is None and cb.bipolar else None
     for j in range(cap):
         if floor is not None and not (auto and j == 0):
             active &= residual.norm(dim=-1) >= floor * scene_scale

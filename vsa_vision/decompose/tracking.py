@@ -22,13 +22,11 @@ class Scorer:
 
     def __init__(self, s: Tensor, cb: Codebooks) -> None:
         wide = wide_dtype(s.dtype)
-        self.table, real = cb.to(dtype=wide).padded()  # [K, n_max, D]
+        self.table = cb.to(dtype=wide).padded()[0]  # [K, n_max, D]
         self.factors = torch.arange(cb.num_factors, device=s.device)
         s_w = s.to(wide)
         self.unit = s_w / s_w.norm(dim=-1, keepdim=True).clamp_min(eps_for(wide))
-        words = self.table[real]
-        bipolar = bool(((words == 1) | (words == -1)).all())
-        self.norm = math.sqrt(cb.dim) if bipolar else None
+        self.norm = math.sqrt(cb.dim) if cb.bipolar else None
         self.dtype = s.dtype
 
     def __call__(self, idx: Tensor) -> Tensor:

@@ -186,10 +186,10 @@ def _nested(rng: np.random.Generator, renderer: Renderer, schema: Schema, row: n
     sizes, roles = schema.sizes, [a.role for a in schema.attributes]
     ks, kc, kf, kh = (schema.by_role(r) for r in ("size", "colour", "fill", "shape"))
     if ks is not None:
-        order = np.argsort(renderer._params[ks])
+        order = np.argsort(schema.attributes[ks].render_params())
         outer[ks], inner[ks] = order[-1], order[0]
     if kf is not None:
-        fills = list(renderer._params[kf])  # the fill each value draws, whatever its label
+        fills = list(schema.attributes[kf].render_params())  # the fill each value draws, whatever its label
         outer[kf] = fills.index("outline") if "outline" in fills else outer[kf]
         inner[kf] = fills.index("solid") if "solid" in fills else inner[kf]
     for k in (kc, kh):

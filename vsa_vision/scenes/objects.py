@@ -76,12 +76,16 @@ def check_object_room(schema: Any) -> None:
     ``max_objects`` objects cannot be drawn: more objects than the places an object of the training
     kind can take (every scene's objects take distinct places; a held-out scene's other objects are of
     the training kind too), which would make the sampler draw forever."""
-    most = schema.max_objects
-    if most <= 1:
-        return
-    places = object_places(schema, "train" if schema.holdout else None)
-    if places is not None and most > _fitting(schema, places):
-        raise ValueError(_room_message(schema, most, _fitting(schema, places)))
+    if schema.max_objects > 1:
+        _refuse_crowding(schema, "train" if schema.holdout else None)
+
+
+def _refuse_crowding(schema: Any, split: str | None) -> None:
+    """Refuse ``max_objects`` beyond what always fits the places an object of ``split`` can take."""
+    places = object_places(schema, split)
+    fitting = None if places is None else _fitting(schema, places)
+    if fitting is not None and schema.max_objects > fitting:
+        raise ValueError(_room_message(schema, schema.max_objects, fitting))
 
 
 def _fitting(schema: Any, places: int) -> int:
@@ -122,9 +126,7 @@ class ObjectSetStream:
         # a held-out scene's other objects are of the training kind, from a stream of their own
         self._others = (IndexStream(schema, seed, "train", stream=_OTHER_STREAM) if split == "heldout"
                         else self._first)
-        places = object_places(schema, None if split is None else "train")
-        if places is not None and schema.max_objects > _fitting(schema, places):  # changed after its checks
-            raise ValueError(_room_message(schema, schema.max_objects, _fitting(schema, places)))
+        _refuse_crowding(schema, None if split is None else "train")  # a schema changed after its checks at load
         kx, ky = schema.by_role("x"), schema.by_role("y")
         self._grid = [k for k in (kx, ky) if k is not None] if getattr(schema, "spacing", 1) > 1 else []
 

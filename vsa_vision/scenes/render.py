@@ -68,6 +68,26 @@ class Renderer:
             p[role] = params[int(v)]
         return p
 
+    def _place(self, v: Any) -> Any:
+        """A position value in [0, 1] as output pixels (continuous coordinates): the margin keeps the
+        largest object, jittered, inside the frame."""
+        return self._margin + v * (self.size - 2 * self._margin)
+
+    def centres(self, indices: Any) -> np.ndarray:
+        """The centres in output pixels ``float64 [..., 2]`` (x, y) of objects ``[..., K]`` (value
+        indices; negative ones, absent slots, read as the first value) as drawn without jitter; the
+        image's centre on an axis the schema has no attribute for."""
+        idx = np.asarray(indices)
+        out = np.empty(idx.shape[:-1] + (2,), dtype=np.float64)
+        for axis, role in enumerate(("x", "y")):
+            if role in self._roles:
+                k = self._roles.index(role)
+                values = np.asarray(self._params[k], dtype=np.float64)
+                out[..., axis] = self._place(values[np.clip(idx[..., k], 0, None)])
+            else:
+                out[..., axis] = self._place(_DEFAULTS[role])
+        return out
+
     def render_indices(self, row: Sequence[int], seed: int | Sequence[int] | None = None) -> np.ndarray:
         """One image ``uint8 [H, W, 3]`` from a row of value indices (trusted: see :meth:`render`).
 
@@ -98,9 +118,7 @@ class Renderer:
     def _draw(self, draw: ImageDraw.ImageDraw, p: dict[str, Any], rng: np.random.Generator | None) -> None:
         """One object of resolved parameters ``p`` onto the supersampled canvas."""
         ss, side = self.supersample, self.size
-        span = side - 2 * self._margin
-        cx = self._margin + p["x"] * span
-        cy = self._margin + p["y"] * span
+        cx, cy = self._place(p["x"]), self._place(p["y"])
         if rng is not None and self.jitter:
             dx, dy = rng.uniform(-self.jitter, self.jitter, size=2)
             cx, cy = cx + dx, cy + dy

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from ..io import atomic_path
-from .ops import bind, cosine_similarity, random_bipolar, readout
+from .ops import bind, cosine_similarity, is_bipolar, random_bipolar, readout
 
 __all__ = ["Codebooks", "check_problem"]
 
@@ -187,7 +187,7 @@ class Codebooks:
                 raise TypeError(f"codebook {name!r}: expected a torch.Tensor, got {type(t).__name__}")
             if not t.is_floating_point():
                 t = t.to(torch.float32)
-            if check_bipolar and t.numel() and not bool(((t == 1) | (t == -1)).all()):
+            if check_bipolar and t.numel() and not is_bipolar(t):
                 bad = t[(t != 1) & (t != -1)].flatten()[:3].tolist()
                 raise ValueError(f"codebook {name!r}: expected entries +1/-1 only, found e.g. {bad}")
             ts.append(t)
@@ -232,6 +232,12 @@ class Codebooks:
     @property
     def dtype(self) -> torch.dtype:
         return self._tensors[0].dtype
+
+    @property
+    def bipolar(self) -> bool:
+        """Whether every codeword entry is +-1 (then every bound vector has norm sqrt(D)); computed
+        from the tensors each time, so a codebook changed in place is seen."""
+        return all(is_bipolar(t) for t in self._tensors)
 
     @property
     def search_space(self) -> int:
@@ -406,7 +412,7 @@ class Codebooks:
         tensors, dtypes = {}, []
         for k, t in enumerate(self._tensors):
             t = t.detach().cpu().contiguous()
-            if bool(((t == 1) | (t == -1)).all()):
+            if is_bipolar(t):
                 tensors[f"factor_{k}"] = t.to(torch.int8)
             else:
                 tensors[f"factor_{k}"] = t

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "bind", "unbind", "bundle", "sign", "dot_similarity", "cosine_similarity", "similarity_matrix", "readout",
-    "random_bipolar", "LeaveOneOut", "eps_for", "wide_dtype", "rowwise_matmul", "is_exact_integer",
+    "random_bipolar", "is_bipolar", "LeaveOneOut", "eps_for", "wide_dtype", "rowwise_matmul", "is_exact_integer",
 ]
 
 
@@ -154,6 +154,11 @@ def readout(
         idx.append(i)
         sims.append(best)
     return torch.stack(idx, dim=-1), torch.stack(sims, dim=-1)
+
+
+def is_bipolar(t: Tensor) -> bool:
+    """Whether every entry of ``t`` is +1 or -1."""
+    return bool(((t == 1) | (t == -1)).all())
 
 
 def random_bipolar(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..common import add_device, add_methods, add_out, add_seed, add_threads, apply_threads, positive
+from ..common import add_device, add_methods, add_out, add_seed, add_threads, apply_threads, int_list, positive
 from ..outputs import check_folder, write_rows
 from ..vision import add_checkpoint, load_pipeline
 
@@ -16,7 +16,7 @@ def register(sub) -> None:
     br.add_argument("--images", type=positive, default=500, help="test scenes per condition (default 500)")
     br.add_argument("--corruptions", default=None, metavar="A,B,...",
                     help="comma-separated corruptions (default: all of vsa_vision.scenes.degrade.CORRUPTIONS)")
-    br.add_argument("--severities", default="1,2,3,4,5", metavar="S,T,...",
+    br.add_argument("--severities", type=int_list, default=[1, 2, 3, 4, 5], metavar="S,T,...",
                     help="comma-separated severities, 1 to 5 (default: all)")
     add_seed(br)
     add_methods(br)
@@ -37,16 +37,12 @@ def run(args: argparse.Namespace) -> int:
     if unknown or not kinds:
         raise ValueError(f"--corruptions: unknown corruption {unknown[0] if unknown else args.corruptions!r}; "
                          f"expected some of {', '.join(CORRUPTIONS)}")
-    try:
-        severities = [int(s) for s in args.severities.split(",") if s.strip()]
-    except ValueError:
-        severities = []
-    if not severities or any(not 1 <= s <= 5 for s in severities):
-        raise ValueError(f"--severities: expected comma-separated levels 1 to 5, got {args.severities!r}")
+    if any(s > 5 for s in args.severities):
+        raise ValueError(f"--severities: expected levels 1 to 5, got {args.severities}")
     apply_threads(args)
     pipe = load_pipeline(args)
     rows = robustness_benchmark(pipe, args.methods, images=args.images, seed=args.seed, corruptions=kinds,
-                                severities=severities, batch_size=args.batch_size)
+                                severities=args.severities, batch_size=args.batch_size)
     print()
     print(robustness_table(rows))
     write_rows(args.out, "robustness.csv", rows, FIELDS)
