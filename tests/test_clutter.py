@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from vsa_vision.scenes import load_schema
+from vsa_vision.scenes import load_schema, render_scene
 from vsa_vision.scenes.objects import sample_object_sets
 from vsa_vision.scenes.render import Renderer
 from vsa_vision.scenes.schema import Schema
@@ -108,3 +108,11 @@ def test_detection_ap_of_exact_bundles_of_the_clutter_space_decoded_right_is_one
     wrong[:, 0] = (wrong[:, 0] + 1) % s.sizes[0]  # every object of scene 0 in another shape
     res.objects[0] = wrong
     assert detection_ap(s, res, labels)["inf"] < 1.0
+
+
+def test_scenes_and_edits_closer_than_the_spacing_are_refused():
+    schema = load_schema("clutter")
+    o = dict(shape="square", colour="red", size="small", rotation="r0", fill="solid", x="3", y="3")
+    render_scene(schema, [o, dict(o, x="6")])  # three steps apart: allowed
+    with pytest.raises(ValueError, match="closer than the schema's spacing of 3"):
+        render_scene(schema, [o, dict(o, x="5", y="1")])

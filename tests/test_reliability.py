@@ -543,6 +543,13 @@ def test_bench_vision_runs_the_model_of_several_objects(tmp_path, capsys):
     for r in rows:
         assert r["images"] == "2" and 0 <= float(r["recognition"]) <= float(r["count"]) <= 1
         assert 0 <= float(r["edit1"]) <= 1 and 0 <= float(r["edit2"]) <= 1
+        assert all(0 <= float(r[f"ap_{t}"]) <= 1 for t in ("inf", "4px", "2px"))
+        assert float(r["ap_inf"]) >= float(r["ap_2px"])  # a looser position threshold never ranks worse
+        # the exact scenes by number of objects add up to the whole (scenes of the split with m objects)
+        scenes = sample_scenes(load_schema("multi"), 2, seed=0, split=r["split"])
+        n = [len(sc) for sc in scenes]
+        assert np.isclose(np.mean([float(r[f"objects_{m}"]) for m in n]), float(r["recognition"]))
+    assert "detection AP" in capsys.readouterr().out
     # a scene is recognised when every object is right and the count too: as recognize says of the same scenes
     from vsa_vision import Pipeline
 

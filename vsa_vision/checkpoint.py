@@ -245,7 +245,8 @@ def _allowed_types(default: Any, annotation: Any) -> tuple[type, ...] | None:
 
 def _check_hparam_types(path: str, cls: type, hparams: dict[str, Any]) -> None:
     """Refuse, naming it, a hyperparameter whose JSON type is not one the model class takes (an int where
-    the default is an int, a string where it is a string, ...); None only where the default is None."""
+    the default is an int, a string where it is a string, ...); None only where the default is None or
+    the annotation allows it (``val_head_cos: float | None``)."""
     import inspect
 
     params = inspect.signature(cls.__init__).parameters
@@ -253,7 +254,7 @@ def _check_hparam_types(path: str, cls: type, hparams: dict[str, Any]) -> None:
         p = params.get(key)
         if p is None or p.default is inspect.Parameter.empty:
             continue
-        if value is None and p.default is None:
+        if value is None and (p.default is None or "None" in str(p.annotation)):  # optional by default or type
             continue
         allowed = _allowed_types(p.default, p.annotation)
         if allowed is None:

@@ -26,10 +26,31 @@ from torch import Tensor, nn
 
 from .decompose import SetDecomposition, decompose_set
 from .decompose.registry import capabilities, parse_method
+from .checks import check_choice
 from .encoder import SmallCNN, object_masks
 from .model import DEFAULT_TEST_METHODS, VSAModel
 
 __all__ = ["GridSlotEncoder", "MultiVSAModel", "set_hits"]
+
+SLOTS = ("grid", "dense")
+
+
+def _dense_encoder(schema: Any, dim: int, kx: int, ky: int, **options: Any):
+    """A :class:`~vsa_vision.dense.DenseSlotEncoder` for a schema whose x / y values the built-in
+    renderer places (their pixel centres locate each object for the training loss)."""
+    import numpy as np
+
+    from .dense import DenseSlotEncoder
+    from .scenes.render import Renderer
+
+    rows = np.zeros((max(schema.sizes[kx], schema.sizes[ky]), len(schema.sizes)), dtype=np.int64)
+    rows[: schema.sizes[kx], kx] = np.arange(schema.sizes[kx])
+    rows[: schema.sizes[ky], ky] = np.arange(schema.sizes[ky])
+    centres = Renderer(schema).centres(rows)
+    enc = DenseSlotEncoder(dim=dim, sizes=schema.sizes, x_pixels=centres[: schema.sizes[kx], 0].tolist(),
+                           y_pixels=centres[: schema.sizes[ky], 1].tolist(), image_size=schema.image_size, **options)
+    enc.set_position_factors(kx, ky)
+    return enc
 
 
 class GridSlotEncoder(nn.Module):
@@ -70,6 +91,12 @@ class GridSlotEncoder(nn.Module):
     def cells(self, labels: Tensor) -> Tensor:
         """The slot of every object ``[..., K]`` (its grid cell, row-major in y then x)."""
         return labels[..., self.ky] * self.nx + labels[..., self.kx]
+
+    slots_of = cells
+
+    def slot_factors(self, aux: Any, rows: Tensor, slots: Tensor) -> Tensor:
+        """The factor vectors ``[N, K, D]`` of slots ``slots`` of images ``rows``."""
+        return aux[0][rows, slots]
 
     def parts(self, x: Tensor) -> tuple[Tensor, Tensor]:
         trunk = self.backbone.conv
@@ -121,7 +148,9 @@ class MultiVSAModel(VSAModel):
                  test_methods: Sequence[str] = DEFAULT_TEST_METHODS, channels_last: bool = True,
                  heldout_method: str = "brute_force", silhouette: bool = True, val_head_cos: float | None = 0.9,
                  early_val_method: str = "brute_force", slot_hidden: int = 256, presence_weight: float = 1.0,
-                 mse_weight: float = 1.0, denoise_masks: bool = False, init_from: str | None = None) -> None:
+                 mse_weight: float = 1.0, denoise_masks: bool = False, init_from: str | None = None,
+                 slots: str = "grid", readout: int | None = None, factor_head: str = "codebook",
+                 hard_readout: bool = True) -> None:
         super().__init__(schema=schema, dim=dim, codebook_seed=codebook_seed, backbone=backbone, head="factorised",
                          width=width, features=features, norm=norm, loss="factor_contrastive",
                          temperature=temperature, lr=lr, weight_decay=weight_decay, schedule=schedule, method=method,
@@ -140,9 +169,18 @@ class MultiVSAModel(VSAModel):
         kx, ky = self.schema.by_role("x"), self.schema.by_role("y")
         if kx is None or ky is None:
             raise ValueError(f"schema {self.schema.name!r}: the slots follow the position grid; it needs x and y")
-        self.encoder = GridSlotEncoder(dim=dim, sizes=self.schema.sizes, x_factor=kx, y_factor=ky,
-                                       image_size=self.schema.image_size, width=width, features=features, norm=norm,
-                                       silhouette=silhouette, hidden=slot_hidden, denoise_masks=denoise_masks)
+        check_choice("slots", slots, SLOTS)
+        if slots == "grid":
+            self.encoder = GridSlotEncoder(dim=dim, sizes=self.schema.sizes, x_factor=kx, y_factor=ky,
+                                           image_size=self.schema.image_size, width=width, features=features,
+                                           norm=norm, silhouette=silhouette, hidden=slot_hidden,
+                                           denoise_masks=denoise_masks)
+        else:
+            self.encoder = _dense_encoder(self.schema, dim, kx, ky, width=width, norm=norm, silhouette=silhouette,
+                                          hidden=slot_hidden, denoise_masks=denoise_masks,
+                                          readout=self.schema.max_objects if readout is None else readout,
+                                          factor_head=factor_head, hard=hard_readout)
+            self.encoder.set_codebooks([self._codebook(k) for k in range(len(self.schema.sizes))])
         if channels_last:
             self.encoder = self.encoder.to(memory_format=torch.channels_last)
 
@@ -172,15 +210,21 @@ class MultiVSAModel(VSAModel):
         present = (labels >= 0).all(-1)                                      # [B, M]
         total = (1 - cos).mean() + self.hparams.mse_weight * (q - target).pow(2).mean()
         if factors is not None:
-            f, p = factors
+            p = factors[1]
             B, S = p.shape
-            cell = self.encoder.cells(labels.clamp_min(0))                      # [B, M]
+            cell = self.encoder.slots_of(labels.clamp_min(0))                   # [B, M]
             rows = torch.arange(B, device=labels.device)[:, None].expand_as(cell)
             occupied = torch.zeros(B, S, dtype=torch.bool, device=labels.device)
             occupied[rows[present], cell[present]] = True
-            total = total + self.hparams.presence_weight * F.binary_cross_entropy_with_logits(p, occupied.float())
+            bce = F.binary_cross_entropy_with_logits(p, occupied.float()) * getattr(self.encoder, "presence_scale", 1.0)
+            total = total + self.hparams.presence_weight * bce
             if bool(present.any()):
-                total = total + self._factor_loss(f[rows[present], cell[present]], labels[present], contrastive=True)
+                term = getattr(self.encoder, "slot_loss", lambda *a: None)(factors, rows[present], cell[present],
+                                                                            labels[present])
+                if term is None:
+                    chosen = self.encoder.slot_factors(factors, rows[present], cell[present])
+                    term = self._factor_loss(chosen, labels[present], contrastive=True)
+                total = total + term
         return total, cos
 
     # -- evaluation -----------------------------------------------------------------------------

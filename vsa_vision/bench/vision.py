@@ -30,7 +30,8 @@ from ..scenes import Renderer, sample_indices
 from .stats import wilson_interval
 
 FIELDS = ["method", "split", "images", "recognition", "recognition_lo", "recognition_hi", "edit1", "edit1_lo",
-          "edit1_hi", "edit2", "edit2_lo", "edit2_hi", "decode_ms_per_image", "images_per_s", "mean_cos", "count"]
+          "edit1_hi", "edit2", "edit2_lo", "edit2_hi", "decode_ms_per_image", "images_per_s", "mean_cos", "count",
+          "ap_inf", "ap_4px", "ap_2px", *(f"objects_{m}" for m in range(1, 7))]
 
 
 def _random_changes(truth: torch.Tensor, sizes: Sequence[int], swaps: int, rng: np.random.Generator) -> torch.Tensor:
@@ -196,6 +197,7 @@ def _set_row(pipe, method: str, split: str, q: torch.Tensor, truth: torch.Tensor
            "count": float(counts.float().mean()), "decode_ms_per_image": 1e3 * dec_s / images,
            "images_per_s": images / (enc_s + dec_s), "mean_cos": cos}
     row["recognition_lo"], row["recognition_hi"] = wilson_interval(rec, images)
+    row.update(_detection_columns(schema, parts, truth, sets))
     for s, plan in plans.items():
         edited, intended, done = [], [], []
         for i, (j, change) in enumerate(plan):
@@ -218,6 +220,43 @@ def _set_row(pipe, method: str, split: str, q: torch.Tensor, truth: torch.Tensor
         row[f"edit{s}"] = ok / images
         row[f"edit{s}_lo"], row[f"edit{s}_hi"] = wilson_interval(ok, images)
     return row
+
+
+AP_THRESHOLDS = (float("inf"), 4.0, 2.0)
+
+
+def _detection_columns(schema, parts: Sequence[Any], truth: torch.Tensor, sets: torch.Tensor) -> dict[str, float]:
+    """Average precision of detection at :data:`AP_THRESHOLDS` (:func:`~vsa_vision.metrics.detection_ap`:
+    every attribute but the position right, the centre within the threshold in pixels, ranked by
+    confidence) and the share of scenes exactly right per number of objects."""
+    from types import SimpleNamespace
+
+    from ..metrics import detection_ap
+
+    merged = SimpleNamespace(objects=[o for p in parts for o in p.objects],
+                             confidence=[c for p in parts for c in p.confidence])
+    out = {f"ap_{k}": v for k, v in detection_ap(schema, merged, truth, AP_THRESHOLDS).items()}
+    n = (truth >= 0).all(-1).sum(1)
+    for m in range(1, schema.max_objects + 1):
+        out[f"objects_{m}"] = float(sets[n == m].float().mean()) if bool((n == m).any()) else float("nan")
+    return out
+
+
+def detection_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Scenes of several objects: count, detection AP and exact scenes by number of objects, per head."""
+    rows = [r for r in rows if "ap_inf" in r]
+    if not rows:
+        return ""
+    aps = [k for k in rows[0] if k.startswith("ap_")]
+    counts = sorted((k for k in rows[0] if k.startswith("objects_")), key=lambda k: int(k.split("_")[1]))
+    lines = ["| split | head | count right | " + " | ".join(f"AP {k[3:]}" for k in aps) + " | "
+             + " | ".join(f"{k.split('_')[1]} obj." for k in counts) + " |",
+             "| --- | --- |" + " ---: |" * (1 + len(aps) + len(counts))]
+    for r in rows:
+        lines.append(f"| {r['split']} | {r['method']} | {100 * r['count']:.1f}% | "
+                     + " | ".join(f"{100 * r[k]:.1f}" for k in aps) + " | "
+                     + " | ".join(f"{100 * r[k]:.1f}%" for k in counts) + " |")
+    return "\n".join(lines)
 
 
 def heldout_breakdown(schema, truth: torch.Tensor, decoded: torch.Tensor) -> dict[str, tuple[int, float]]:

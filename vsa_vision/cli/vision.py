@@ -40,9 +40,9 @@ def register(sub) -> None:
     v = sub.add_parser("demo", help="render random scenes, recognise and edit them, write a picture")
     add_checkpoint(v)
     add_head(v)
-    v.add_argument("--schema", choices=["default", "multi"], default=None,
-                   help="the shipped model to show when --checkpoint is not given: default (one object) or multi "
-                        "(scenes of 1 to 3 objects)")
+    v.add_argument("--schema", choices=["default", "multi", "clutter"], default=None,
+                   help="the shipped model to show when --checkpoint is not given: default (one object), multi "
+                        "(scenes of 1 to 3 objects) or clutter (1 to 6 objects anywhere, overlapping)")
     v.add_argument("--count", type=positive, default=4, help="scenes to show (default 4)")
     add_seed(v)
     v.add_argument("--split", choices=["test", "heldout"], default="test",
@@ -353,7 +353,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         args.checkpoint = args.schema  # the shipped checkpoint of that name
     pipe = load_pipeline(args)
     schema = pipe.schema
-    if args.schema is not None and (schema.max_objects > 1) != (args.schema == "multi"):
+    if args.schema is not None and schema.name != args.schema:
         raise ValueError(f"--schema {args.schema}: the checkpoint's schema is {schema.name!r}")
     split = args.split if args.split != "heldout" or schema.holdout else "test"
     if schema.max_objects > 1:

@@ -191,9 +191,17 @@ def check_distinct_places(schema: Schema, rows: np.ndarray) -> None:
     if not where or len(rows) < 2:
         return
     places = [tuple(int(r[k]) for k in where) for r in rows if min(int(v) for v in r) >= 0]
+    names = ", ".join(schema.names[k] for k in where)
     if len(set(places)) < len(places):
-        names = ", ".join(schema.names[k] for k in where)
         raise ValueError(f"scene: two objects at the same position ({names}); objects of a scene never overlap")
+    spacing = getattr(schema, "spacing", 1)
+    if spacing > 1 and len(where) == 2:  # the schema's rule: at least `spacing` grid steps apart on the larger axis
+        p = np.asarray(places)
+        d = np.abs(p[:, None] - p[None]).max(-1) + spacing * np.eye(len(p), dtype=int)
+        if (d < spacing).any():
+            i, j = (int(v) for v in np.argwhere(d < spacing)[0])
+            raise ValueError(f"scene: objects at ({names}) = {places[i]} and {places[j]} are closer than the schema's "
+                             f"spacing of {spacing} grid steps")
 
 
 def render_scene(schema: Schema | str, scene: Mapping[str, Any] | Sequence[Mapping[str, Any]], size: int | None = None,

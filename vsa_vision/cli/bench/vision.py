@@ -23,7 +23,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ...bench.vision import FIELDS, breakdown_table, vision_benchmark, vision_table
+    from ...bench.vision import FIELDS, breakdown_table, detection_table, vision_benchmark, vision_table
 
     check_folder(args.out, "--out")
     apply_threads(args)
@@ -31,6 +31,10 @@ def run(args: argparse.Namespace) -> int:
     rows = vision_benchmark(pipe, args.methods, images=args.images, seed=args.seed, batch_size=args.batch_size)
     print()
     print(vision_table(rows))
+    if detection_table(rows):
+        print("\nscenes of several objects: count, detection AP (inf: position ignored; 4px, 2px: centre within) "
+              "and scenes exactly right by number of objects:\n")
+        print(detection_table(rows))
     if breakdown_table(rows):
         print("\nheld-out split by held-out combination (all attributes right):\n")
         print(breakdown_table(rows))

@@ -1,0 +1,109 @@
+"""The encoder not tied to a grid of slots: per-location heads on a stride-8 map, one bundled vector."""
+
+import numpy as np
+import pytest
+import torch
+
+from vsa_vision.dense import STRIDE, DenseSlotEncoder
+from vsa_vision.multi import MultiVSAModel
+from vsa_vision.scenes import RenderedScenes
+from vsa_vision.scenes.render import Renderer
+
+
+def _batch(n=8, seed=0, schema="clutter"):
+    ds = RenderedScenes(schema, n=n, seed=seed, split="train")
+    return torch.stack([ds[i][0] for i in range(n)]), torch.stack([ds[i][1] for i in range(n)])
+
+
+def tiny(**kw):
+    opts = dict(schema="clutter", slots="dense", dim=256, width=8, slot_hidden=32, iterations=30,
+                test_methods=["diffusion"], val_head_cos=None, early_val_method="diffusion",
+                heldout_method="diffusion")
+    return MultiVSAModel(**{**opts, **kw})
+
+
+def test_each_object_is_assigned_the_location_of_its_drawn_centre():
+    m = tiny()
+    enc = m.encoder
+    assert isinstance(enc, DenseSlotEncoder) and enc.side == 16 and enc.locations == 256
+    _, labels = _batch(16)
+    present = (labels >= 0).all(-1)
+    slots = enc.slots_of(labels.clamp_min(0))[present]
+    centres = Renderer("clutter").centres(labels[present].numpy())           # (x, y) in pixels
+    cell = np.floor(centres / STRIDE).astype(int)
+    assert slots.tolist() == (cell[:, 1] * 16 + cell[:, 0]).tolist()
+    # objects of one scene never share a location (their centres lie at least `spacing` steps apart)
+    per_scene = enc.slots_of(labels.clamp_min(0))
+    for b in range(16):
+        s = per_scene[b][present[b]].tolist()
+        assert len(set(s)) == len(s)
+
+
+@pytest.mark.parametrize("head", ["codebook", "tanh"])
+def test_the_output_is_the_gated_bundle_of_the_most_present_locations(head):
+    m = tiny(factor_head=head).eval()
+    images, _ = _batch(4)
+    with torch.no_grad():
+        q, (z, p) = m.encode(images)
+    assert q.shape == (4, 256) and z.shape == (4, 256, 32) and p.shape == (4, 256)
+    top = p.topk(6, dim=-1).indices                                         # readout = max_objects
+    manual = torch.stack([(torch.sigmoid(p[b, top[b]])[:, None] * m.encoder.factors(z[b, top[b]]).prod(-2)).sum(0)
+                          for b in range(4)])
+    assert torch.allclose(q, manual, atol=1e-5)
+    # the factor projections cover every attribute, positions included (nothing is fixed per location)
+    f = m.encoder.factors(z[:, :2])
+    assert f.shape == (4, 2, 7, 256)
+    if head == "codebook":
+        logits = m.encoder.factor_logits(z[:, :2])[0]
+        # in eval mode each factor is the codeword of its most likely value: exact, whatever the certainty
+        assert torch.equal(f[:, :, 0], m._codebook(0)[logits.argmax(-1)])
+        # in training, the softmax mixture of the codewords (differentiable)
+        m.train()
+        assert torch.allclose(m.encoder.factors(z[:, :2])[:, :, 0], torch.softmax(logits, -1) @ m._codebook(0),
+                              atol=1e-5)
+
+
+def test_a_tiny_dense_model_learns_where_and_what_the_objects_are():
+    torch.manual_seed(0)
+    m = tiny()
+    images, labels = _batch(8, seed=1)
+    opt = torch.optim.AdamW(m.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(80):
+        q, aux = m.encode(images)
+        loss, cos = m.loss(q, labels, aux)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    assert losses[-1] < 0.5 * losses[0] and float(cos.mean()) > 0.3
+    # the most present locations are the objects' centres
+    present = (labels >= 0).all(-1)
+    with torch.no_grad():
+        _, (_, p) = m.encode(images)
+    centres = m.encoder.slots_of(labels.clamp_min(0))
+    for b in range(8):
+        n = int(present[b].sum())
+        assert set(p[b].topk(n).indices.tolist()) == set(centres[b][present[b]].tolist())
+
+
+def test_a_dense_model_saves_and_loads_with_the_same_outputs(tmp_path):
+    from vsa_vision.checkpoint import export_model, load_model
+
+    m = tiny().eval()
+    path = str(tmp_path / "dense.safetensors")
+    export_model(m, path)
+    back = load_model(path)
+    images, _ = _batch(2)
+    with torch.no_grad():
+        assert torch.allclose(m(images), back(images), atol=1e-6)
+    assert back.hparams.slots == "dense"
+
+
+def test_a_dense_encoder_needs_drawn_positions_and_a_known_slot_kind():
+    with pytest.raises(ValueError, match="slots"):
+        tiny(slots="attention")
+    with pytest.raises(ValueError, match="x / y"):  # refused with the schema: no room for two objects
+        MultiVSAModel(schema={"name": "nopos", "image_size": 64, "max_objects": 2, "attributes": [
+            {"name": "shape", "role": "shape", "values": ["square", "circle"]},
+            {"name": "colour", "role": "colour", "values": ["red", "blue"]}]}, slots="dense", dim=64)
