@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .checks import check_choice
 from .decompose import SetDecomposition, decompose_set
 from .decompose.registry import capabilities, parse_method
-from .checks import check_choice
 from .encoder import SmallCNN, object_masks
 from .model import DEFAULT_TEST_METHODS, VSAModel
 
