@@ -1,9 +1,11 @@
 """The model for scenes of several objects: one output vector, the bundle of the objects' bound vectors.
 
-The encoder has one object slot per cell of the schema's position grid (:class:`GridSlotEncoder`),
-ordered by position: slot features from the cell's part of a feature map and the global features,
-a factorised binding head shared by every slot, position factors of its own row and column, and a
-presence gate ``p_s``. The output is ``q = sum_s p_s b_s``: a decomposer reads only ``q``, by
+``slots="dense"`` (:class:`~vsa_vision.dense.DenseSlotEncoder`, for fine position grids such as the
+clutter schema's) reads each object, position included, at the location of a feature map that holds
+its centre. ``slots="grid"`` (the default) has one object slot per cell of the schema's position grid
+(:class:`GridSlotEncoder`), ordered by position: slot features from the cell's part of a feature
+map and the global features, a factorised binding head shared by every slot, position factors of its
+own row and column, and a presence gate ``p_s``. The output is ``q = sum_s p_s b_s``: a decomposer reads only ``q``, by
 explaining away (:func:`vsa_vision.decompose.decompose_set`).
 
 Training: per occupied slot (an object's cell), the factors' cross-entropy against their codebooks;
