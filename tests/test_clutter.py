@@ -110,9 +110,23 @@ def test_detection_ap_of_exact_bundles_of_the_clutter_space_decoded_right_is_one
     assert detection_ap(s, res, labels)["inf"] < 1.0
 
 
-def test_scenes_and_edits_closer_than_the_spacing_are_refused():
+def test_moves_and_additions_closer_than_the_spacing_are_refused():
+    from vsa_vision.edit_objects import edit_objects
+    from vsa_vision.model import schema_codebooks
+
     schema = load_schema("clutter")
+    cb = schema_codebooks(schema, 256)
     o = dict(shape="square", colour="red", size="small", rotation="r0", fill="solid", x="3", y="3")
-    render_scene(schema, [o, dict(o, x="6")])  # three steps apart: allowed
-    with pytest.raises(ValueError, match="closer than the schema's spacing of 3"):
-        render_scene(schema, [o, dict(o, x="5", y="1")])
+    scene = [o, dict(o, x="6"), dict(o, x="20", y="20")]
+    render_scene(schema, scene)  # three steps apart: a scene of the schema
+    objects = cb.indices_of(scene)
+    q = cb.bind_indices(objects).sum(0)
+    _, after = edit_objects(q, cb, schema, objects, [2], {"x": "9", "y": "3"})  # three from (6, 3): allowed
+    assert after[2].tolist() == cb.indices_of([dict(o, x="9", y="3")])[0].tolist()
+    with pytest.raises(ValueError, match="closer to the object at .* spacing of 3"):
+        edit_objects(q, cb, schema, objects, [2], {"x": "8", "y": "4"})
+    with pytest.raises(ValueError, match="spacing of 3"):
+        edit_objects(q, cb, schema, objects, [], {}, add=dict(o, x="4", y="5"))
+    # a change that moves nothing is not checked: a misread scene is still edited as read
+    close = cb.indices_of([o, dict(o, x="4")])
+    edit_objects(cb.bind_indices(close).sum(0), cb, schema, close, [0], {"colour": "blue"})

@@ -550,6 +550,10 @@ def test_bench_vision_runs_the_model_of_several_objects(tmp_path, capsys):
         n = [len(sc) for sc in scenes]
         assert np.isclose(np.mean([float(r[f"objects_{m}"]) for m in n]), float(r["recognition"]))
     assert "detection AP" in capsys.readouterr().out
+    # --splits: one split alone (the slow heads measured on a sample of one split)
+    assert main(["bench", "vision", "--checkpoint", "multi", "--images", "2", "--methods", "brute_force",
+                 "--splits", "heldout", "--out", str(tmp_path / "one")]) == 0
+    assert [r["split"] for r in csv.DictReader(open(tmp_path / "one" / "vision.csv"))] == ["heldout"]
     # a scene is recognised when every object is right and the count too: as recognize says of the same scenes
     from vsa_vision import Pipeline
 

@@ -267,3 +267,20 @@ def _degree2_columns(full: int, n: int) -> list[int]:
     i, j = torch.triu_indices(full, full)
     pairs = [k for k, (a, b) in enumerate(zip(i.tolist(), j.tolist())) if a < n and b < n]
     return list(range(n)) + [full + k for k in pairs]
+
+
+def test_known_can_be_taught_to_accept_only_the_scenes_read_right():
+    from vsa_vision.checkpoint import load_model
+    from vsa_vision.trust_fit import _right, calibration_set, measure
+
+    model = load_model("default")
+    record = fit_trust(model, method="brute_force", n_scenes=600, n_foreign=140, seed=5, known_from="right")
+    assert record["known"]["known_from"] == "right"
+    rule = TrustRule(record)
+    data = calibration_set(model.schema, 600, 14, seed=6)
+    r = measure(model, data["images"], "brute_force")
+    right = _right(r["res"], data["labels"])[0]
+    score = rule.known_score(r["features"])
+    assert 0 < int((~right).sum()) and float(score[right].mean()) > float(score[~right].mean()) + 1.0
+    with pytest.raises(ValueError, match="known_from"):
+        fit_trust(model, method="brute_force", n_scenes=20, n_foreign=14, known_from="always")

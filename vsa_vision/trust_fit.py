@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .checks import check_int
+from .checks import check_choice, check_int
 from .decompose import SetDecomposition
 from .scenes.dataset import RenderedScenes
 from .scenes.degrade import CORRUPTIONS, SEVERITIES, apply
@@ -192,27 +192,38 @@ def _fit_calibrated(x: np.ndarray, y: np.ndarray, half: np.ndarray) -> dict[str,
 
 def fit_trust(model, method: str | None = None, n_scenes: int = 6000, n_foreign: int = 3000, seed: int = 7,
               batch_size: int = 256, clean_keep: float = 0.999, data_dir: str | None = None,
-              right_keep: float = 0.99) -> dict[str, Any]:
+              right_keep: float = 0.99, known_from: str = "scene") -> dict[str, Any]:
     """Fit the rules of :class:`~vsa_vision.trust.TrustRule` for ``model`` (a ``VSAModel`` or
     ``MultiVSAModel``) with its head ``method``; returns the record to store in the checkpoint.
 
     Half the draws fit the logistic rules, the other half calibrates them (isotonic) and sets the
     threshold of ``known`` (:func:`_threshold`). ``data_dir``: fit on that dataset's val images (a
-    user's own) instead of renders."""
+    user's own) instead of renders.
+
+    ``known_from``: what the rule of ``known`` learns to accept against the foreign inputs: ``"scene"``
+    (every calibration scene, clean or degraded) or ``"right"`` (the scenes the model reads right). A
+    model that reads degraded scenes poorly needs ``"right"``: taught to accept its misread degraded
+    scenes, the rule cannot tell them from noise and photographs (the clutter model's answers are
+    exact bundles of codewords whatever the input, so only the image features separate them), and
+    the threshold that refuses 99.8% of plain foreign inputs then refuses every scene
+    (``docs/BENCHMARKS.md``, cluttered scenes)."""
     n_scenes, n_foreign = check_int("n_scenes", n_scenes, 20), check_int("n_foreign", n_foreign, 14)
+    check_choice("known_from", known_from, KNOWN_FROM)
     data = calibration_set(model.schema, n_scenes, n_foreign, seed, data_dir)
     scenes = measure(model, data["images"], method, batch_size)
     foreign = measure(model, data["foreign"], method, batch_size)
     xs, xf = scenes["features"].numpy(), foreign["features"].numpy()
     rng = np.random.default_rng(seed)
     half_s, half_f = rng.random(len(xs)) < 0.5, rng.random(len(xf)) < 0.5
+    whole, per_attr, per_object = _right(scenes["res"], data["labels"])
+    positive = np.ones(half_s.sum()) if known_from == "scene" else whole.numpy()[half_s].astype(np.float64)
     x_known = np.concatenate([xs[half_s], xf[half_f]])
-    y_known = np.concatenate([np.ones(half_s.sum()), np.zeros(half_f.sum())])
+    y_known = np.concatenate([positive, np.zeros(half_f.sum())])
     known = _logistic(x_known, y_known, balanced=True, degree=2)
+    known["known_from"] = known_from
     from .trust import _logit
 
     clean = np.array([c == "clean" for c in data["conditions"]])
-    whole, per_attr, per_object = _right(scenes["res"], data["labels"])
     plain = np.isin(np.array(data["foreign_kinds"]), PLAIN_FOREIGN)
     score_s = _logit(known, torch.from_numpy(xs[~half_s])).numpy()
     score_f = _logit(known, torch.from_numpy(xf[~half_f])).numpy()
@@ -238,6 +249,8 @@ def fit_trust(model, method: str | None = None, n_scenes: int = 6000, n_foreign:
     return record
 
 
+#: what the rule of ``known`` is taught to accept (:func:`fit_trust`)
+KNOWN_FROM = ("scene", "right")
 #: the foreign kinds that look like no scene at all, which ``known`` must refuse whatever else it keeps
 PLAIN_FOREIGN = ("blank", "noise", "photo", "inverted")
 #: the least share of every foreign input ``known`` refuses on the calibration draws, whatever it keeps: an

@@ -212,7 +212,11 @@ def _set_row(pipe, method: str, split: str, q: torch.Tensor, truth: torch.Tensor
                 edited.append(q[i])
                 continue
             labels = {cb.names[k]: cb.labels[k][v] for k, v in change.items()}
-            vec, _ = edit_objects(q[i], cb, schema, found[i].to(q.device), rows[:1], labels)
+            try:
+                vec, _ = edit_objects(q[i], cb, schema, found[i].to(q.device), rows[:1], labels)
+            except ValueError:  # refused for the scene as the head read it (e.g. two objects at one place)
+                done[-1] = False
+                vec = q[i]
             edited.append(vec)
         after = _decode_sets(pipe, torch.stack(edited), method, batch_size)
         hit = torch.cat([p.hits(intended[i * batch_size:(i + 1) * batch_size])[0] for i, p in enumerate(after)])

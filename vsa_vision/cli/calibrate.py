@@ -32,6 +32,9 @@ def register(sub) -> None:
     c.add_argument("--report", default=None, help="also write the full measurement here (JSON)")
     c.add_argument("--figures", default=None, metavar="PREFIX",
                    help="write PREFIX-roc.png and PREFIX-reliability.png")
+    c.add_argument("--known-from", dest="known_from", choices=["scene", "right"], default="scene",
+                   help="what 'known' learns to accept against foreign inputs: every calibration scene (default), "
+                        "or the scenes the model reads right (for a model that misreads degraded scenes)")
     c.add_argument("--batch-size", dest="batch_size", type=positive, default=256)
     add_device(c)
     add_threads(c)
@@ -64,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     where = f"the val images of {args.data}" if args.data else f"{args.scenes} scenes"
     print(f"fitting on {where} and {args.foreign} foreign inputs (seed {args.seed}) ...")
     model.trust = fit_trust(model, method=args.method, n_scenes=args.scenes, n_foreign=args.foreign, seed=args.seed,
-                            batch_size=args.batch_size, data_dir=args.data)
+                            batch_size=args.batch_size, data_dir=args.data, known_from=args.known_from)
     print(f"measuring on {args.eval_scenes} fresh scenes and {args.eval_foreign} foreign inputs "
           f"(seed {args.eval_seed}) ...")
     report = evaluate_trust(model, method=args.method, n_scenes=args.eval_scenes, n_foreign=args.eval_foreign,

@@ -15,6 +15,8 @@ def register(sub) -> None:
     bv.add_argument("--images", type=positive, default=1000, help="images per split (default 1000)")
     add_seed(bv)
     add_methods(bv)
+    bv.add_argument("--splits", choices=["test", "heldout", "both"], default="both",
+                    help="the splits to measure (default both: unseen test scenes and held-out combinations)")
     bv.add_argument("--batch-size", dest="batch_size", type=positive, default=256)
     add_device(bv)
     add_threads(bv)
@@ -28,7 +30,9 @@ def run(args: argparse.Namespace) -> int:
     check_folder(args.out, "--out")
     apply_threads(args)
     pipe = load_pipeline(args)
-    rows = vision_benchmark(pipe, args.methods, images=args.images, seed=args.seed, batch_size=args.batch_size)
+    splits = ("test", "heldout") if args.splits == "both" else (args.splits,)
+    rows = vision_benchmark(pipe, args.methods, images=args.images, seed=args.seed, batch_size=args.batch_size,
+                            splits=splits)
     print()
     print(vision_table(rows))
     if detection_table(rows):
