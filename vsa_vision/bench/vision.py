@@ -30,8 +30,12 @@ from ..scenes import Renderer, sample_indices
 from .stats import wilson_interval
 
 FIELDS = ["method", "split", "images", "recognition", "recognition_lo", "recognition_hi", "edit1", "edit1_lo",
-          "edit1_hi", "edit2", "edit2_lo", "edit2_hi", "decode_ms_per_image", "images_per_s", "mean_cos", "count",
-          "ap_inf", "ap_4px", "ap_2px", *(f"objects_{m}" for m in range(1, 7))]
+          "edit1_hi", "edit2", "edit2_lo", "edit2_hi", "decode_ms_per_image", "images_per_s", "mean_cos", "count"]
+
+
+def set_fields(max_objects: int) -> list[str]:
+    """The columns only a model of several objects has: detection AP, scenes right by number of objects."""
+    return ["ap_inf", "ap_4px", "ap_2px", *(f"objects_{m}" for m in range(1, max_objects + 1))]
 
 
 def _random_changes(truth: torch.Tensor, sizes: Sequence[int], swaps: int, rng: np.random.Generator) -> torch.Tensor:

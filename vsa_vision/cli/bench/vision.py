@@ -25,7 +25,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ...bench.vision import FIELDS, breakdown_table, detection_table, vision_benchmark, vision_table
+    from ...bench.vision import FIELDS, breakdown_table, detection_table, set_fields, vision_benchmark, vision_table
 
     check_folder(args.out, "--out")
     apply_threads(args)
@@ -42,5 +42,6 @@ def run(args: argparse.Namespace) -> int:
     if breakdown_table(rows):
         print("\nheld-out split by held-out combination (all attributes right):\n")
         print(breakdown_table(rows))
-    write_rows(args.out, "vision.csv", rows, FIELDS)
+    extra = set_fields(pipe.schema.max_objects) if pipe.schema.max_objects > 1 else []
+    write_rows(args.out, "vision.csv", rows, FIELDS + extra)
     return 0
