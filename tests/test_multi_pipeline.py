@@ -140,3 +140,26 @@ def test_the_object_edit_benchmark_counts_edits_and_refusals():
     r = object_edit_benchmark(Pipeline.from_checkpoint("multi", method="brute_force"), scenes=6, seed=11)
     assert r["edits"] + r["refused"] == 6
     assert r["right"] == r["edits"] and r["accuracy"] == 1.0
+
+
+def test_the_heldout_breakdown_of_sets_counts_objects_and_names_what_was_misread():
+    import torch
+
+    from vsa_vision.bench.vision import heldout_objects
+
+    schema = load_schema("multi")
+    key = ",".join(f"{k}={v}" for k, v in schema.holdout[0].items())
+    held = dict(zip(schema.names, [schema.attributes[k].values[0] for k in range(len(schema.names))]))
+    held.update(schema.holdout[0])
+    held.update(x="0", y="0")
+    other = dict(held, x="2", y="2", **{n: schema.attribute(n).values[1] for n in schema.holdout[0]})
+    truth = torch.full((2, 3, len(schema.names)), -1)
+    truth[0, :2] = torch.tensor(schema.encode([held, other]))
+    truth[1, :1] = torch.tensor(schema.encode([held]))
+    wrong = dict(held, colour=next(c for c in schema.attribute("colour").values if c != held["colour"]))
+    found = [torch.tensor(schema.encode([held, other])), torch.tensor(schema.encode([wrong]))]
+    counts, misread = heldout_objects(schema, truth, found)
+    assert counts[key] == (2, 0.5)                     # two objects of the combination, one found
+    assert misread[key] == {"colour": 1.0}             # the other read at its place in another colour
+    counts, misread = heldout_objects(schema, truth, [found[0], torch.zeros(0, len(schema.names), dtype=torch.long)])
+    assert misread[key] == {"place": 1.0}              # nothing decoded at its place

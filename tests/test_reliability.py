@@ -549,7 +549,8 @@ def test_bench_vision_runs_the_model_of_several_objects(tmp_path, capsys):
         scenes = sample_scenes(load_schema("multi"), 2, seed=0, split=r["split"])
         n = [len(sc) for sc in scenes]
         assert np.isclose(np.mean([float(r[f"objects_{m}"]) for m in n]), float(r["recognition"]))
-    assert "detection AP" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "detection AP" in out and "| held-out combination | objects | brute_force | misread" in out
     # --splits: one split alone (the slow heads measured on a sample of one split)
     assert main(["bench", "vision", "--checkpoint", "multi", "--images", "2", "--methods", "brute_force",
                  "--splits", "heldout", "--out", str(tmp_path / "one")]) == 0

@@ -202,6 +202,8 @@ def _set_row(pipe, method: str, split: str, q: torch.Tensor, truth: torch.Tensor
            "images_per_s": images / (enc_s + dec_s), "mean_cos": cos}
     row["recognition_lo"], row["recognition_hi"] = wilson_interval(rec, images)
     row.update(_detection_columns(schema, parts, truth, sets))
+    if split == "heldout" and schema.holdout:
+        row["by_pair"], row["misread"] = heldout_objects(schema, truth, found)
     for s, plan in plans.items():
         edited, intended, done = [], [], []
         for i, (j, change) in enumerate(plan):
@@ -275,17 +277,48 @@ def heldout_breakdown(schema, truth: torch.Tensor, decoded: torch.Tensor) -> dic
             for key, mask in schema.held_out_masks(truth.numpy()).items()}
 
 
+def heldout_objects(schema, truth: torch.Tensor, found: Sequence[torch.Tensor]
+                    ) -> tuple[dict[str, tuple[int, float]], dict[str, dict[str, float]]]:
+    """Scenes of several objects, per held-out combination: (objects of that combination in the scenes,
+    the share of them found exactly), and of those missed, the share whose object decoded at the same
+    place differs in each attribute (an object missed with nothing at its place counts under ``place``)."""
+    pos = [k for k in (schema.by_role("x"), schema.by_role("y")) if k is not None]
+    objs = [(i, o) for i, t in enumerate(truth.cpu()) for o in t[(t >= 0).all(-1)]]
+    rows = np.stack([o.numpy() for _, o in objs]) if objs else np.zeros((0, len(schema.sizes)), dtype=np.int64)
+    hit = np.array([bool((found[i] == o).all(-1).any()) if len(found[i]) else False for i, o in objs])
+    counts, misread = {}, {}
+    for key, mask in schema.held_out_masks(rows).items():
+        n = int(mask.sum())
+        counts[key] = (n, float(hit[mask].mean()) if n else float("nan"))
+        tally = dict.fromkeys([*schema.names, "place"], 0)
+        missed = [j for j in np.flatnonzero(mask & ~hit)]
+        for j in missed:
+            i, o = objs[j]
+            same = [f for f in found[i] if pos and all(int(f[k]) == int(o[k]) for k in pos)]
+            if not same:
+                tally["place"] += 1
+                continue
+            for k, name in enumerate(schema.names):
+                tally[name] += int(same[0][k] != o[k])
+        misread[key] = {a: c / len(missed) for a, c in tally.items() if c} if missed else {}
+    return counts, misread
+
+
 def breakdown_table(rows: Sequence[dict[str, Any]]) -> str:
     """Held-out split: one row per held-out combination, one column per head."""
     rows = [r for r in rows if r.get("by_pair")]
     if not rows:
         return ""
     pairs = list(rows[0]["by_pair"])
-    lines = ["| held-out combination | images | " + " | ".join(r["method"] for r in rows) + " |",
-             "| --- | ---: |" + " ---: |" * len(rows)]
+    sets = "misread" in rows[0]  # scenes of several objects: counted in objects, with what was misread
+    lines = ["| held-out combination | " + ("objects" if sets else "images") + " | "
+             + " | ".join(r["method"] for r in rows) + (" | misread (first head) |" if sets else " |"),
+             "| --- | ---: |" + " ---: |" * len(rows) + (" --- |" if sets else "")]
     for p in pairs:
         n = rows[0]["by_pair"][p][0]
-        lines.append(f"| {p} | {n} | " + " | ".join(f"{100 * r['by_pair'][p][1]:.1f}%" for r in rows) + " |")
+        why = ", ".join(f"{a} {100 * v:.0f}%" for a, v in rows[0]["misread"][p].items()) if sets else None
+        lines.append(f"| {p} | {n} | " + " | ".join(f"{100 * r['by_pair'][p][1]:.1f}%" for r in rows) + " |"
+                     + (f" {why or '-'} |" if sets else ""))
     return "\n".join(lines)
 
 

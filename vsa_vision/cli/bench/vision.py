@@ -40,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
               "and scenes exactly right by number of objects:\n")
         print(detection_table(rows))
     if breakdown_table(rows):
-        print("\nheld-out split by held-out combination (all attributes right):\n")
+        print("\nheld-out split by held-out combination (all attributes right; for scenes of several objects, the "
+              "objects of the combination found exactly, and what was misread of the others):\n")
         print(breakdown_table(rows))
     extra = set_fields(pipe.schema.max_objects) if pipe.schema.max_objects > 1 else []
     write_rows(args.out, "vision.csv", rows, FIELDS + extra)
