@@ -5,8 +5,8 @@ clutter schema's) reads each object, position included, at the location of a fea
 its centre. ``slots="grid"`` (the default) has one object slot per cell of the schema's position grid
 (:class:`GridSlotEncoder`), ordered by position: slot features from the cell's part of a feature
 map and the global features, a factorised binding head shared by every slot, position factors of its
-own row and column, and a presence gate ``p_s``. The output is ``q = sum_s p_s b_s``: a decomposer reads only ``q``, by
-explaining away (:func:`vsa_vision.decompose.decompose_set`).
+own row and column, and a presence gate ``p_s``. The output is ``q = sum_s p_s b_s``: a decomposer
+reads only ``q``, by explaining away (:func:`vsa_vision.decompose.decompose_set`).
 
 Training: per occupied slot (an object's cell), the factors' cross-entropy against their codebooks;
 the presence gates' binary cross-entropy over every cell; and ``q`` against the scene's bundle
@@ -141,7 +141,12 @@ class MultiVSAModel(VSAModel):
 
     Extra arguments: ``slot_hidden`` (slot features), ``presence_weight`` and ``mse_weight`` (the
     weights of the presence and amplitude terms of the loss). The heads decode sets by explaining
-    away; ``test_methods`` are compared on the same encoder outputs."""
+    away; ``test_methods`` are compared on the same encoder outputs.
+    ``slots``: ``"grid"`` (a slot per position cell) or ``"dense"`` (per-location heads,
+    :class:`~vsa_vision.dense.DenseSlotEncoder`); for ``"dense"`` only: ``readout`` (locations
+    bundled, default ``max_objects``), ``factor_head`` (``"codebook"`` or ``"tanh"``) and
+    ``hard_readout`` (the codebook head's argmax codeword in eval mode).
+    """
 
     def __init__(self, schema: str | dict[str, Any] = "multi", dim: int = 1024, codebook_seed: int = 0,
                  backbone: str = "small_cnn", width: int = 32, features: int = 256, norm: str = "group",
