@@ -100,6 +100,13 @@ def test_a_dense_model_saves_and_loads_with_the_same_outputs(tmp_path):
     assert back.hparams.slots == "dense"
 
 
+def test_any_width_of_location_features_builds():
+    m = tiny(slot_hidden=20).eval()  # not a multiple of GroupNorm's 8 groups
+    images, _ = _batch(1)
+    with torch.no_grad():
+        assert m(images).shape == (1, 256)
+
+
 def test_a_dense_encoder_needs_drawn_positions_and_a_known_slot_kind():
     with pytest.raises(ValueError, match="slots"):
         tiny(slots="attention")

@@ -23,6 +23,7 @@ part and most locations hold nothing.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -46,9 +47,8 @@ class DenseSlotEncoder(nn.Module):
     data are drawn), which tell the training loss the location of each object. The trunk is the small
     CNN's five stride-2 blocks: the stride-8 map, the stride-16 map upsampled onto it and the global
     average of the last map, with two coordinate channels, go through a 1x1 and a 3x3 convolution to
-    ``hidden`` features per location; a linear presence logit and ``tanh`` factor projections of every
-    attribute read them. ``forward_with_factors`` returns ``(q, (features [B, L, hidden], presence
-    logits [B, L]))``.
+    ``hidden`` features per location; a linear presence logit and the factor head (below) read them.
+    ``forward_with_factors`` returns ``(q, (features [B, L, hidden], presence logits [B, L]))``.
 
     ``factor_head="codebook"`` (the default) reads each attribute as logits over its values, trained by
     cross-entropy at the objects' centres; the factor vector is the softmax mixture of the codewords
@@ -78,9 +78,11 @@ class DenseSlotEncoder(nn.Module):
         ys, xs = torch.meshgrid(torch.arange(self.side), torch.arange(self.side), indexing="ij")
         coords = torch.stack([xs, ys]).float() * (2.0 / max(self.side - 1, 1)) - 1.0
         self.register_buffer("coords", coords[None], persistent=False)          # [1, 2, side, side]
+        hidden = check_int("hidden", hidden, 1)
+        groups = math.gcd(8, hidden)  # GroupNorm needs groups that divide the channels
         self.mix = nn.Sequential(
-            nn.Conv2d(c8 + c16 + c32 + 2, hidden, 1, bias=False), nn.GroupNorm(8, hidden), nn.ReLU(inplace=True),
-            nn.Conv2d(hidden, hidden, 3, padding=1, bias=False), nn.GroupNorm(8, hidden), nn.ReLU(inplace=True))
+            nn.Conv2d(c8 + c16 + c32 + 2, hidden, 1, bias=False), nn.GroupNorm(groups, hidden), nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, hidden, 3, padding=1, bias=False), nn.GroupNorm(groups, hidden), nn.ReLU(inplace=True))
         self.presence = nn.Linear(hidden, 1)
         nn.init.constant_(self.presence.bias, -4.0)  # the prior: a few centres among hundreds of locations
         # the presence loss is a sum over locations per object (not a mean over hundreds of locations, which
