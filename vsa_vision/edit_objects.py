@@ -14,7 +14,8 @@ import torch
 from torch import Tensor
 
 from .edit import parse_changes
-from .scenes.render import check_distinct_places, check_spacing
+from .scenes.objects import check_spacing
+from .scenes.render import check_distinct_places
 from .scenes.schema import Schema
 from .vsa import Codebooks
 
@@ -96,11 +97,12 @@ def edit_objects(q: Tensor, codebooks: Codebooks, schema: Schema, objects: Tenso
     if len(after) > schema.max_objects:
         raise ValueError(f"edit: the scene would hold {len(after)} objects, more than the schema's max_objects "
                          f"{schema.max_objects} (a decode stops there and would lose one); remove an object first")
-    check_distinct_places(schema, after.cpu().numpy())  # the renderer's own rule
+    rows_after = after.cpu().numpy()
+    check_distinct_places(schema, rows_after)  # the renderer's own rule
     kept = {i: j for j, i in enumerate(keep)}
     moves = any(k in new for k in (schema.by_role("x"), schema.by_role("y")) if k is not None)
     placed = [kept[i] for i in rows if i in kept and moves] + ([len(after) - 1] if add is not None else [])
-    check_spacing(schema, after.cpu().numpy(), placed)  # the schema's: where its scenes put objects
+    check_spacing(schema, rows_after, placed)  # the schema's: where its scenes put objects
     amp = amplitudes(q, codebooks, objects)
 
     def bound(idx: Tensor, weights: Tensor) -> Tensor:

@@ -96,6 +96,34 @@ def _fitting(schema: Any, places: int) -> int:
     return places if s <= 1 else 1 + (places - 1) // (2 * s - 1) ** 2
 
 
+def too_close(schema: Any, obj: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """Which of the objects ``others`` ``[n, K]`` lie fewer than ``schema.spacing`` cells from ``obj``
+    ``[K]`` in the larger of the x and y distances (the axes the schema has): bool ``[n]``, all False
+    with ``spacing`` 1 (distinct places are checked apart)."""
+    axes = [k for k in (schema.by_role("x"), schema.by_role("y")) if k is not None]
+    spacing = getattr(schema, "spacing", 1)
+    if spacing <= 1 or not axes or not len(others):
+        return np.zeros(len(others), dtype=bool)
+    return np.abs(np.asarray(others)[:, axes] - np.asarray(obj)[axes]).max(1) < spacing
+
+
+def check_spacing(schema: Any, rows: np.ndarray, placed: list[int]) -> None:
+    """Refuse objects ``placed`` (indices into ``rows``, objects of one scene) closer to another object
+    than the schema's ``spacing`` (:func:`too_close`, the rule its scenes are drawn by): an edit must not
+    move or add an object where no scene of the schema has one. Objects not placed are not checked
+    against each other (a misread scene is still edited as read)."""
+    rows = np.asarray(rows)
+    where = [k for k in (schema.by_role("x"), schema.by_role("y")) if k is not None]
+    for i in placed:
+        near = too_close(schema, rows[i], rows)
+        near[i] = False
+        if near.any():
+            a, b = (tuple(int(v) for v in rows[r, where]) for r in (i, int(np.argmax(near))))
+            names = ", ".join(schema.names[k] for k in where)
+            raise ValueError(f"edit: an object at ({names}) = {a} would be closer to the object at {b} than the "
+                             f"schema's spacing of {schema.spacing} grid steps")
+
+
 def object_order(schema: Any, rows: np.ndarray) -> np.ndarray:
     """The order of objects ``[m, K]`` by position: ``y`` first, then ``x`` (schema order for ties)."""
     ky, kx = schema.by_role("y"), schema.by_role("x")
@@ -127,15 +155,6 @@ class ObjectSetStream:
         self._others = (IndexStream(schema, seed, "train", stream=_OTHER_STREAM) if split == "heldout"
                         else self._first)
         _refuse_crowding(schema, None if split is None else "train")  # a schema changed after its checks at load
-        kx, ky = schema.by_role("x"), schema.by_role("y")
-        self._grid = [k for k in (kx, ky) if k is not None] if getattr(schema, "spacing", 1) > 1 else []
-
-    def _apart(self, cand: np.ndarray, objs: list[np.ndarray]) -> bool:
-        """Whether ``cand`` lies at least ``spacing`` cells from every object of ``objs`` (larger axis)."""
-        if not self._grid:
-            return True
-        placed = np.stack(objs)[:, self._grid]
-        return bool((np.abs(placed - cand[self._grid]).max(1) >= self.schema.spacing).all())
 
     def take(self, m: int) -> np.ndarray:
         """The next ``m`` scenes as object slots ``[m, M, K]`` (int64; absent slots -1)."""
@@ -153,7 +172,7 @@ class ObjectSetStream:
             while len(objs) < counts[i]:
                 cand = self._others.take(1)[0]
                 place = int(_places(schema, cand))
-                if place not in taken and self._apart(cand, objs):
+                if place not in taken and not too_close(schema, cand, np.stack(objs)).any():
                     objs.append(cand)
                     taken.add(place)
                     misses = 0

@@ -196,26 +196,6 @@ def check_distinct_places(schema: Schema, rows: np.ndarray) -> None:
         raise ValueError(f"scene: two objects at the same position ({names}); objects of a scene never overlap")
 
 
-def check_spacing(schema: Schema, rows: np.ndarray, placed: Sequence[int]) -> None:
-    """Refuse objects ``placed`` (indices into ``rows``, objects of one scene) closer to another object
-    than the schema's ``spacing`` (grid steps on the larger axis), the rule its scenes are drawn by: an
-    edit must not move or add an object where no scene of the schema has one. Objects not placed are
-    not checked against each other (a misread scene is still edited as read)."""
-    spacing = getattr(schema, "spacing", 1)
-    where = [k for k in (schema.by_role("x"), schema.by_role("y")) if k is not None]
-    if spacing <= 1 or len(where) != 2 or len(rows) < 2:
-        return
-    p = np.asarray(rows)[:, where].astype(np.int64)
-    for i in placed:
-        d = np.abs(p - p[i]).max(-1)
-        d[i] = spacing
-        if (d < spacing).any():
-            j = int(np.argmax(d < spacing))
-            names = ", ".join(schema.names[k] for k in where)
-            raise ValueError(f"edit: an object at ({names}) = {tuple(p[i].tolist())} would be closer to the object at "
-                             f"{tuple(p[j].tolist())} than the schema's spacing of {spacing} grid steps")
-
-
 def render_scene(schema: Schema | str, scene: Mapping[str, Any] | Sequence[Mapping[str, Any]], size: int | None = None,
                  seed: int | None = None,
                  jitter: float = 0.0, noise: float = 0.0, supersample: int = 4,
