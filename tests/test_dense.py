@@ -9,6 +9,8 @@ from vsa_vision.multi import MultiVSAModel
 from vsa_vision.scenes import RenderedScenes
 from vsa_vision.scenes.render import Renderer
 
+from .conftest import fit_steps
+
 
 def _batch(n=8, seed=0, schema="clutter"):
     ds = RenderedScenes(schema, n=n, seed=seed, split="train")
@@ -67,15 +69,7 @@ def test_a_tiny_dense_model_learns_where_and_what_the_objects_are():
     torch.manual_seed(0)
     m = tiny()
     images, labels = _batch(8, seed=1)
-    opt = torch.optim.AdamW(m.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(80):
-        q, aux = m.encode(images)
-        loss, cos = m.loss(q, labels, aux)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(float(loss))
+    losses, cos = fit_steps(m, images, labels, 80)
     assert losses[-1] < 0.5 * losses[0] and float(cos.mean()) > 0.3
     # the most present locations are the objects' centres
     present = (labels >= 0).all(-1)

@@ -10,6 +10,8 @@ from vsa_vision.encoder import _object_masks_cpu, _object_masks_flood, object_ma
 from vsa_vision.multi import MultiVSAModel, set_hits
 from vsa_vision.scenes import RenderedScenes
 
+from .conftest import fit_steps
+
 
 def _batch(n=16, seed=0):
     ds = RenderedScenes("multi", n=n, seed=seed, split="train")
@@ -56,15 +58,7 @@ def test_a_tiny_model_learns_a_few_scenes():
     torch.manual_seed(0)
     m = tiny(lr=3e-3)
     images, labels = _batch(8, seed=1)
-    opt = torch.optim.AdamW(m.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(60):
-        q, factors = m.encode(images)
-        loss, cos = m.loss(q, labels, factors)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(float(loss))
+    losses, cos = fit_steps(m, images, labels, 60)
     assert losses[-1] < 0.5 * losses[0] and float(cos.mean()) > 0.3
 
 
