@@ -291,7 +291,7 @@ def heldout_objects(schema, truth: torch.Tensor, found: Sequence[torch.Tensor]
         n = int(mask.sum())
         counts[key] = (n, float(hit[mask].mean()) if n else float("nan"))
         tally = dict.fromkeys([*schema.names, "place"], 0)
-        missed = [j for j in np.flatnonzero(mask & ~hit)]
+        missed = np.flatnonzero(mask & ~hit)
         for j in missed:
             i, o = objs[j]
             same = [f for f in found[i] if pos and all(int(f[k]) == int(o[k]) for k in pos)]
@@ -300,7 +300,7 @@ def heldout_objects(schema, truth: torch.Tensor, found: Sequence[torch.Tensor]
                 continue
             for k, name in enumerate(schema.names):
                 tally[name] += int(same[0][k] != o[k])
-        misread[key] = {a: c / len(missed) for a, c in tally.items() if c} if missed else {}
+        misread[key] = {a: c / len(missed) for a, c in tally.items() if c} if len(missed) else {}
     return counts, misread
 
 

@@ -138,7 +138,6 @@ def _inner(method: str, max_objects: int, options: dict[str, Any]):
     return decoder
 
 
-
 @torch.no_grad()
 def decompose_set(s: Tensor, codebooks: Codebooks, method: str = "diffusion", max_objects: int | None = None,
                   count: int | Tensor | None = None, threshold: float = 0.5, scale: float | str = 1.0,
