@@ -33,7 +33,7 @@ def test_shipped_checkpoint_is_small_and_loads(shipped):
     assert [k for k in header if k.startswith("codebook_")] == [f"codebook_{i}" for i in range(6)]
     # the fixture loaded it with torch.load and pickle disabled
     assert shipped.schema.to_dict() == default_schema().to_dict()
-    assert shipped.method == "diffusion"
+    assert shipped.method == "auto" and shipped.model.hparams.method == "diffusion"
     assert shipped.codebooks.names == shipped.schema.names
     assert shipped.codebooks.sizes == tuple(len(a) for a in shipped.schema.attributes)
 

@@ -1,10 +1,9 @@
 """The LightningModule: encoder + fixed scene codebooks + loss + a decomposer head, with metrics.
 
 The encoder maps an image to one vector ``q [D]`` meant to equal the bound vector of the image's
-attribute codewords. The head (any registered decomposer, chosen by name) decodes only that
-vector. Test decodes with every head in ``test_methods`` on the same encoder outputs, so the gap
-between a head and brute force is the head's own error and the gap between brute force and 100% is
-the encoder's.
+attribute codewords; the head (any registered decomposer, by name) decodes only that vector. Test
+decodes with every head in ``test_methods`` on the same outputs: the gap between a head and brute
+force is the head's own error, the gap between brute force and 100% the encoder's.
 
 Validation cost follows the encoder: an iterative head spends its whole budget on vectors it cannot
 explain, so while the encoder is poor (the previous validation's mean cosine to the target below
@@ -28,8 +27,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .checks import check_choice, check_float, check_int
-from .decompose import Decomposition, build_method, parse_method
-from .decompose.registry import available_decomposers
+from .decompose import Decomposition, build_method, parse_method, with_options
+from .decompose.registry import available_decomposers, capabilities
 from .encoder import Encoder, ImageDecoder
 from .scenes.schema import Schema, load_schema
 from .schedules import TimedOneCycle
@@ -201,11 +200,19 @@ class VSAModel(pl.LightningModule):
 
     def head(self, method: str | None = None):
         """The decomposer for ``method`` (default: the model's), built once per spec."""
-        spec = method or self.hparams.method
-        if spec not in self._heads:
+        if (spec := self.resolve_method(method)) not in self._heads:
             opts = dict(self.hparams.method_options or {}) if spec == self.hparams.method else {}
             self._heads[spec] = build_method(spec, iterations=self.hparams.iterations, seed=0, **opts)
         return self._heads[spec]
+
+    def resolve_method(self, method: str | None = None) -> str:
+        """The spec of head ``method`` (default: the model's); ``"auto"`` wraps the model's own method."""
+        spec, own = method or self.hparams.method, self.hparams.method
+        if parse_method(spec)[0] != "auto" or "method" in parse_method(spec)[1]:
+            return spec
+        if not capabilities(own).iterative:  # the model's own head is already a lookup
+            return own
+        return with_options(spec, method=with_options(self.hparams.method, **(self.hparams.method_options or {})))
 
     def targets(self, labels: Tensor) -> Tensor:
         return self.codebooks.bind_indices(labels)

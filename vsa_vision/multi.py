@@ -200,7 +200,7 @@ class MultiVSAModel(VSAModel):
         return (bound * present[..., None]).sum(1)
 
     def decode(self, vectors: Tensor, method: str | None = None) -> SetDecomposition:
-        spec = method or self.hparams.method
+        spec = self.resolve_method(method)
         opts = dict(self.hparams.method_options or {}) if spec == self.hparams.method else {}
         if capabilities(spec).iterative:
             own = parse_method(spec)[1]

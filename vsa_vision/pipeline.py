@@ -149,7 +149,9 @@ class Pipeline:
         self.model = model.eval()
         if device is not None:
             self.model.to(device)
-        self.method = method or model.hparams.method
+        #: the head: by default ``"auto"``, the cheaper of exhaustive search and the model's own method
+        #: (diffusion) for the codebooks' shape (:class:`~vsa_vision.decompose.CheapestDecomposer`)
+        self.method = method or "auto"
         #: the user's renderer (``{attribute: value} -> PIL image``; for several objects, a list of them),
         #: which draws edits instead of the built-in renderer or the learned decoder
         self.renderer = renderer

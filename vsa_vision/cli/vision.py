@@ -17,7 +17,9 @@ def add_checkpoint(p: argparse.ArgumentParser) -> None:
 
 
 def add_head(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--method", type=method_spec, default=None, help="decomposer head (default: the model's, diffusion)")
+    p.add_argument("--method", type=method_spec, default=None,
+                   help="decomposer head (default: auto, the cheaper of exhaustive search and the model's own "
+                   "method, diffusion, for the codebooks' shape)")
 
 
 def load_pipeline(args: argparse.Namespace):

@@ -1,5 +1,6 @@
 """Decomposers: recover every factor of a bound vector. See :func:`get_decomposer`."""
 
+from .auto import LOOKUP_WORK, CheapestDecomposer
 from .base import Capabilities, Decomposer, Decomposition, IterativeDecomposer, StepInfo, bound_similarity
 from .brute_force import BruteForce
 from .diffusion import DiffusionDecomposer
@@ -25,6 +26,7 @@ register("attention_resonator", AttentionResonator)
 register("stochastic_resonator", StochasticResonator)
 register("in_memory_factorizer", InMemoryFactorizer)
 register("diffusion", DiffusionDecomposer)
+register("auto", CheapestDecomposer)  # the cheaper of exhaustive search and diffusion
 register("torchhd_resonator", TorchhdResonator)  # a peer: needs the optional torchhd package
 
 __all__ = [
@@ -46,6 +48,8 @@ __all__ = [
     "StochasticResonator",
     "InMemoryFactorizer",
     "DiffusionDecomposer",
+    "CheapestDecomposer",
+    "LOOKUP_WORK",
     "TorchhdResonator",
     "torchhd_available",
     "available_decomposers",

@@ -8,19 +8,22 @@ import os
 from ..common import add_methods, add_out, add_seed, add_threads, apply_threads, positive
 from ..outputs import check_folder, write_rows
 
+#: the heads timed by default: the pipeline's own (auto) and the two it chooses between
+LATENCY_METHODS = ("auto", "diffusion", "brute_force")
+
 
 def register(sub) -> None:
     b = sub.add_parser("latency", help="batch-1 decode, recognise and edit latency (p50 / p99) of every head")
-    b.add_argument("--models", nargs="+", default=["default", "multi"],
-                   help="shipped model names or checkpoint paths (default: default multi)")
-    add_methods(b, help="heads to time (default: diffusion brute_force)")
+    b.add_argument("--models", nargs="+", default=["default", "multi", "clutter"],
+                   help="shipped model names or checkpoint paths (default: default multi clutter)")
+    add_methods(b, help="heads to time (default: auto, the pipeline's head; diffusion; brute_force)")
     b.add_argument("--images", type=positive, default=64, help="images per split (default 64)")
     b.add_argument("--batch", type=positive, default=64, help="the batch of the batched decode (default 64)")
     b.add_argument("--edits", type=positive, default=16, help="images recognised and edited one at a time (16)")
     add_seed(b)
     add_threads(b)
     add_out(b)
-    b.set_defaults(func=run)
+    b.set_defaults(func=run, methods=list(LATENCY_METHODS))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
                              "checkpoint file")
     check_folder(args.out, "--out")
     apply_threads(args)
-    methods = args.methods or ["diffusion", "brute_force"]
+    methods = args.methods or list(LATENCY_METHODS)
     rows = []
     for model in args.models:
         pipe = Pipeline.from_checkpoint(model)
