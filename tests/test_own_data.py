@@ -288,7 +288,7 @@ def own_run(sprite_folder, tmp_path_factory):
                   "false", "--model.dim", "256", "--model.width", "8",
                   "--model.features", "32", "--model.iterations", "20", "--model.decoder", "16",
                   "--model.test_methods", "[diffusion, brute_force]", "--data.batch_size", "16",
-                  "--calibrate_scenes", "60", "--calibrate_foreign", "28"])
+                  "--calibrate_scenes", "60", "--calibrate_foreign", "28", "--decoder_minutes", "0.02"])
     finally:
         os.chdir(cwd)
     return root, data
@@ -303,6 +303,9 @@ def test_own_yaml_trains_calibrates_and_exports_on_an_imported_dataset(own_run, 
     pipe = Pipeline.from_checkpoint(str(path))
     assert pipe.schema.names == ("shape", "hue", "scale", "x", "y", "angle")
     assert pipe.model.trust["features"] == ["similarity", "min_margin", "mean_margin", "norm"]
+    from vsa_vision.decoders import PlacedDecoder
+
+    assert isinstance(pipe.model.decoder, PlacedDecoder)  # the config's kind, fitted again after fit
     test = SceneShards(data, "test")
     images = torch.stack([test[i][0] for i in range(4)])
     recs = pipe.recognize(images)

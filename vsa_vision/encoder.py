@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .checks import check_choice, check_int
+from .decoders import ImageDecoder  # noqa: F401  (its first home; vsa_vision.decoders holds every decoder)
 
 BACKBONES = ("small_cnn", "resnet18")
 HEADS = ("factorised", "linear")
@@ -249,51 +250,3 @@ class Encoder(nn.Module):
             f = self.head.factors(h)
             return f.prod(dim=-2), f
         return self.head(h), None
-
-
-class ImageDecoder(nn.Module):
-    """A learned image decoder: the value indices of an image's attributes ``[B, K]`` to the image
-    ``float [B, 3, S, S]`` in [0, 1].
-
-    Each attribute's value has a learned embedding (``embed`` numbers); their concatenation is
-    projected to a ``width x S/8 x S/8`` map and upsampled three times (nearest, 3x3 conv, GroupNorm,
-    ReLU; the width halves each time), then a 1x1 conv and a sigmoid. Trained with an L1 loss beside
-    the encoder (``VSAModel(decoder=...)``), it draws the scene a decomposed vector describes for a
-    schema the built-in renderer cannot draw, so editing works on a user's own images. Jitter inside
-    a value (a hue bucket, a sub-pixel position) is averaged: it draws the value's typical image.
-    Measured (``docs/BENCHMARKS.md``, your own images): at the width of ``configs/own.yaml`` it draws
-    position, colour and size but not the outline of small shapes (blobs); a renderer passed to
-    :class:`~vsa_vision.pipeline.Pipeline` draws exact edits."""
-
-    def __init__(self, sizes: tuple[int, ...] | list[int], image_size: int = 64, width: int = 64,
-                 embed: int = 32) -> None:
-        super().__init__()
-        sizes = [check_int("decoder: attribute size", n, 1) for n in sizes]
-        self.image_size = check_int("decoder: image_size", image_size, 16, 1024)
-        if self.image_size % 8:
-            raise ValueError(f"decoder: image_size must be a multiple of 8, got {image_size}")
-        width, embed = check_int("decoder: width", width, 8), check_int("decoder: embed", embed, 1)
-        self.embeddings = nn.ModuleList(nn.Embedding(n, embed) for n in sizes)
-        self.side, self.width = self.image_size // 8, width
-        self.project = nn.Sequential(nn.Linear(embed * len(sizes), width * self.side * self.side), nn.ReLU())
-        layers, c = [], width
-        for _ in range(3):
-            out = max(8, c // 2)
-            layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c, out, 3, padding=1, bias=False),
-                       nn.GroupNorm(min(8, out), out), nn.ReLU(inplace=True)]
-            c = out
-        layers += [nn.Conv2d(c, 3, 1)]
-        self.up = nn.Sequential(*layers)
-
-    def forward(self, indices: Tensor) -> Tensor:
-        if indices.ndim != 2 or indices.shape[1] != len(self.embeddings):
-            raise ValueError(f"decoder: expected value indices [B, {len(self.embeddings)}], got {tuple(indices.shape)}")
-        z = torch.cat([e(indices[:, k]) for k, e in enumerate(self.embeddings)], 1)
-        h = self.project(z).view(-1, self.width, self.side, self.side)
-        return torch.sigmoid(self.up(h))
-
-    @torch.no_grad()
-    def draw(self, indices: Tensor) -> Tensor:
-        """The images ``uint8 [B, 3, S, S]`` of value indices ``[B, K]``."""
-        x = self.forward(indices.to(self.project[0].weight.device))
-        return (x * 255).round().clamp(0, 255).to(torch.uint8)

@@ -27,9 +27,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .checks import check_choice, check_float, check_int
+from .decoders import DECODER_KINDS, make_decoder
 from .decompose import Decomposition, build_method, parse_method, with_options
 from .decompose.registry import available_decomposers, capabilities
-from .encoder import Encoder, ImageDecoder
+from .encoder import Encoder
 from .scenes.schema import Schema, load_schema
 from .schedules import TimedOneCycle
 from .vsa import Codebooks
@@ -109,15 +110,14 @@ class VSAModel(pl.LightningModule):
         backbone, head, width, features, norm: see :class:`vsa_vision.encoder.Encoder`.
         loss: ``cosine`` (1 - cos(q, target)), ``contrastive`` (per factor, cross-entropy of the
             factor's unbinding estimate ``q * target * c_k`` against all of its codewords, scaled by
-            ``temperature``), or their sum; ``factor_cosine`` / ``factor_contrastive`` add to the
-            cosine loss a per-factor term on the factorised head's K vectors (1 - cos to the true
-            codeword, or cross-entropy against the factor's codebook): a training signal that does
-            not pass through the product of the other factors. The head still decodes only q.
+            ``temperature``), or their sum; ``factor_cosine`` / ``factor_contrastive`` add a term on
+            the factorised head's K vectors (1 - cos to the true codeword, or cross-entropy against the
+            factor's codebook), a signal that does not pass through the other factors' product.
         lr, weight_decay, schedule: AdamW and ``onecycle`` / ``cosine`` / ``constant``, or
             ``onecycle_time`` (one cycle over ``max_epochs`` or the trainer's ``max_time``, whichever
             ends first: :mod:`vsa_vision.schedules`).
-        method, iterations, method_options: the decomposer head for validation and ``predict``.
-        test_methods: the heads compared in ``test`` on the same encoder outputs.
+        method, iterations, method_options: the head for validation and ``predict``; test_methods:
+            the heads compared in ``test`` on the same encoder outputs.
         val_head_cos, early_val_method: validation decodes with ``early_val_method`` (exhaustive
             search) in the sanity check and while the previous validation's mean cosine to the target
             is below ``val_head_cos``, then with the head (None: always the head, but for the sanity check).
@@ -135,10 +135,10 @@ class VSAModel(pl.LightningModule):
             dimension and codebooks, every weight; with another schema (a user's own attributes), the
             backbone's weights only (transfer: the factor heads start afresh), which needs the same
             backbone, width and input channels. Read at the start of ``fit`` only.
-        decoder: the width of a learned image decoder trained beside the encoder
-            (:class:`~vsa_vision.encoder.ImageDecoder`, value indices to image, L1 loss on the first
-            ``decoder_batch`` images of every training batch, weighted by ``decoder_weight``); 0: none.
-            It draws edits of a schema the built-in renderer cannot draw (one object a scene).
+        decoder: the width of a learned image decoder trained beside the encoder (value indices to
+            image, its loss on the first ``decoder_batch`` images of every training batch, weighted by
+            ``decoder_weight``); 0: none. ``decoder_kind``: ``"grid"`` or ``"placed"``
+            (:mod:`vsa_vision.decoders`). It draws edits the built-in renderer cannot (one object a scene).
     """
 
     def __init__(self, schema: str | dict[str, Any] = "default", dim: int = 1024, codebook_seed: int = 0,
@@ -151,12 +151,11 @@ class VSAModel(pl.LightningModule):
                  heldout_method: str = "brute_force", silhouette: bool = False,
                  val_head_cos: float | None = 0.9, early_val_method: str = "brute_force",
                  denoise_masks: bool = False, init_from: str | None = None, decoder: int = 0,
-                 decoder_batch: int = 32, decoder_weight: float = 1.0) -> None:
+                 decoder_batch: int = 32, decoder_weight: float = 1.0, decoder_kind: str = "grid") -> None:
         super().__init__()
         self.schema = load_schema(schema)
-        check_int("decoder", decoder, 0)
-        check_int("decoder_batch", decoder_batch, 1)
-        check_float("decoder_weight", decoder_weight, 0.0)
+        check_int("decoder", decoder, 0), check_int("decoder_batch", decoder_batch, 1)
+        check_float("decoder_weight", decoder_weight, 0.0), check_choice("decoder_kind", decoder_kind, DECODER_KINDS)
         if decoder and self.schema.max_objects > 1:
             raise ValueError("decoder: the learned image decoder draws scenes of one object; schema "
                              f"{self.schema.name!r} holds up to {self.schema.max_objects}")
@@ -178,7 +177,8 @@ class VSAModel(pl.LightningModule):
                                silhouette=silhouette, denoise_masks=denoise_masks)
         if channels_last:
             self.encoder = self.encoder.to(memory_format=torch.channels_last)
-        self.decoder = ImageDecoder(self.schema.sizes, self.schema.image_size, width=decoder) if decoder else None
+        self.decoder = make_decoder(decoder_kind, self.schema.sizes, self.schema.image_size, decoder) if decoder \
+            else None
         self._heads: dict[str, Any] = {}
         self._test: dict[tuple[int, str], dict[str, Any]] = {}
         self.test_report: dict[str, Any] | None = None
@@ -359,9 +359,9 @@ class VSAModel(pl.LightningModule):
         return loss
 
     def decoder_loss(self, images: Tensor, labels: Tensor) -> Tensor:
-        """The learned decoder's mean absolute error (0..1 pixels) on the first ``decoder_batch`` images."""
+        """The learned decoder's loss (its weighted mean absolute error) on the first ``decoder_batch`` images."""
         m = min(len(labels), self.hparams.decoder_batch)
-        return F.l1_loss(self.decoder(labels[:m]), to_float_images(images[:m]))
+        return self.decoder.loss(labels[:m], to_float_images(images[:m]))
 
     def _evaluate(self, q: Tensor, labels: Tensor, method: str | None) -> dict[str, Tensor | float]:
         if q.is_cuda:
