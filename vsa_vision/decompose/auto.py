@@ -5,10 +5,11 @@ Exhaustive search costs ``prod_k n_k * D`` multiply-adds a problem, run as one l
 at the machine's full rate; the diffusion decomposer costs a few passes over ``sum_k n_k`` codewords
 an iteration, for tens of iterations, in many small kernels. On a small space the product wins (the
 shipped ``default`` model: 115,200 combinations, 1.2e8 multiply-adds, exhaustive search 1.6x faster
-at batch 64 and 3x at batch 1 on 2 CPU cores); on a large one it loses by orders of magnitude (the
-``clutter`` model's objects: 1.1e6 combinations at D = 2048, 2.3e9 multiply-adds, 2.5 to 3x slower
-a scene even with its whole table kept). :data:`LOOKUP_WORK` sits between them, where the measured
-costs cross (``docs/BENCHMARKS.md``, the head that chooses by cost).
+at batch 64 and 3x at batch 1 on 2 CPU cores); on a large one it loses (the ``clutter`` model's
+objects: 1.1e6 combinations at D = 2048, 2.3e9 multiply-adds, 2.5 to 3x slower a scene even with its
+whole table kept; 500 to 1,700x slower a problem at 1.5e6 to 7.1e7 combinations and D = 4096).
+:data:`LOOKUP_WORK` sits between them, where the measured costs cross (``docs/BENCHMARKS.md``, the
+head that chooses by cost).
 
 The choice depends only on the codebooks' shape, never on the batch, so a problem gets the same
 answer alone and in any batch; the result's ``method`` says which search answered.
