@@ -49,7 +49,7 @@ def test_a_table_too_large_to_keep_goes_to_the_iterative_method():
     assert isinstance(get_decomposer("auto", cache_bytes=1 << 16).choose(cb), DiffusionDecomposer)
 
 
-def test_the_choice_is_the_same_alone_and_in_a_batch():
+def test_the_iterative_path_answers_the_same_alone_and_in_a_batch():
     p = problems(10, k=3, dim=512, count=24, seed=5, flip=0.2)
     head = get_decomposer("auto", lookup_work=0, iterations=150)
     batch = head.decompose(p.s, p.codebooks).indices
@@ -99,3 +99,24 @@ def test_bench_latency_times_the_pipeline_head_and_the_two_it_chooses_between_by
     from vsa_vision.cli import build_parser
 
     assert build_parser().parse_args(["bench", "latency"]).methods == ["auto", "diffusion", "brute_force"]
+
+
+def test_a_model_method_of_several_options_is_wrapped_whole():
+    from vsa_vision.decompose import parse_method
+    from vsa_vision.model import VSAModel
+
+    assert parse_method("auto:method='diffusion:chains=2,restarts=1',lookup_work=5") == (
+        "auto", {"method": "diffusion:chains=2,restarts=1", "lookup_work": 5})
+    m = VSAModel(dim=64, width=8, features=16, method_options={"chains": 2, "restarts": 1})
+    head = m.head("auto")
+    assert head.iterative.chains == 2 and head.iterative.config.restarts == 1
+
+
+def test_sets_give_the_auto_heads_iterative_method_the_set_budget_and_none_turns_the_stop_off():
+    from vsa_vision.decompose.sets import SET_ITERATIONS, _inner
+
+    assert _inner("auto", 3, {}).iterative.iterations == SET_ITERATIONS
+    assert get_decomposer("auto", stop_similarity=None).iterative.stop_similarity is None
+    assert get_decomposer("auto").iterative.stop_similarity == get_decomposer("diffusion").stop_similarity
+    with pytest.raises(ValueError, match="stop_similarity"):
+        get_decomposer("auto", stop_similarity="off")

@@ -29,8 +29,9 @@ from .registry import build_method, capabilities, parse_method
 
 __all__ = ["CheapestDecomposer", "LOOKUP_WORK"]
 
-#: the most multiply-adds a problem (``prod_k n_k * D``) for which exhaustive search is chosen:
-#: 2^28, about 2.7e8 (measured crossover on 2 CPU cores: 2e8 at batch 64, 3.6e8 at batch 1)
+#: the most multiply-adds a problem (``prod_k n_k * D``) for which exhaustive search is chosen: 2^28,
+#: about 2.7e8 (measured on 2 CPU cores: at batch 1 the table is faster to 3.5e8 at K = 3 and beyond
+#: 5e8 at K = 6; at batch 64 diffusion overtakes it from about 5e7 at K = 3 and 1.2e8 to 2.7e8 at K = 6)
 LOOKUP_WORK = 1 << 28
 
 
@@ -40,8 +41,10 @@ class CheapestDecomposer:
     table (the products of all factors but the largest) fits ``cache_bytes``, else ``method`` (an
     iterative spec, default ``"diffusion"``).
 
-    ``iterations``, ``seed`` and ``stop_similarity`` go to ``method`` where given (None: the method's
-    own); any other option of it goes in its spec."""
+    ``iterations``, ``seed`` and ``stop_similarity`` go to ``method`` where given (``iterations=None`` and
+    ``stop_similarity="own"``: the method's own; ``stop_similarity=None`` turns it off, as for the
+    method itself); any other option of it goes in its spec. ``iterations`` then reads the method's
+    budget. A callback is passed to the iterative method; exhaustive search calls none."""
 
     name = "auto"
     # what a caller needs to know before the codebooks: it may iterate (``iterations=`` is taken and
@@ -49,7 +52,7 @@ class CheapestDecomposer:
     capabilities = Capabilities(iterative=True, stochastic=True, early_stop=True)
 
     def __init__(self, method: str = "diffusion", lookup_work: int = LOOKUP_WORK, cache_bytes: int = 1 << 28,
-                 iterations: int | None = None, seed: int = 0, stop_similarity: float | None = None) -> None:
+                 iterations: int | None = None, seed: int = 0, stop_similarity: float | str | None = "own") -> None:
         name, _ = parse_method(method)
         caps = capabilities(name)
         if name == self.name or not caps.iterative:
@@ -58,12 +61,17 @@ class CheapestDecomposer:
         self.method = method
         self.lookup_work = check_int("lookup_work", lookup_work, 0)
         self.cache_bytes = check_int("cache_bytes", cache_bytes, 0)
-        self.iterations = None if iterations is None else check_int("iterations", iterations, 1)
+        iterations = None if iterations is None else check_int("iterations", iterations, 1)
         self.seed = check_int("seed", seed, 0)
+        if isinstance(stop_similarity, str) and stop_similarity != "own":
+            raise ValueError(f"stop_similarity: expected a similarity, None (off) or 'own' (the method's own), "
+                             f"got {stop_similarity!r}")
         self.stop_similarity = stop_similarity
-        extra: dict[str, Any] = {} if stop_similarity is None or not caps.early_stop else {
+        extra: dict[str, Any] = {} if stop_similarity == "own" or not caps.early_stop else {
             "stop_similarity": stop_similarity}
-        self.iterative = build_method(method, iterations=self.iterations, seed=self.seed, **extra)
+        self.iterative = build_method(method, iterations=iterations, seed=self.seed, **extra)
+        #: the iterative method's budget (what a caller that sets budgets, such as ``decompose_set``, reads)
+        self.iterations = getattr(self.iterative, "iterations", iterations)
         self.lookup = BruteForce(seed=self.seed, cache_bytes=self.cache_bytes)
 
     def __repr__(self) -> str:

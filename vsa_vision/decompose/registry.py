@@ -120,7 +120,7 @@ def parse_method(spec: str) -> tuple[str, dict[str, Any]]:
         raise ValueError(f"method: expected a spec 'name[:option=value,...]', got {spec!r}")
     name, _, rest = spec.partition(":")
     opts: dict[str, Any] = {}
-    for part in filter(None, (p.strip() for p in rest.split(","))):
+    for part in filter(None, (p.strip() for p in _top_level_parts(rest))):
         key, eq, val = part.partition("=")
         if not eq:
             raise ValueError(f"method spec {spec!r}: expected option=value, got {part!r}")
@@ -129,6 +129,25 @@ def parse_method(spec: str) -> tuple[str, dict[str, Any]]:
         except (ValueError, SyntaxError):
             opts[key.strip()] = val.strip()
     return name.strip(), opts
+
+
+def _top_level_parts(text: str) -> list[str]:
+    """``text`` split on the commas outside quotes and brackets, so that an option's value may itself be
+    a spec with options (``auto:method='diffusion:chains=2,restarts=1'``) or a list."""
+    parts, depth, quote, start = [], 0, "", 0
+    for i, ch in enumerate(text):
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    return parts + [text[start:]]
 
 
 def build_method(spec: str, iterations: int | None = None, seed: int | None = None, **options: Any) -> Decomposer:
