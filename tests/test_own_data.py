@@ -305,7 +305,12 @@ def test_own_yaml_trains_calibrates_and_exports_on_an_imported_dataset(own_run, 
     assert pipe.model.trust["features"] == ["similarity", "min_margin", "mean_margin", "norm"]
     from vsa_vision.decoders import PlacedDecoder
 
-    assert isinstance(pipe.model.decoder, PlacedDecoder)  # the config's kind, fitted again after fit
+    assert isinstance(pipe.model.decoder, PlacedDecoder)  # the config's kind
+    from vsa_vision.checkpoint import load_model
+
+    before = load_model(str(root / "checkpoints" / "own-run" / "best.ckpt")).decoder.state_dict()
+    after = pipe.model.decoder.state_dict()
+    assert any(not torch.equal(v, after[k]) for k, v in before.items())  # fitted again after fit
     test = SceneShards(data, "test")
     images = torch.stack([test[i][0] for i in range(4)])
     recs = pipe.recognize(images)

@@ -92,21 +92,20 @@ class WallClock(pl.Callback):
 
 
 def fit_decoder(model: VSAModel, batches: Iterable, minutes: float, recognition: float = 0.05, lr: float = 3e-3,
-                batch_size: int = 64, log=print) -> list[float]:
+                batch_size: int = 64, log=print, log_every: int = 100) -> list[float]:
     """Train ``model.decoder`` alone for ``minutes`` on ``(images, labels)`` batches (cycled; the first
     ``batch_size`` of each), the encoder frozen: the decoder's own loss plus ``recognition`` times the
     cross-entropy of the encoder's factor vectors of each drawing against its labels' codewords (the
     factorised head's ``factor_contrastive`` term), so that what it draws is read back as drawn. AdamW
-    with a cosine decay of ``lr`` over the time. Returns the mean loss of every 100 steps.
+    with a cosine decay of ``lr`` over the time. Returns (and logs) the mean loss of every ``log_every`` steps.
 
     Measured on sprites (``docs/BENCHMARKS.md``, your own images): the pixel loss alone draws
     positions and colours but blurs shapes and rotations (12% of edits read back as intended); with
     the term, 96%. The term uses the model's own encoder, so that reading is not an independent judge."""
+    check_decoder_fit(model.hparams, minutes, recognition)
     if model.decoder is None:
         raise ValueError("fit_decoder: the model has no learned decoder (decoder: <width> in its config)")
-    if recognition > 0 and model.hparams.head != "factorised":
-        raise ValueError(f"fit_decoder: the recognition term reads the factorised head's vectors; this model's "
-                         f"head is {model.hparams.head!r} (pass recognition=0)")
+    device = next(model.decoder.parameters()).device
     model.eval()
     frozen = [p for p in model.encoder.parameters() if p.requires_grad]
     for p in frozen:
@@ -116,8 +115,9 @@ def fit_decoder(model: VSAModel, batches: Iterable, minutes: float, recognition:
     losses, window, start = [], [], time.perf_counter()
     try:
         while True:
+            steps = len(losses) * log_every + len(window)
             for images, labels in batches:
-                x, y = to_float_images(images[:batch_size]), labels[:batch_size]
+                x, y = to_float_images(images[:batch_size].to(device)), labels[:batch_size].to(device)
                 drawn = model.decoder(y)
                 loss = model.decoder.loss(y, x)
                 if recognition > 0:
@@ -127,19 +127,33 @@ def fit_decoder(model: VSAModel, batches: Iterable, minutes: float, recognition:
                 loss.backward()
                 opt.step()
                 window.append(float(loss.detach()))
-                if len(window) == 100:
-                    losses.append(sum(window) / 100)
+                if len(window) == log_every:
+                    losses.append(sum(window) / log_every)
                     window = []
-                    log(f"decoder: step {100 * len(losses)}, loss {losses[-1]:.4f}")
+                    log(f"decoder: step {log_every * len(losses)}, loss {losses[-1]:.4f}")
                 done = (time.perf_counter() - start) / (60.0 * minutes)
                 for g in opt.param_groups:
                     g["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, done)))
                 if done >= 1.0:
                     return losses
+            if len(losses) * log_every + len(window) == steps:
+                raise ValueError("fit_decoder: batches gave no batch (empty, or an iterator already used up)")
     finally:
         for p in frozen:
             p.requires_grad_(True)
         model.decoder.eval()
+
+
+def check_decoder_fit(hparams: Any, minutes: float, recognition: float) -> None:
+    """Refuse a decoder phase that could not run, before any training: a non-positive time, a negative
+    weight, or a recognition term on a model whose head has no factor vectors."""
+    if not minutes > 0:
+        raise ValueError(f"decoder_minutes: expected a positive number of minutes, got {minutes}")
+    if not recognition >= 0:
+        raise ValueError(f"decoder_recognition: expected a weight >= 0, got {recognition}")
+    if recognition > 0 and hparams.get("head", "factorised") != "factorised":
+        raise ValueError(f"decoder_recognition: the recognition term reads the factorised head's vectors; this "
+                         f"model's head is {hparams.get('head')!r} (pass --decoder_recognition 0)")
 
 
 class VSACLI(LightningCLI):
@@ -162,7 +176,8 @@ class VSACLI(LightningCLI):
         parser.add_argument("--decoder_minutes", type=float, default=0.0,
                             help="after fit, train the exported model's learned decoder alone for this long with the "
                                  "encoder frozen (fit_decoder): its loss plus --decoder_recognition times how far the "
-                                 "encoder's reading of the drawings is from their labels")
+                                 "encoder's reading of the drawings is from their labels; the result is in the export "
+                                 "(model.safetensors), not in best.ckpt")
         parser.add_argument("--decoder_recognition", type=float, default=0.05,
                             help="with --decoder_minutes: the weight of the recognition term")
         parser.link_arguments("model.schema", "data.schema")
@@ -182,6 +197,13 @@ class VSACLI(LightningCLI):
                 self.parser.error(f"--data.data_dir: {e}")
             cfg.model.schema = schema
             cfg.data.schema = schema
+
+    def before_fit(self) -> None:
+        minutes = self.config["fit"].get("decoder_minutes", 0.0)
+        if minutes:  # refused now, not after the whole training run
+            if getattr(self.model, "decoder", None) is None:
+                raise ValueError("decoder_minutes: the model has no learned decoder (model.decoder: <width>)")
+            check_decoder_fit(self.model.hparams, minutes, self.config["fit"].get("decoder_recognition", 0.05))
 
     def _write_report(self) -> None:
         report = getattr(self.model, "test_report", None)
