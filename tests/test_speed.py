@@ -114,6 +114,22 @@ def test_the_exhaustive_search_keeps_its_table_and_rebuilds_it_when_the_codebook
     assert small._cache is None
 
 
+def test_the_exhaustive_search_keeps_its_table_for_half_precision_codebooks_too():
+    """float16 codebooks are searched in a float32 copy made every call: the table is kept per the
+    caller's tensors, so a second call costs one product, and a change to them is still seen."""
+    cb = Codebooks.random({"a": 5, "b": 6, "c": 7}, dim=256, seed=0).to(dtype=torch.float16)
+    s = cb.bind_indices(torch.tensor([[1, 2, 3], [4, 5, 6]]))
+    search = get_decomposer("brute_force")
+    assert search.decompose(s, cb).indices.tolist() == [[1, 2, 3], [4, 5, 6]]
+    table = search._cache[1]
+    assert table.dtype == torch.float32
+    search.decompose(s[:1], cb)
+    assert search._cache[1] is table
+    cb.tensors[0].neg_()  # changed in place: the kept table is stale
+    search.decompose(s, cb)
+    assert search._cache[1] is not table
+
+
 def test_the_latency_bench_times_every_head_one_image_at_a_time():
     from vsa_vision import Pipeline
     from vsa_vision.bench.latency import FIELDS, _full_budget, latency_rows, latency_table

@@ -74,24 +74,27 @@ class BruteForce:
             f"a second on one CPU core). Use an iterative decomposer, or allow it with "
             f"max_combinations=None (in a spec: brute_force:max_combinations=None)")
 
-    def _outer_table(self, cb: Codebooks, outer: list[int]) -> Tensor | None:
+    def _outer_table(self, cb: Codebooks, outer: list[int], given: Codebooks | None = None) -> Tensor | None:
         """The bound vectors of every combination of the ``outer`` factors ``[n_outer, D]`` (row ``r``:
         the combination whose factor ``outer[i]`` has index ``(r // stride_i) % n_i``), kept per
         codebooks (their tensors, versions, dtype and device) so that a call costs one product; None
-        when it would take more than ``cache_bytes``."""
+        when it would take more than ``cache_bytes``. ``given``: the codebooks as the caller passed them
+        when ``cb`` is their widened copy (float16 / bfloat16 searched in float32), which is new every
+        call: the table is kept per the caller's tensors."""
         n_outer = 1
         for k in outer:
             n_outer *= cb.sizes[k]
         X = cb.tensors
         if not outer or n_outer * cb.dim * X[0].element_size() > self.cache_bytes:
             return None
-        key = (tuple((id(x), x.data_ptr(), x._version) for x in X), tuple(outer), X[0].dtype, X[0].device)
+        own = X if given is None else given.tensors
+        key = (tuple((id(x), x.data_ptr(), x._version) for x in own), tuple(outer), X[0].dtype, X[0].device)
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1]
         table = None
         for k in outer:  # the last outer factor varies fastest: stride 1
             table = X[k] if table is None else (table[:, None, :] * X[k][None, :, :]).reshape(-1, cb.dim)
-        self._cache = (key, table, X)  # the tensors are held, so their ids stay theirs
+        self._cache = (key, table, own)  # the tensors are held, so their ids stay theirs
         return table
 
     @torch.no_grad()
@@ -119,7 +122,7 @@ class BruteForce:
             strides.append(acc)
             acc *= n
         strides = list(reversed(strides))
-        table = self._outer_table(cb, outer)
+        table = self._outer_table(cb, outer, given=cb_in)
         if table is not None:
             best_flat = self._search_table(s, X_last, table)
         else:
