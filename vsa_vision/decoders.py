@@ -13,7 +13,7 @@ decoder_kind=...)``) so that edits of a schema the built-in renderer cannot draw
   otherwise dominate an image of one small object.
 
 Both draw the value's typical image: jitter inside a value (a hue bucket, a sub-pixel position) is
-averaged. A decoder's ``loss(labels, images)`` is what training minimises.
+averaged. A decoder's ``loss(labels, images)`` is what training minimises (``image_loss`` of its drawing).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .checks import check_int
+from .checks import check_choice, check_int
 
 __all__ = ["DECODER_KINDS", "ImageDecoder", "PlacedDecoder", "make_decoder"]
 
@@ -47,8 +47,12 @@ class _Decoder(nn.Module):
         return torch.cat([e(indices[:, k]) for k, e in enumerate(self.embeddings)], 1)
 
     def loss(self, indices: Tensor, images: Tensor) -> Tensor:
-        """Mean absolute error (0..1 pixels) of the drawing of ``indices`` against ``images`` (float)."""
-        return F.l1_loss(self(indices), images)
+        """The loss of the drawing of ``indices`` against ``images`` (float): :meth:`image_loss`."""
+        return self.image_loss(self(indices), images)
+
+    def image_loss(self, drawn: Tensor, images: Tensor) -> Tensor:
+        """Mean absolute error (0..1 pixels) of drawings against ``images``."""
+        return F.l1_loss(drawn, images)
 
     @torch.no_grad()
     def draw(self, indices: Tensor) -> Tensor:
@@ -123,14 +127,13 @@ class PlacedDecoder(_Decoder):
         placed = F.grid_sample(frame, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         return placed[:, :3] + (1 - placed[:, 3:]) * torch.sigmoid(self.background)
 
-    def loss(self, indices: Tensor, images: Tensor) -> Tensor:
+    def image_loss(self, drawn: Tensor, images: Tensor) -> Tensor:
         background = images.flatten(2).median(-1).values[:, :, None, None]
         weight = 1 + self.object_weight * ((images - background).abs().amax(1, keepdim=True) > 0.1).float()
-        return ((self(indices) - images).abs() * weight).sum() / (weight.sum() * 3)
+        return ((drawn - images).abs() * weight).sum() / (weight.sum() * 3)
 
 
 def make_decoder(kind: str, sizes, image_size: int, width: int) -> _Decoder:
     """The decoder of ``kind`` (:data:`DECODER_KINDS`) at ``width``."""
-    if kind not in DECODER_KINDS:
-        raise ValueError(f"decoder_kind: expected one of {list(DECODER_KINDS)}, got {kind!r}")
+    check_choice("decoder_kind", kind, DECODER_KINDS)
     return (ImageDecoder if kind == "grid" else PlacedDecoder)(sizes, image_size, width=width)

@@ -115,11 +115,12 @@ def fit_decoder(model: VSAModel, batches: Iterable, minutes: float, recognition:
     losses, window, start = [], [], time.perf_counter()
     try:
         while True:
-            steps = len(losses) * log_every + len(window)
+            took = False
             for images, labels in batches:
+                took = True
                 x, y = to_float_images(images[:batch_size].to(device)), labels[:batch_size].to(device)
-                drawn = model.decoder(y)
-                loss = model.decoder.loss(y, x)
+                drawn = model.decoder(y)  # drawn once, for both terms
+                loss = model.decoder.image_loss(drawn, x)
                 if recognition > 0:
                     _, factors = model.encoder.forward_with_factors(drawn)
                     loss = loss + recognition * model._factor_loss(factors, y, contrastive=True)
@@ -136,7 +137,7 @@ def fit_decoder(model: VSAModel, batches: Iterable, minutes: float, recognition:
                     g["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, done)))
                 if done >= 1.0:
                     return losses
-            if len(losses) * log_every + len(window) == steps:
+            if not took:
                 raise ValueError("fit_decoder: batches gave no batch (empty, or an iterator already used up)")
     finally:
         for p in frozen:
@@ -223,12 +224,12 @@ class VSACLI(LightningCLI):
         if self.trainer.is_global_zero and best and not self.trainer.fast_dev_run:
             out = self.config["fit"].get("export") or os.path.join(os.path.dirname(best), "model.safetensors")
             model = type(self.model).load_from_checkpoint(best, map_location="cpu", weights_only=True)
-            print(f"best model ({os.path.basename(best)}): {export_model(model, out)}")
             minutes = self.config["fit"].get("decoder_minutes", 0.0)
-            if minutes and model.decoder is not None:
+            if minutes:  # before the one export (before_fit refused a model without a decoder)
                 fit_decoder(model, self.datamodule.train_dataloader(), minutes,
                             self.config["fit"].get("decoder_recognition", 0.05))
-                print(f"decoder fitted for {minutes:g} minutes: {export_model(model, out)}")
+                print(f"decoder fitted for {minutes:g} minutes")
+            print(f"best model ({os.path.basename(best)}): {export_model(model, out)}")
             if self.config["fit"].get("calibrate", False):
                 self._calibrate(model, out)
         if self.config["fit"].get("test_after_fit", True):
