@@ -212,7 +212,7 @@ class VSAModel(pl.LightningModule):
             return spec
         if not capabilities(own).iterative:  # the model's own head is already a lookup
             return own
-        return with_options(spec, method=with_options(self.hparams.method, **(self.hparams.method_options or {})))
+        return with_options(spec, method=with_options(own, **(self.hparams.method_options or {})))
 
     def targets(self, labels: Tensor) -> Tensor:
         return self.codebooks.bind_indices(labels)

@@ -84,9 +84,7 @@ class CheapestDecomposer:
     def choose(self, codebooks: Codebooks) -> Any:
         """The decomposer a call on ``codebooks`` runs."""
         work = codebooks.search_space * codebooks.dim
-        largest = max(codebooks.sizes)
-        table = codebooks.search_space // largest * codebooks.dim * max(4, codebooks.dtype.itemsize)
-        fits = len(codebooks.sizes) == 1 or table <= self.cache_bytes
+        fits = self.lookup.table_bytes(codebooks) <= self.cache_bytes
         return self.lookup if work <= self.lookup_work and fits else self.iterative
 
     def decompose(self, s: Tensor, codebooks: Codebooks, callback=None) -> Decomposition:

@@ -74,20 +74,26 @@ class BruteForce:
             f"a second on one CPU core). Use an iterative decomposer, or allow it with "
             f"max_combinations=None (in a spec: brute_force:max_combinations=None)")
 
-    def _outer_table(self, cb: Codebooks, outer: list[int], given: Codebooks | None = None) -> Tensor | None:
+    def table_bytes(self, codebooks: Codebooks) -> int:
+        """The memory of the table kept for ``codebooks``: the bound vectors of every combination of all
+        factors but the largest, in the dtype searched (float32 at least); 0 for one factor (none kept,
+        the search is one product)."""
+        sizes = codebooks.sizes
+        if len(sizes) == 1:
+            return 0
+        return codebooks.search_space // max(sizes) * codebooks.dim * max(4, codebooks.dtype.itemsize)
+
+    def _outer_table(self, cb: Codebooks, outer: list[int], given: Codebooks) -> Tensor | None:
         """The bound vectors of every combination of the ``outer`` factors ``[n_outer, D]`` (row ``r``:
         the combination whose factor ``outer[i]`` has index ``(r // stride_i) % n_i``), kept per
         codebooks (their tensors, versions, dtype and device) so that a call costs one product; None
-        when it would take more than ``cache_bytes``. ``given``: the codebooks as the caller passed them
-        when ``cb`` is their widened copy (float16 / bfloat16 searched in float32), which is new every
-        call: the table is kept per the caller's tensors."""
-        n_outer = 1
-        for k in outer:
-            n_outer *= cb.sizes[k]
+        when it would take more than ``cache_bytes``. ``given``: the codebooks as the caller passed them,
+        of which ``cb`` is the copy in the dtype searched (for float16 / bfloat16 a new one every call):
+        the table is kept per the caller's tensors."""
         X = cb.tensors
-        if not outer or n_outer * cb.dim * X[0].element_size() > self.cache_bytes:
+        if not outer or self.table_bytes(cb) > self.cache_bytes:
             return None
-        own = X if given is None else given.tensors
+        own = given.tensors
         key = (tuple((id(x), x.data_ptr(), x._version) for x in own), tuple(outer), X[0].dtype, X[0].device)
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1]
