@@ -195,59 +195,15 @@ class LinearHead(nn.Module):
 class FactorisedHead(nn.Module):
     """K projections ``tanh(W_k h)`` bound elementwise into one vector of ``dim``.
 
-    ``levels``: per factor, None or the factor's ``[n_k, dim]`` codewords of ordered values (an ordinal
-    attribute). Such a factor is read as a position instead of a class: ``r = (n_k - 1) sigmoid(w_k h +
-    b_k)`` along its values, and its vector is the codewords interpolated at ``r`` (``(1 - t) c_i + t
-    c_{i+1}``, ``i = floor(r)``, ``t = r - i``). A classifier of values learns each value where it saw
-    it, so an image between two values seen with one shape (a rotation never trained on for it) reads
-    as a seen one; a position is one smooth quantity and lands between them (``docs/BENCHMARKS.md``,
-    your own images). The ordinal factors keep their class projection too: trained by the per-attribute
-    loss, it shapes the features the position reads (a position trained alone learns a rotation far more
-    slowly). ``factors(h)`` returns the K bound vectors; ``class_factors(h)`` the K projections;
-    ``positions(h)`` the ordinal factors' positions ``[B, m]``."""
+    ``factors(h)`` returns the K vectors themselves, for reference measurements only."""
 
-    def __init__(self, features: int, dim: int, num_factors: int, levels=None) -> None:
+    def __init__(self, features: int, dim: int, num_factors: int) -> None:
         super().__init__()
         self.num_factors, self.dim = num_factors, dim
         self.proj = nn.Linear(features, num_factors * dim)
-        levels = list(levels) if levels is not None else [None] * num_factors
-        if len(levels) != num_factors:
-            raise ValueError(f"levels: expected one entry per factor ({num_factors}), got {len(levels)}")
-        self.ordinal = [k for k, c in enumerate(levels) if c is not None]
-        for k in self.ordinal:
-            c = levels[k]
-            if c.ndim != 2 or c.shape[1] != dim or c.shape[0] < 2:
-                raise ValueError(f"levels[{k}]: expected [n >= 2, {dim}] codewords, got {tuple(c.shape)}")
-            self.register_buffer(f"level_{k}", c.detach().clone().float())
-        self.position = nn.Linear(features, len(self.ordinal)) if self.ordinal else None
-
-    def positions(self, h: Tensor) -> Tensor:
-        """The ordinal factors' positions ``[B, m]``, each in ``[0, n_k - 1]`` (in value steps)."""
-        if self.position is None:
-            return h.new_zeros(h.shape[0], 0)
-        span = torch.tensor([getattr(self, f"level_{k}").shape[0] - 1 for k in self.ordinal], device=h.device)
-        return torch.sigmoid(self.position(h)) * span
-
-    def class_factors(self, h: Tensor) -> Tensor:
-        """Every factor's projection ``tanh(W_k h)`` ``[B, K, dim]``, the ordinal ones' too: what the
-        per-attribute loss reads (it trains the features an ordinal factor's position reads as well)."""
-        return torch.tanh(self.proj(h)).unflatten(-1, (self.num_factors, self.dim))
-
-    def bound_factors(self, classes: Tensor, positions: Tensor) -> Tensor:
-        """The K vectors that are bound: ``classes``, each ordinal factor's replaced by the codewords
-        interpolated at its position."""
-        cols = list(classes.unbind(-2))
-        for j, k in enumerate(self.ordinal):  # a loop over the ordinal factors, not over problems
-            c = getattr(self, f"level_{k}")
-            lo = positions[:, j].detach().floor().clamp(0, c.shape[0] - 2).long()
-            t = (positions[:, j] - lo)[:, None]
-            cols[k] = (1 - t) * c[lo] + t * c[lo + 1]
-        return torch.stack(cols, -2)
 
     def factors(self, h: Tensor) -> Tensor:
-        """The K vectors bound into the output ``[B, K, dim]``."""
-        f = self.class_factors(h)
-        return self.bound_factors(f, self.positions(h)) if self.ordinal else f
+        return torch.tanh(self.proj(h)).unflatten(-1, (self.num_factors, self.dim))
 
     def forward(self, h: Tensor) -> Tensor:
         return self.factors(h).prod(dim=-2)
@@ -262,7 +218,7 @@ class Encoder(nn.Module):
 
     def __init__(self, dim: int = 1024, num_factors: int = 6, backbone: str = "small_cnn", head: str = "factorised",
                  image_size: int = 64, width: int = 32, features: int = 256, norm: str = "group",
-                 silhouette: bool = False, denoise_masks: bool = False, levels=None) -> None:
+                 silhouette: bool = False, denoise_masks: bool = False) -> None:
         super().__init__()
         check_choice("backbone", backbone, BACKBONES)
         check_choice("head", head, HEADS)
@@ -273,9 +229,7 @@ class Encoder(nn.Module):
         self.backbone = (SmallCNN(image_size=image_size, width=width, features=features, norm=norm, in_channels=c)
                          if backbone == "small_cnn" else ResNet18Small(in_channels=c))
         f = self.backbone.features
-        if levels is not None and any(c is not None for c in levels) and head != "factorised":
-            raise ValueError(f"levels: ordinal factors read as positions need the factorised head, got head={head!r}")
-        self.head = FactorisedHead(f, dim, num_factors, levels) if head == "factorised" else LinearHead(f, dim)
+        self.head = FactorisedHead(f, dim, num_factors) if head == "factorised" else LinearHead(f, dim)
         self.dim = dim
 
     def _input(self, x: Tensor) -> Tensor:
@@ -286,19 +240,13 @@ class Encoder(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.backbone(self._input(x)))
 
-    def forward_with_factors(self, x: Tensor, positions: bool = False):
-        """(output ``[B, dim]``, the factorised head's K vectors ``[B, K, dim]`` or None for a linear head);
-        with ``positions``, (output, every factor's class projection ``[B, K, dim]``, the ordinal factors'
-        positions ``[B, m]``), what the training losses read (Nones for a linear head).
+    def forward_with_factors(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """(output ``[B, dim]``, the factorised head's K vectors ``[B, K, dim]`` or None for a linear head).
 
         The factor vectors are for training losses and reference measurements only; the output is
         what a decomposer head decodes."""
         h = self.backbone(self._input(x))
-        if not isinstance(self.head, FactorisedHead):
-            return (self.head(h), None, None) if positions else (self.head(h), None)
-        if not positions:
+        if isinstance(self.head, FactorisedHead):
             f = self.head.factors(h)
             return f.prod(dim=-2), f
-        classes, r = self.head.class_factors(h), self.head.positions(h)
-        bound = self.head.bound_factors(classes, r) if self.head.ordinal else classes
-        return bound.prod(dim=-2), classes, r
+        return self.head(h), None

@@ -15,6 +15,7 @@ explain, so while the encoder is poor (the previous validation's mean cosine to 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from functools import partial
@@ -30,13 +31,11 @@ from .decoders import DECODER_KINDS, make_decoder
 from .decompose import Decomposition, build_method, parse_method, with_options
 from .decompose.registry import available_decomposers, capabilities
 from .encoder import Encoder
-from .losses import reading_loss, unbinding_contrastive_loss
 from .scenes.schema import Schema, load_schema
 from .schedules import TimedOneCycle
 from .vsa import Codebooks
 from .vsa.record import check_codebook_record, codebook_record  # noqa: F401 (public here too)
 
-ORDINAL_HEADS = ("class", "position")  # how the factorised head reads an ordinal attribute
 LOSSES = ("cosine", "contrastive", "cosine+contrastive", "factor_cosine", "factor_contrastive")
 SCHEDULES = ("onecycle", "onecycle_time", "cosine", "constant")
 DEFAULT_TEST_METHODS = ("diffusion", "resonator", "attention_resonator", "stochastic_resonator", "brute_force")
@@ -114,9 +113,6 @@ class VSAModel(pl.LightningModule):
             ``temperature``), or their sum; ``factor_cosine`` / ``factor_contrastive`` add a term on
             the factorised head's K vectors (1 - cos to the true codeword, or cross-entropy against the
             factor's codebook), a signal that does not pass through the other factors' product.
-        ordinal_smoothing: the width in steps of an ordinal attribute's soft target (0: hard labels).
-        ordinal_head: ``"class"``, or ``"position"``: an ordinal attribute read as a position along its
-            values (:class:`vsa_vision.encoder.FactorisedHead`), for values not seen with another's.
         lr, weight_decay, schedule: AdamW and ``onecycle`` / ``cosine`` / ``constant``, or
             ``onecycle_time`` (one cycle over ``max_epochs`` or the trainer's ``max_time``, whichever
             ends first: :mod:`vsa_vision.schedules`).
@@ -155,8 +151,7 @@ class VSAModel(pl.LightningModule):
                  heldout_method: str = "brute_force", silhouette: bool = False,
                  val_head_cos: float | None = 0.9, early_val_method: str = "brute_force",
                  denoise_masks: bool = False, init_from: str | None = None, decoder: int = 0,
-                 decoder_batch: int = 32, decoder_weight: float = 1.0, decoder_kind: str = "grid",
-                 ordinal_smoothing: float = 0.0, ordinal_head: str = "class") -> None:
+                 decoder_batch: int = 32, decoder_weight: float = 1.0, decoder_kind: str = "grid") -> None:
         super().__init__()
         self.schema = load_schema(schema)
         check_int("decoder", decoder, 0), check_int("decoder_batch", decoder_batch, 1)
@@ -165,8 +160,6 @@ class VSAModel(pl.LightningModule):
             raise ValueError("decoder: the learned image decoder draws scenes of one object; schema "
                              f"{self.schema.name!r} holds up to {self.schema.max_objects}")
         check_choice("loss", loss, LOSSES)
-        check_float("ordinal_smoothing", ordinal_smoothing, 0.0)
-        check_choice("ordinal_head", ordinal_head, ORDINAL_HEADS)
         check_choice("schedule", schedule, SCHEDULES)
         check_float("val_head_cos", val_head_cos, -1.0, 1.0, allow_none=True)
         for spec in [method, heldout_method, early_val_method, *test_methods]:
@@ -179,10 +172,9 @@ class VSAModel(pl.LightningModule):
         cb = schema_codebooks(self.schema, dim, codebook_seed)
         self.factor_names = cb.names
         _register_codebooks(self, cb.tensors)
-        levels = [c if ordinal_head == "position" and o else None for c, o in zip(cb.tensors, self.schema.ordinal)]
         self.encoder = Encoder(dim=dim, num_factors=cb.num_factors, backbone=backbone, head=head,
                                image_size=self.schema.image_size, width=width, features=features, norm=norm,
-                               silhouette=silhouette, denoise_masks=denoise_masks, levels=levels)
+                               silhouette=silhouette, denoise_masks=denoise_masks)
         if channels_last:
             self.encoder = self.encoder.to(memory_format=torch.channels_last)
         self.decoder = make_decoder(decoder_kind, self.schema.sizes, self.schema.image_size, decoder) if decoder \
@@ -234,9 +226,8 @@ class VSAModel(pl.LightningModule):
     def decode(self, vectors: Tensor, method: str | None = None) -> Decomposition:
         return self.head(method).decompose(vectors.float(), self.codebooks.to(device=vectors.device))
 
-    def encode(self, images: Tensor, positions: bool = False):
-        """(vectors ``[B, D]``, factor vectors ``[B, K, D]`` of a factorised head or None), and with
-        ``positions`` the ordinal factors' positions ``[B, m]`` (``ordinal_head="position"``)."""
+    def encode(self, images: Tensor) -> tuple[Tensor, Tensor | None]:
+        """(vectors ``[B, D]``, factor vectors ``[B, K, D]`` of a factorised head or None)."""
         x = to_float_images(images)
         side = self.schema.image_size
         if x.shape[-2:] != (side, side):
@@ -244,13 +235,10 @@ class VSAModel(pl.LightningModule):
                              f"got {x.shape[-2]} x {x.shape[-1]}")
         if self.hparams.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return self.encoder.forward_with_factors(x, **({"positions": True} if positions else {}))
+        return self.encoder.forward_with_factors(x)
 
-    def loss(self, q: Tensor, labels: Tensor, factors: Tensor | None = None,
-             positions: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """(loss, cosine to the target per image). ``factors``: the head's K vectors, for factor_* losses;
-        ``positions``: the ordinal factors' positions (``ordinal_head="position"``), whose mean absolute
-        error in value steps is added."""
+    def loss(self, q: Tensor, labels: Tensor, factors: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(loss, cosine to the target per image). ``factors``: the head's K vectors, for factor_* losses."""
         target = self.targets(labels)
         cos = F.cosine_similarity(q, target, dim=-1)
         kind = self.hparams.loss
@@ -260,20 +248,37 @@ class VSAModel(pl.LightningModule):
         if kind.startswith("factor_"):
             if factors is None:
                 raise ValueError(f"loss {kind!r} needs the factorised head (head='factorised')")
-            total = total + self._factor_loss(factors, labels, kind == "factor_contrastive", positions=positions)
+            total = total + self._factor_loss(factors, labels, contrastive=kind == "factor_contrastive")
         if kind in ("contrastive", "cosine+contrastive"):
-            cbs = [self._codebook(k) for k in range(len(self.factor_names))]
-            total = total + unbinding_contrastive_loss(q, target, labels, cbs, self.hparams.temperature)
+            total = total + self._unbinding_contrastive_loss(q, target, labels)
         return total, cos
 
-    def _factor_loss(self, factors: Tensor, labels: Tensor, contrastive: bool, smooth: bool = True,
-                     positions: Tensor | None = None) -> Tensor:
-        """:func:`~vsa_vision.losses.reading_loss` with this model's codebooks, ``ordinal_smoothing``
-        (``smooth``: else hard labels) and its head's position factors (``ordinal_head="position"``)."""
-        sigma = float(self.hparams.get("ordinal_smoothing") or 0.0) if smooth else 0.0
-        return reading_loss(factors, labels, [self._codebook(k) for k in range(len(self.factor_names))],
-                            self.hparams.temperature, contrastive, [sigma * o for o in self.schema.ordinal],
-                            getattr(getattr(self.encoder, "head", None), "ordinal", None), positions)
+    def _factor_loss(self, factors: Tensor, labels: Tensor, contrastive: bool) -> Tensor:
+        """Mean over factors of a term on the head's factor vectors ``[B, K, D]``: 1 - cos to the true
+        codeword, or (``contrastive``) cross-entropy against the factor's codebook."""
+        term = factors.new_zeros(())
+        for k in range(len(self.factor_names)):  # a loop over K factors, not over problems
+            C = self._codebook(k)
+            if contrastive:
+                fk = F.normalize(factors[:, k], dim=-1)
+                logits = self.hparams.temperature * (fk @ C.T) / math.sqrt(C.shape[-1])
+                term = term + F.cross_entropy(logits, labels[:, k])
+            else:
+                term = term + (1 - F.cosine_similarity(factors[:, k], C[labels[:, k]], dim=-1)).mean()
+        return term / len(self.factor_names)
+
+    def _unbinding_contrastive_loss(self, q: Tensor, target: Tensor, labels: Tensor) -> Tensor:
+        """Mean over factors of the cross-entropy of factor k's unbinding estimate ``q * target * c_k``
+        against all of its codewords."""
+        base = q * target  # unbinding all factors: q * target * c_k is factor k's estimate
+        norm = base.norm(dim=-1, keepdim=True).clamp_min(1e-6) * math.sqrt(q.shape[-1])
+        ce = q.new_zeros(())
+        for k in range(len(self.factor_names)):  # a loop over K factors, not over problems
+            C = self._codebook(k)
+            est = base * C[labels[:, k]]
+            logits = self.hparams.temperature * (est @ C.T) / norm
+            ce = ce + F.cross_entropy(logits, labels[:, k])
+        return ce / len(self.factor_names)
 
     # -- Lightning hooks -----------------------------------------------------------------------
 
@@ -341,14 +346,10 @@ class VSAModel(pl.LightningModule):
             checkpoint[TRUST_KEY] = self.trust
         checkpoint[VAL_COS_KEY] = self.last_val_cos  # a resumed run picks the same validation decoder
 
-    def _readings(self, images: Tensor):  # (vectors, factor vectors, positions or None) as the losses read them
-        wants = bool(getattr(getattr(self.encoder, "head", None), "ordinal", None))
-        return self.encode(images, positions=True) if wants else (*self.encode(images), None)
-
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         images, labels = batch
-        q, factors, positions = self._readings(images)
-        loss, cos = self.loss(q, labels, factors, positions)
+        q, factors = self.encode(images)
+        loss, cos = self.loss(q, labels, factors)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(labels))
         self.log("train/cos", cos.mean(), prog_bar=True, batch_size=len(labels))
         if self.decoder is not None:
@@ -398,7 +399,7 @@ class VSAModel(pl.LightningModule):
         by exhaustive search: :meth:`val_uses_head`); a second loader (held-out combinations, when
         the DataModule has one) logs its accuracy and cosine under ``val_heldout/``."""
         images, labels = batch
-        q, factors, positions = self._readings(images)
+        q, factors = self.encode(images)
         n = len(labels)
         log = partial(self.log, batch_size=n, sync_dist=True, add_dataloader_idx=False)
         if dataloader_idx > 0:
@@ -408,7 +409,7 @@ class VSAModel(pl.LightningModule):
             return
         by_head = self._val_by_head
         r = self._evaluate(q, labels, None if by_head else self.hparams.early_val_method)
-        loss, cos = self.loss(q, labels, factors, positions)
+        loss, cos = self.loss(q, labels, factors)
         self._val_cos = self._val_cos.to(cos.device) + torch.stack([cos.double().sum(), cos.new_tensor(n).double()])
         log("val/loss", loss)
         log("val/cos", cos.mean())

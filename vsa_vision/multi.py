@@ -169,8 +169,7 @@ class MultiVSAModel(VSAModel):
             raise ValueError(f"schema {self.schema.name!r}: one object a scene; use VSAModel")
         self.save_hyperparameters()
         # VSAModel's, not options here: the slots have their own head and loss, and no learned decoder
-        for fixed in ("head", "loss", "decoder", "decoder_batch", "decoder_weight", "decoder_kind", "ordinal_smoothing",
-                      "ordinal_head"):
+        for fixed in ("head", "loss", "decoder", "decoder_batch", "decoder_weight", "decoder_kind"):
             self.hparams.pop(fixed, None)
         self.hparams["schema"] = self.schema.to_dict()
         self.hparams["test_methods"] = list(test_methods)
@@ -210,9 +209,9 @@ class MultiVSAModel(VSAModel):
         return decompose_set(vectors.float(), self.codebooks.to(device=vectors.device), method=spec,
                              max_objects=self.schema.max_objects, scale="auto", **opts)
 
-    def loss(self, q: Tensor, labels: Tensor, factors: Any = None, positions: Any = None) -> tuple[Tensor, Tensor]:
+    def loss(self, q: Tensor, labels: Tensor, factors: Any = None) -> tuple[Tensor, Tensor]:
         """(loss, cosine of ``q`` to the target bundle per image); ``factors`` is the slot head's
-        ``(factor vectors, presence logits)``; ``positions`` is unused (the slots read no positions)."""
+        ``(factor vectors, presence logits)``."""
         target = self.targets(labels)
         cos = F.cosine_similarity(q, target, dim=-1)
         present = (labels >= 0).all(-1)                                      # [B, M]

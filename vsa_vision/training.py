@@ -122,8 +122,8 @@ def fit_decoder(model: VSAModel, batches: Iterable, minutes: float, recognition:
                 drawn = model.decoder(y)  # drawn once, for both terms
                 loss = model.decoder.image_loss(drawn, x)
                 if recognition > 0:
-                    _, factors, positions = model.encoder.forward_with_factors(drawn, positions=True)
-                    loss = loss + recognition * model._factor_loss(factors, y, True, smooth=False, positions=positions)
+                    _, factors = model.encoder.forward_with_factors(drawn)
+                    loss = loss + recognition * model._factor_loss(factors, y, contrastive=True)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
