@@ -15,7 +15,7 @@ LAYERS = {
     "decompose": 2,
     "scenes": 3,
     "encoder": 4, "decoders": 4, "model": 4, "multi": 4, "dense": 4, "checkpoint": 4, "training": 4, "trust": 4,
-    "trust_fit": 4,
+    "trust_fit": 4, "scene_checks": 4,
     "metrics": 4,
     "schedules": 4,
     "pipeline": 5, "edit": 5, "edit_objects": 5,

@@ -284,3 +284,117 @@ def test_known_can_be_taught_to_accept_only_the_scenes_read_right():
     assert 0 < int((~right).sum()) and float(score[right].mean()) > float(score[~right].mean()) + 1.0
     with pytest.raises(ValueError, match="known_from"):
         fit_trust(model, method="brute_force", n_scenes=20, n_foreign=14, known_from="always")
+
+
+# -- the colour check: two objects at one place read as one ---------------------------------------------
+
+
+def _rendered(schema_name, n, seed=4):
+    scenes = RenderedScenes(schema_name, n, seed=seed, split="test", cache=True)
+    return scenes._images
+
+
+def test_colour_spread_is_zero_on_clean_and_uniformly_degraded_scenes():
+    """One colour an object: a render of the true answer, darkened, lower in contrast or gamma-shifted,
+    keeps each object one colour."""
+    from vsa_vision.scene_checks import colour_spread
+    from vsa_vision.scenes.degrade import apply
+    from vsa_vision.scenes.schema import load_schema
+
+    for name in ("default", "multi"):
+        schema, images = load_schema(name), _rendered(name, 24)
+        assert float(colour_spread(schema, images, images).max()) == 0.0
+        for kind, level in (("brightness", 0.45), ("contrast", 0.5), ("gamma", 2.0), ("blur", 1.25)):
+            changed = apply(images, kind, torch.full((len(images),), level))
+            assert float(colour_spread(schema, changed, images).max()) == 0.0, kind
+    sprites = {"name": "own", "image_size": 32, "attributes": [{"name": "kind", "values": ["a", "b"]}]}
+    assert colour_spread(load_schema(sprites), images[:, :, :32, :32], images[:, :, :32, :32]) is None
+
+
+def test_an_outline_with_another_object_inside_it_is_not_a_known_scene():
+    """Issue item: an outlined square with a disc inside it, at one place, was read as one orange
+    square, known with probability 0.98. The answer's render has one colour where the image has two."""
+    from vsa_vision import Pipeline
+    from vsa_vision.scene_checks import SPREAD_LIMIT, colour_spread
+    from vsa_vision.scenes.render import Renderer
+    from vsa_vision.trust import render_answers
+
+    pipe = Pipeline.from_checkpoint("multi", method="brute_force")
+    schema, v = pipe.schema, lambda k, label: pipe.schema.attributes[k].values.index(label)
+    renderer = Renderer(schema)
+    nested = renderer.render_objects([[v(0, "square"), v(1, "red"), v(2, "huge"), 1, 1, v(5, "outline")],
+                                      [v(0, "circle"), v(1, "yellow"), v(2, "small"), 1, 1, v(5, "solid")]])
+    alone = renderer.render_objects([[v(0, "square"), v(1, "red"), v(2, "huge"), 1, 1, v(5, "outline")],
+                                     [v(0, "circle"), v(1, "yellow"), v(2, "small"), 3, 0, v(5, "solid")]])
+    from PIL import Image
+
+    got = pipe.recognize([Image.fromarray(nested), Image.fromarray(alone)])
+    assert not got[0].known and got[0].probability == 0.0
+    assert all(p == 0.0 for p in got[0].object_probability)
+    assert got[1].known and got[1].probability > 0.9  # the same two objects at two places: a scene
+    images = torch.from_numpy(np.stack([nested, alone])).permute(0, 3, 1, 2).contiguous()
+    with torch.inference_mode():
+        res = pipe.model.decode(pipe.model(images), "brute_force")
+    spread = colour_spread(schema, images, render_answers(schema, res))
+    assert float(spread[0]) > 2 * SPREAD_LIMIT and float(spread[1]) == 0.0
+
+
+def test_calibrate_measure_only_reports_the_stored_rules_and_writes_nothing(tmp_path, capsys):
+    from vsa_vision.cli import main
+
+    before = set(tmp_path.iterdir())
+    assert main(["calibrate", "--checkpoint", "default", "--measure-only", "--method", "brute_force",
+                 "--eval-scenes", "24", "--eval-foreign", "16", "--threads", "2"]) == 0
+    out = capsys.readouterr().out
+    report = json.loads(out[out.index("{"):])
+    assert report["known_clean"] == 1.0 and "unknown_by_kind" in report and "fitting" not in out
+    assert set(tmp_path.iterdir()) == before
+    out = str(tmp_path / "x.safetensors")
+    assert main(["calibrate", "--checkpoint", "default", "--measure-only", "--out", out]) == 2
+    assert "--out" in capsys.readouterr().err
+    assert main(["calibrate", "--checkpoint", "default"]) == 2
+    assert "--measure-only" in capsys.readouterr().err
+
+
+def test_ink_the_answer_does_not_draw_refuses_it():
+    """An object inside an outline, the answer the outline alone: the inside's ink is not the answer's.
+    Noise and JPEG on a render of the true answer leave the share far below the limit."""
+    from vsa_vision.scene_checks import INK_LIMIT, unexplained_ink
+    from vsa_vision.scenes.degrade import apply
+    from vsa_vision.scenes.render import Renderer
+    from vsa_vision.scenes.schema import load_schema
+
+    schema = load_schema("multi")
+    v = lambda k, label: schema.attributes[k].values.index(label)  # noqa: E731
+    renderer = Renderer(schema)
+    outline = [v(0, "circle"), v(1, "cyan"), v(2, "huge"), 2, 1, v(5, "outline")]
+    inside = [v(0, "square"), v(1, "red"), v(2, "small"), 2, 1, v(5, "solid")]
+    as_torch = lambda a: torch.from_numpy(a[None]).permute(0, 3, 1, 2).contiguous()  # noqa: E731
+    image, answer = as_torch(renderer.render_objects([outline, inside])), as_torch(renderer.render_objects([outline]))
+    assert float(unexplained_ink(image, answer)[0]) > INK_LIMIT
+    truth = _rendered("multi", 24)
+    assert float(unexplained_ink(truth, truth).max()) == 0.0
+    for kind, level in (("gaussian_noise", 22.0), ("jpeg", 30.0)):
+        changed = apply(truth, kind, torch.full((len(truth),), level), generator=torch.Generator().manual_seed(0))
+        assert float(unexplained_ink(changed, truth).max()) < INK_LIMIT / 2, kind
+    # a whole shape the answer misses counts on a clean background; pixel noise's specks never do
+    other = [v(0, "star"), v(1, "green"), v(2, "large"), 0, 3, v(5, "solid")]
+    two, one = as_torch(renderer.render_objects([outline, other])), as_torch(renderer.render_objects([outline]))
+    assert float(unexplained_ink(two, one, background=torch.zeros(1, dtype=torch.float64))[0]) > INK_LIMIT
+    noisy = apply(one, "gaussian_noise", torch.full((1,), 40.0), generator=torch.Generator().manual_seed(1))
+    assert float(unexplained_ink(noisy, one, background=torch.full((1,), 0.2, dtype=torch.float64))[0]) < INK_LIMIT
+
+
+def test_two_objects_of_an_answer_at_one_place_refuse_it():
+    from vsa_vision.scene_checks import shared_place
+    from vsa_vision.scenes.schema import load_schema
+
+    schema = load_schema("multi")  # x and y are attributes 3 and 4
+    apart = torch.tensor([[0, 0, 0, 1, 1, 0], [1, 1, 1, 2, 1, 0]])
+    together = torch.tensor([[0, 0, 0, 1, 1, 0], [1, 1, 1, 1, 1, 1], [2, 2, 2, 3, 3, 0]])
+    got = shared_place(schema, [apart, together, apart[:1], apart[:0]])
+    assert got.tolist() == [0.0, 1.0, 0.0, 0.0]
+    spaced = load_schema({**schema.to_dict(), "name": "spaced", "spacing": 2, "max_objects": 2})
+    assert shared_place(spaced, [apart]).tolist() == [1.0]  # one cell apart is too close at spacing 2
+    sprites = {"name": "own", "image_size": 32, "attributes": [{"name": "kind", "values": ["a", "b"]}]}
+    assert shared_place(load_schema(sprites), [torch.zeros(2, 1, dtype=torch.long)]).tolist() == [0.0]

@@ -19,6 +19,13 @@ decomposition, and the image against a fresh render of the answer (analysis by s
   smallest and largest amplitude relative to the first object's, the count, ``norm``, the same render
   features, ``blobs`` and ``background``.
 
+Beside the fitted rule, three fixed checks compare the image with the render of the answer: every object
+of a schema has one colour, so an answer under whose objects the image holds two (an outline with
+another object drawn inside it, read as one object: :func:`colour_spread`), whose shapes hold ink the
+answer does not draw (the same, read as the outline alone or as the inside alone:
+:func:`unexplained_ink`), or that puts two objects at one place (:func:`shared_place`) is refused
+whatever the rule's score, with probability 0.
+
 :func:`fit_trust` draws a calibration set (scenes of the schema, clean and degraded at every
 severity of :mod:`~vsa_vision.scenes.degrade`, and foreign inputs of every kind of
 :mod:`~vsa_vision.scenes.foreign`), fits with scikit-learn a logistic rule for ``known`` (its threshold
@@ -43,9 +50,10 @@ from torch import Tensor
 
 from .decompose import Decomposition, SetDecomposition
 from .encoder import gaussian_blur5, object_masks
+from .scene_checks import CHECKS, REFUSED_SCORE, colour_spread, refused, shared_place, unexplained_ink  # noqa: F401
 
-__all__ = ["FEATURES", "SET_FEATURES", "VECTOR_FEATURES", "TrustRule", "trust_features", "render_answers",
-           "image_agreement"]
+__all__ = ["FEATURES", "SET_FEATURES", "VECTOR_FEATURES", "TrustRule", "trust_features", "trust_checks",
+           "colour_spread", "unexplained_ink", "render_answers", "image_agreement"]
 
 FEATURES = ("similarity", "min_margin", "mean_margin", "norm", "render_corr", "render_overlap", "render_hue",
             "blobs", "background")
@@ -153,16 +161,25 @@ def trust_features(schema, images: Tensor, q: Tensor, res: Decomposition | SetDe
     """The features of :data:`FEATURES` (one object a scene), :data:`VECTOR_FEATURES` (one object of
     a schema the built-in renderer cannot draw) or :data:`SET_FEATURES` (several), ``float64 [B, F]``,
     for ``uint8`` images, the encoder's vectors ``q`` and their decomposition."""
+    return trust_checks(schema, images, q, res)[0]
+
+
+def trust_checks(schema, images: Tensor, q: Tensor, res: Decomposition | SetDecomposition
+                 ) -> tuple[Tensor, Tensor | None]:
+    """``(trust_features(...), checks)`` from one render of the answers: ``checks`` ``float64 [B, 3]``
+    holds :data:`CHECKS` (:func:`colour_spread`, 0 for a schema without colours; :func:`unexplained_ink`;
+    :func:`shared_place`), None for a schema the built-in renderer cannot draw."""
     sets = isinstance(res, SetDecomposition)
     norm = (q.detach().double().norm(dim=-1) / math.sqrt(q.shape[-1])).cpu()
     if not sets:  # the features of the vector and its decomposition (VECTOR_FEATURES) come first
         margin = res.margin.double().cpu()
         vector = [res.similarity.double().cpu(), margin.min(1).values, margin.mean(1), norm]
         if not schema.renderable:
-            return torch.stack(vector, 1)
+            return torch.stack(vector, 1), None
     images = images.cpu()
-    masks = _silhouettes(images)  # the input's silhouettes, for the render comparison and the shape count
-    corr, overlap, hue = image_agreement(images, render_answers(schema, res), masks)
+    masks, holes = object_masks(images.float() / 255.0, denoise=True)  # for the render comparison, the shape count
+    rendered = render_answers(schema, res)
+    corr, overlap, hue = image_agreement(images, rendered, masks)
     answered = res.counts.double().cpu() if sets else torch.ones(len(images), dtype=torch.float64)
     blobs = count_blobs(images, masks=masks) - answered
     background = background_level(images, masks)
@@ -175,7 +192,11 @@ def trust_features(schema, images: Tensor, q: Tensor, res: Decomposition | SetDe
                 corr.double(), overlap.double(), hue.double(), blobs, background]
     else:
         cols = [*vector, corr.double(), overlap.double(), hue.double(), blobs, background]
-    return torch.stack(cols, 1)
+    spread = colour_spread(schema, images, rendered)
+    spread = torch.zeros(len(images), dtype=torch.float64) if spread is None else spread
+    crowded = shared_place(schema, res.objects) if sets else torch.zeros(len(images), dtype=torch.float64)
+    ink = unexplained_ink(images, rendered, (masks, holes), background)
+    return torch.stack(cols, 1), torch.stack([spread, ink, crowded], 1)
 
 
 def object_features(res: SetDecomposition, scene_features: Tensor) -> list[Tensor]:
@@ -237,16 +258,20 @@ class TrustRule:
     def features(self) -> tuple[str, ...]:
         return tuple(self.record["features"])
 
-    def known_score(self, x: Tensor) -> Tensor:
-        """The logit of the input being a scene of the schema ``[B]``."""
-        return _logit(self.record["known"], x[:, :self._n])
+    def known_score(self, x: Tensor, checks: Tensor | None = None) -> Tensor:
+        """The logit of the input being a scene of the schema ``[B]``; :data:`REFUSED_SCORE` where
+        a fixed check (``checks``, :func:`trust_checks`) refuses the answer."""
+        score = _logit(self.record["known"], x[:, :self._n])
+        return score if checks is None else score.masked_fill(refused(checks), REFUSED_SCORE)
 
-    def known(self, x: Tensor) -> Tensor:
-        return self.known_score(x) >= float(self.record["known"]["threshold"])
+    def known(self, x: Tensor, checks: Tensor | None = None) -> Tensor:
+        return self.known_score(x, checks) >= float(self.record["known"]["threshold"])
 
-    def probability(self, x: Tensor) -> Tensor:
-        """The calibrated probability that the whole answer is right ``[B]``."""
-        return _calibrated(self.record["probability"], x[:, :self._n])
+    def probability(self, x: Tensor, checks: Tensor | None = None) -> Tensor:
+        """The calibrated probability that the whole answer is right ``[B]`` (0 where a fixed check
+        refuses the answer: it describes no scene of the schema)."""
+        p = _calibrated(self.record["probability"], x[:, :self._n])
+        return p if checks is None else p.masked_fill(refused(checks), 0.0)
 
     def attribute_probability(self, x: Tensor, margins: Tensor) -> Tensor:
         """Per attribute, the calibrated probability that its value is right ``[B, K]``."""
@@ -395,8 +420,8 @@ def assess(model, images: Tensor, q: Tensor, res: Decomposition | SetDecompositi
         return {"known": (fit.detach().cpu() >= FALLBACK_SIMILARITY), "probability": None,
                 "attribute_probability": None, "object_probability": None}
     rule = TrustRule(record)
-    x = trust_features(model.schema, _uint8(images.cpu()), q, res)
-    out: dict[str, Any] = {"known": rule.known(x), "probability": rule.probability(x),
+    x, checks = trust_checks(model.schema, _uint8(images.cpu()), q, res)
+    out: dict[str, Any] = {"known": rule.known(x, checks), "probability": rule.probability(x, checks),
                            "attribute_probability": None, "object_probability": None}
     if sets:
         out["object_probability"] = rule.object_probability(object_features(res, x))
@@ -404,4 +429,10 @@ def assess(model, images: Tensor, q: Tensor, res: Decomposition | SetDecompositi
         # every attribute is right when the whole answer is: an attribute is never less likely than the whole
         out["attribute_probability"] = torch.maximum(rule.attribute_probability(x, res.margin),
                                                      out["probability"][:, None])
+    if checks is not None:  # an answer a fixed check refuses describes no scene: nothing of it is trusted
+        no = refused(checks)
+        if sets:
+            out["object_probability"] = [p.masked_fill(n, 0.0) for p, n in zip(out["object_probability"], no)]
+        else:
+            out["attribute_probability"] = out["attribute_probability"].masked_fill(no[:, None], 0.0)
     return out

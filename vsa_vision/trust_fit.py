@@ -28,7 +28,7 @@ from .trust import (
     VECTOR_FEATURES,
     TrustRule,
     object_features,
-    trust_features,
+    trust_checks,
 )
 
 __all__ = ["calibration_set", "measure", "fit_trust", "evaluate_trust", "expected_calibration_error", "answers_right"]
@@ -111,8 +111,9 @@ def calibration_set(schema, n_scenes: int, n_foreign: int, seed: int, data_dir: 
 
 @torch.inference_mode()
 def measure(model, images: Tensor, method: str | None = None, batch_size: int = 256) -> dict[str, Any]:
-    """Encode and decode ``images`` in batches: ``{"q", "res" (one per batch), "features"}``."""
-    qs, results, feats = [], [], []
+    """Encode and decode ``images`` in batches: ``{"q", "res" (one per batch), "features", "checks"}``
+    (``checks``: the fixed checks of :func:`~vsa_vision.trust.trust_checks`, None where there are none)."""
+    qs, results, feats, checks = [], [], [], []
     device = model.device
     for i in range(0, len(images), batch_size):
         x = images[i:i + batch_size]
@@ -120,8 +121,11 @@ def measure(model, images: Tensor, method: str | None = None, batch_size: int = 
         res = model.decode(q, method)
         qs.append(q.cpu())
         results.append(res)
-        feats.append(trust_features(model.schema, x, q, res))
-    return {"q": torch.cat(qs), "res": results, "features": torch.cat(feats)}
+        f, c = trust_checks(model.schema, x, q, res)
+        feats.append(f)
+        checks.append(c)
+    both = torch.cat(checks) if checks and checks[0] is not None else None
+    return {"q": torch.cat(qs), "res": results, "features": torch.cat(feats), "checks": both}
 
 
 def answers_right(res: Any, labels: Tensor) -> Tensor:
@@ -322,7 +326,7 @@ def evaluate_trust(model, method: str | None = None, n_scenes: int = 3000, n_for
     m_clean = measure(model, clean_images, method, batch_size)
     m_deg = measure(model, degraded, method, batch_size)
     m_for = measure(model, foreign, method, batch_size)
-    s_clean, s_deg, s_for = (rule.known_score(m["features"]).numpy() for m in (m_clean, m_deg, m_for))
+    s_clean, s_deg, s_for = (rule.known_score(m["features"], m["checks"]).numpy() for m in (m_clean, m_deg, m_for))
     aliased = _aliased_report(model, rule, clean_labels, method, batch_size) if data_dir is None else {}
     t = float(model.trust["known"]["threshold"])
     y = np.concatenate([np.ones(len(s_clean)), np.zeros(len(s_for))])
@@ -330,9 +334,9 @@ def evaluate_trust(model, method: str | None = None, n_scenes: int = 3000, n_for
     fpr, tpr, _ = roc_curve(y, score)
     kinds_arr = np.array(kinds)
     whole, _, _ = _right(m_deg["res"], clean_labels)
-    prob = rule.probability(m_deg["features"]).numpy()
+    prob = rule.probability(m_deg["features"], m_deg["checks"]).numpy()
     clean_right, _, _ = _right(m_clean["res"], clean_labels)
-    prob_clean = rule.probability(m_clean["features"]).numpy()
+    prob_clean = rule.probability(m_clean["features"], m_clean["checks"]).numpy()
     report: dict[str, Any] = {
         "seed": seed, "method": method or model.hparams.method, "threshold": t,
         "known_clean": float((s_clean >= t).mean()), "known_degraded": float((s_deg >= t).mean()),
@@ -357,8 +361,8 @@ def _aliased_report(model, rule: TrustRule, labels: Tensor, method: str | None, 
     drawn = torch.from_numpy(Renderer(model.schema, supersample=1).render_batch(labels.numpy())).permute(0, 3, 1, 2)
     m = measure(model, drawn.contiguous(), method, batch_size)
     right, _, _ = _right(m["res"], labels)
-    known = (rule.known_score(m["features"]) >= float(model.trust["known"]["threshold"])).numpy()
-    prob = rule.probability(m["features"]).numpy()
+    known = rule.known(m["features"], m["checks"]).numpy()
+    prob = rule.probability(m["features"], m["checks"]).numpy()
     wrong = ~right.numpy()
     return {"accuracy_aliased": float(right.float().mean()), "known_aliased": float(known.mean()),
             "ece_aliased": expected_calibration_error(prob, right.numpy()),

@@ -16,7 +16,9 @@ def register(sub) -> None:
                                          "scenes and foreign inputs; write them into a checkpoint")
     add_checkpoint(c)
     add_head(c)
-    c.add_argument("--out", required=True, help="the checkpoint to write (.safetensors), the model with its rules")
+    c.add_argument("--out", default=None, help="the checkpoint to write (.safetensors), the model with its rules")
+    c.add_argument("--measure-only", dest="measure_only", action="store_true",
+                   help="measure the checkpoint's own rules on the fresh draws of --eval-*; fit and write nothing")
     c.add_argument("--data", default=None, metavar="DATASET",
                    help="fit on this dataset's val images and measure on its test images (a user's own, from "
                         "'vsa-vision data import'), instead of renders of the schema")
@@ -41,16 +43,18 @@ def register(sub) -> None:
     c.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..checkpoint import export_model
-    from ..io import atomic_write
-    from ..trust_fit import evaluate_trust, fit_trust, summary, trust_figures
-
-    if not args.out.endswith(".safetensors"):
+def _check_args(args: argparse.Namespace) -> None:
+    """Refuse a bad combination of options before anything is loaded."""
+    if args.measure_only and args.out is not None:
+        raise ValueError("--out: nothing is written with --measure-only")
+    if not args.measure_only and args.out is None:
+        raise ValueError("--out: required (the checkpoint to write), unless --measure-only")
+    if args.out is not None and not args.out.endswith(".safetensors"):
         raise ValueError(f"--out: expected a .safetensors path, got {args.out!r}")
     if args.seed == args.eval_seed:
         raise ValueError("--eval-seed: must differ from --seed (the rules are measured on fresh draws)")
-    check_file(args.out, "--out")
+    if args.out is not None:
+        check_file(args.out, "--out")
     if args.report is not None:
         check_file(args.report, "--report")
     if args.figures is not None:
@@ -61,24 +65,38 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--report: is the input checkpoint")
     if args.data is not None and not os.path.isdir(args.data):
         raise FileNotFoundError(f"--data: no such dataset folder {args.data!r}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..checkpoint import export_model
+    from ..io import atomic_write
+    from ..trust_fit import evaluate_trust, fit_trust, summary, trust_figures
+
+    _check_args(args)
     apply_threads(args)
     pipe = load_pipeline(args)
     model = pipe.model
     where = f"the val images of {args.data}" if args.data else f"{args.scenes} scenes"
-    print(f"fitting on {where} and {args.foreign} foreign inputs (seed {args.seed}) ...")
-    model.trust = fit_trust(model, method=args.method, n_scenes=args.scenes, n_foreign=args.foreign, seed=args.seed,
-                            batch_size=args.batch_size, data_dir=args.data, known_from=args.known_from)
+    if args.measure_only and model.trust is None:
+        raise ValueError(f"--measure-only: the checkpoint {args.checkpoint or 'default'!r} has no fitted rules")
+    if not args.measure_only:
+        print(f"fitting on {where} and {args.foreign} foreign inputs (seed {args.seed}) ...")
+        model.trust = fit_trust(model, method=args.method, n_scenes=args.scenes, n_foreign=args.foreign,
+                                seed=args.seed, batch_size=args.batch_size, data_dir=args.data,
+                                known_from=args.known_from)
     print(f"measuring on {args.eval_scenes} fresh scenes and {args.eval_foreign} foreign inputs "
           f"(seed {args.eval_seed}) ...")
     report = evaluate_trust(model, method=args.method, n_scenes=args.eval_scenes, n_foreign=args.eval_foreign,
                             seed=args.eval_seed, batch_size=args.batch_size, data_dir=args.data)
-    model.trust["report"] = summary(report)
     print(json.dumps(summary(report), indent=2))
     if args.report is not None:
         atomic_write(args.report, lambda f: f.write(json.dumps(report) + "\n"))
     if args.figures is not None:
         trust_figures(report, f"{args.figures}-roc.png", f"{args.figures}-reliability.png",
                       title=model.schema.name)
+    if args.measure_only:
+        return 0
+    model.trust["report"] = summary(report)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     print(f"wrote {export_model(model, args.out)}")
     return 0
