@@ -65,9 +65,10 @@ def colour_spread(schema, images: Tensor, rendered: Tensor) -> Tensor | None:
     ca = a / a.sum(1, keepdim=True).clamp_min(0.05)
     cb = b / b.sum(1, keepdim=True).clamp_min(0.05)
     ink = ((b.sum(1) > 0.45) & (a.sum(1) > 0.3)).flatten(1)                              # [B, HW]
-    key = torch.cdist(cb.permute(0, 2, 3, 1).reshape(-1, 3), pchrom, p=1).argmin(1)      # the render's colour
     B, C = images.shape[0], len(palette)
-    group = (torch.arange(B)[:, None] * C + key.view(B, -1))[ink]                          # [n] (image, colour)
+    drawn = cb.permute(0, 2, 3, 1).reshape(B, -1, 3)[ink]                                 # [n, 3] at the ink
+    key = torch.cdist(drawn, pchrom, p=1).argmin(1)                                      # the render's colour
+    group = torch.arange(B)[:, None].expand_as(ink)[ink] * C + key                       # [n] (image, colour)
     pix = ca.permute(0, 2, 3, 1).reshape(B, -1, 3)[ink]                                   # [n, 3]
     sums = torch.zeros(B * C, 3).index_add_(0, group, pix)
     counts = torch.zeros(B * C).index_add_(0, group, torch.ones(len(group)))
@@ -78,7 +79,7 @@ def colour_spread(schema, images: Tensor, rendered: Tensor) -> Tensor | None:
 
 
 def unexplained_ink(images: Tensor, rendered: Tensor, image_masks: tuple[Tensor, Tensor] | None = None,
-                    background: Tensor | None = None) -> Tensor:
+                    background: Tensor | None = None, render_masks: tuple[Tensor, Tensor] | None = None) -> Tensor:
     """``[B]``: the share of the image's ink that lies farther than two pixels from any ink of the
     answer's render: an object inside an outline the answer reads alone, an outline around an object
     it reads alone, a shape it misses. The ink counted is the image's inside the answer's silhouettes
@@ -88,11 +89,12 @@ def unexplained_ink(images: Tensor, rendered: Tensor, image_masks: tuple[Tensor,
     silhouette, 8-connected) an object of the answer overlaps or that covers at least :data:`MIN_AREA`
     pixels at 64 px (scaled with the side). Ink is the silhouette less its holes
     (:func:`~vsa_vision.encoder.object_masks`; the image's denoised, so noise and compression add
-    little, or ``image_masks``, its ``(silhouette, holes)`` when already computed)."""
+    little, or ``image_masks``, its ``(silhouette, holes)`` when already computed; ``render_masks``
+    the same of the render)."""
     from scipy.ndimage import label
 
     sa, ha = object_masks(images.float() / 255.0, denoise=True) if image_masks is None else image_masks
-    sb, hb = object_masks(rendered.float() / 255.0)  # a render is clean
+    sb, hb = object_masks(rendered.float() / 255.0, denoise=True) if render_masks is None else render_masks
     structure = np.zeros((3, 3, 3), dtype=bool)
     structure[1] = True  # 8-connected within an image, never across images
     parts, n = label(sa[:, 0].bool().numpy(), structure=structure)

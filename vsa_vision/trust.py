@@ -76,21 +76,22 @@ def _silhouettes(images: Tensor) -> Tensor:
     return object_masks(images.float() / 255.0, denoise=True)[0]
 
 
-def image_agreement(images: Tensor, rendered: Tensor, masks: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+def image_agreement(images: Tensor, rendered: Tensor, masks: Tensor | None = None,
+                    rendered_masks: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """``(corr, overlap, hue)`` ``[B]`` of images against renders of the answers (both ``uint8 [B, 3, H, W]``):
     the Pearson correlation of the blurred (sigma 1 px) images over every pixel and channel (0 when
     either is flat); the fraction of each silhouette (denoised masks) within one pixel of the
     other's, summed over both and divided by both areas (1: the same objects in the same places); and
     the mean, over the image's silhouette, of the L1 distance between the colour proportions
-    ``rgb / (r + g + b)`` of the blurred image and of the render (0: the same colours). ``masks``: the
-    images' silhouettes when already computed."""
+    ``rgb / (r + g + b)`` of the blurred image and of the render (0: the same colours). ``masks``,
+    ``rendered_masks``: the images' and the renders' silhouettes when already computed."""
     a_img, b_img = gaussian_blur5(images.float() / 255.0, 1.0), gaussian_blur5(rendered.float() / 255.0, 1.0)
     a, b = a_img.flatten(1), b_img.flatten(1)
     a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
     den = (a.norm(dim=1) * b.norm(dim=1))
     corr = torch.where(den > 1e-6, (a * b).sum(1) / den.clamp_min(1e-6), torch.zeros_like(den))
     ma = _silhouettes(images) if masks is None else masks
-    mb = _silhouettes(rendered)
+    mb = _silhouettes(rendered) if rendered_masks is None else rendered_masks
     da, db = F.max_pool2d(ma, 3, 1, 1), F.max_pool2d(mb, 3, 1, 1)
     covered = (ma * db).flatten(1).sum(1) + (mb * da).flatten(1).sum(1)
     area = ma.flatten(1).sum(1) + mb.flatten(1).sum(1)
@@ -179,7 +180,8 @@ def trust_checks(schema, images: Tensor, q: Tensor, res: Decomposition | SetDeco
     images = images.cpu()
     masks, holes = object_masks(images.float() / 255.0, denoise=True)  # for the render comparison, the shape count
     rendered = render_answers(schema, res)
-    corr, overlap, hue = image_agreement(images, rendered, masks)
+    drawn = object_masks(rendered.float() / 255.0, denoise=True)  # the render's silhouettes and holes
+    corr, overlap, hue = image_agreement(images, rendered, masks, drawn[0])
     answered = res.counts.double().cpu() if sets else torch.ones(len(images), dtype=torch.float64)
     blobs = count_blobs(images, masks=masks) - answered
     background = background_level(images, masks)
@@ -195,7 +197,7 @@ def trust_checks(schema, images: Tensor, q: Tensor, res: Decomposition | SetDeco
     spread = colour_spread(schema, images, rendered)
     spread = torch.zeros(len(images), dtype=torch.float64) if spread is None else spread
     crowded = shared_place(schema, res.objects) if sets else torch.zeros(len(images), dtype=torch.float64)
-    ink = unexplained_ink(images, rendered, (masks, holes), background)
+    ink = unexplained_ink(images, rendered, (masks, holes), background, drawn)
     return torch.stack(cols, 1), torch.stack([spread, ink, crowded], 1)
 
 
