@@ -339,9 +339,15 @@ def test_an_outline_with_another_object_inside_it_is_not_a_known_scene():
     assert float(spread[0]) > 2 * SPREAD_LIMIT and float(spread[1]) == 0.0
 
 
-def test_calibrate_measure_only_reports_the_stored_rules_and_writes_nothing(tmp_path, capsys):
+def test_calibrate_measure_only_reports_the_stored_rules_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    import vsa_vision.checkpoint
     from vsa_vision.cli import main
 
+    def refuse(*a, **k):
+        raise AssertionError("--measure-only wrote a checkpoint")
+
+    monkeypatch.setattr(vsa_vision.checkpoint, "export_model", refuse)
+    monkeypatch.chdir(tmp_path)
     before = set(tmp_path.iterdir())
     assert main(["calibrate", "--checkpoint", "default", "--measure-only", "--method", "brute_force",
                  "--eval-scenes", "24", "--eval-foreign", "16", "--threads", "2"]) == 0
@@ -354,6 +360,11 @@ def test_calibrate_measure_only_reports_the_stored_rules_and_writes_nothing(tmp_
     assert "--out" in capsys.readouterr().err
     assert main(["calibrate", "--checkpoint", "default"]) == 2
     assert "--measure-only" in capsys.readouterr().err
+    from vsa_vision.checkpoint import load_model
+
+    fitted_on = load_model("default").trust["seed"]  # the stored rules' own draws are not fresh ones
+    assert main(["calibrate", "--checkpoint", "default", "--measure-only", "--eval-seed", str(fitted_on)]) == 2
+    assert "--eval-seed" in capsys.readouterr().err
 
 
 def test_ink_the_answer_does_not_draw_refuses_it():
@@ -373,7 +384,11 @@ def test_ink_the_answer_does_not_draw_refuses_it():
     image, answer = as_torch(renderer.render_objects([outline, inside])), as_torch(renderer.render_objects([outline]))
     assert float(unexplained_ink(image, answer)[0]) > INK_LIMIT
     truth = _rendered("multi", 24)
-    assert float(unexplained_ink(truth, truth).max()) == 0.0
+    scenes = RenderedScenes("multi", 24, seed=4, split="test", cache=True)
+    aliased = torch.from_numpy(Renderer(schema, supersample=1).render_batch(scenes.indices.numpy()))
+    assert float(unexplained_ink(aliased.permute(0, 3, 1, 2).contiguous(), truth).max()) < INK_LIMIT / 2
+    assert torch.equal(unexplained_ink(truth.float() / 255, truth), unexplained_ink(truth, truth))  # float in [0, 1]
+    assert unexplained_ink(truth[:0], truth[:0]).shape == (0,)
     for kind, level in (("gaussian_noise", 22.0), ("jpeg", 30.0)):
         changed = apply(truth, kind, torch.full((len(truth),), level), generator=torch.Generator().manual_seed(0))
         assert float(unexplained_ink(changed, truth).max()) < INK_LIMIT / 2, kind

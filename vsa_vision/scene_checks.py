@@ -19,6 +19,12 @@ from torch import Tensor
 
 from .encoder import gaussian_blur5, object_masks
 
+
+def _as_uint8_cpu(images: Tensor) -> Tensor:
+    """``uint8 [B, 3, H, W]`` on the CPU: floating images are taken as values in [0, 1]."""
+    images = images.detach().cpu()
+    return images if images.dtype == torch.uint8 else (images.float().clamp(0, 1) * 255).round().to(torch.uint8)
+
 __all__ = ["CHECKS", "CLEAN_BACKGROUND", "INK_LIMIT", "MIN_AREA", "PLACE_LIMIT", "REFUSED_SCORE", "SPREAD_DEVIATION",
            "SPREAD_LIMIT", "colour_spread", "refused", "shared_place", "unexplained_ink"]
 
@@ -47,7 +53,8 @@ CHECKS = ("colour_spread", "unexplained_ink", "shared_place")
 
 def colour_spread(schema, images: Tensor, rendered: Tensor) -> Tensor | None:
     """``[B]``: the share of the image's ink under the answer's objects whose colour disagrees with
-    the rest of its object. Each pixel where the render of the answer draws an object and the image
+    the rest of its object (images and renders ``[B, 3, H, W]``, ``uint8`` or floating in [0, 1], any
+    device; measured on the CPU). Each pixel where the render of the answer draws an object and the image
     has ink is grouped by the palette colour the render draws there; a pixel deviates when its colour
     proportions ``rgb / (r + g + b)`` (image lightly blurred) lie farther than
     :data:`SPREAD_DEVIATION` (L1) from its group's mean. Every object of a schema has one colour, so a
@@ -58,6 +65,9 @@ def colour_spread(schema, images: Tensor, rendered: Tensor) -> Tensor | None:
     k = schema.by_role("colour") if schema.renderable else None
     if k is None:
         return None
+    images, rendered = _as_uint8_cpu(images), _as_uint8_cpu(rendered)
+    if not len(images):
+        return torch.zeros(0, dtype=torch.float64)
     palette = torch.tensor(schema.attributes[k].render_params(), dtype=torch.float32) / 255.0
     pchrom = palette / palette.sum(1, keepdim=True).clamp_min(1e-3)                      # [C, 3]
     a = gaussian_blur5(images.float() / 255.0, 1.0)
@@ -80,9 +90,10 @@ def colour_spread(schema, images: Tensor, rendered: Tensor) -> Tensor | None:
 
 def unexplained_ink(images: Tensor, rendered: Tensor, image_masks: tuple[Tensor, Tensor] | None = None,
                     background: Tensor | None = None, render_masks: tuple[Tensor, Tensor] | None = None) -> Tensor:
-    """``[B]``: the share of the image's ink that lies farther than two pixels from any ink of the
-    answer's render: an object inside an outline the answer reads alone, an outline around an object
-    it reads alone, a shape it misses. The ink counted is the image's inside the answer's silhouettes
+    """``[B]``: the share of the image's ink (images and renders as for :func:`colour_spread`) that
+    lies farther than two pixels from any ink of the answer's render: an object inside an outline the
+    answer reads alone, an outline around an object it reads alone, a shape it misses. The ink counted
+    is the image's inside the answer's silhouettes
     (widened by a pixel) and, on a clean background (``background``, None: not known to be clean;
     :func:`~vsa_vision.trust.background_level`, at most :data:`CLEAN_BACKGROUND`; pixel noise joins
     specks into shapes and onto the objects), that of every shape (connected component of the image's
@@ -93,6 +104,9 @@ def unexplained_ink(images: Tensor, rendered: Tensor, image_masks: tuple[Tensor,
     the same of the render)."""
     from scipy.ndimage import label
 
+    images, rendered = _as_uint8_cpu(images), _as_uint8_cpu(rendered)
+    if not len(images):
+        return torch.zeros(0, dtype=torch.float64)
     sa, ha = object_masks(images.float() / 255.0, denoise=True) if image_masks is None else image_masks
     sb, hb = object_masks(rendered.float() / 255.0, denoise=True) if render_masks is None else render_masks
     structure = np.zeros((3, 3, 3), dtype=bool)

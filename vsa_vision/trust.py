@@ -261,10 +261,10 @@ class TrustRule:
         return tuple(self.record["features"])
 
     def known_score(self, x: Tensor, checks: Tensor | None = None) -> Tensor:
-        """The logit of the input being a scene of the schema ``[B]``; :data:`REFUSED_SCORE` where
-        a fixed check (``checks``, :func:`trust_checks`) refuses the answer."""
+        """The logit of the input being a scene of the schema ``[B]``; at most :data:`REFUSED_SCORE`
+        where a fixed check (``checks``, :func:`trust_checks`) refuses the answer."""
         score = _logit(self.record["known"], x[:, :self._n])
-        return score if checks is None else score.masked_fill(refused(checks), REFUSED_SCORE)
+        return score if checks is None else torch.minimum(score, score.masked_fill(refused(checks), REFUSED_SCORE))
 
     def known(self, x: Tensor, checks: Tensor | None = None) -> Tensor:
         return self.known_score(x, checks) >= float(self.record["known"]["threshold"])

@@ -28,6 +28,7 @@ from .trust import (
     VECTOR_FEATURES,
     TrustRule,
     object_features,
+    refused,
     trust_checks,
 )
 
@@ -210,7 +211,12 @@ def fit_trust(model, method: str | None = None, n_scenes: int = 6000, n_foreign:
     scenes, the rule cannot tell them from noise and photographs (the clutter model's answers are
     exact bundles of codewords whatever the input, so only the image features separate them), and
     the threshold that refuses 99.8% of plain foreign inputs then refuses every scene
-    (``docs/BENCHMARKS.md``, cluttered scenes)."""
+    (``docs/BENCHMARKS.md``, cluttered scenes).
+
+    The answers the fixed checks refuse (:func:`~vsa_vision.scene_checks.refused`: unknown with
+    probability 0 whatever the rule says) are left out of the fit, and the foreign inputs they refuse
+    count as rejected when the threshold is set; where they leave fewer than :data:`MIN_FIT` scenes
+    (or a tenth), every answer is used."""
     n_scenes, n_foreign = check_int("n_scenes", n_scenes, 20), check_int("n_foreign", n_foreign, 14)
     check_choice("known_from", known_from, KNOWN_FROM)
     data = calibration_set(model.schema, n_scenes, n_foreign, seed, data_dir)
@@ -219,40 +225,53 @@ def fit_trust(model, method: str | None = None, n_scenes: int = 6000, n_foreign:
     xs, xf = scenes["features"].numpy(), foreign["features"].numpy()
     rng = np.random.default_rng(seed)
     half_s, half_f = rng.random(len(xs)) < 0.5, rng.random(len(xf)) < 0.5
+    # the answers the fixed checks refuse are unknown with probability 0 whatever the rule says: the rule
+    # is fitted on the others, and a refused foreign input counts as rejected when the threshold is set
+    # (all of them where the checks leave too few to fit on: a model that reads nothing, untrained)
+    ok_s, ok_f = (np.ones(len(x), dtype=bool) if m["checks"] is None else ~refused(m["checks"]).numpy()
+                  for x, m in ((xs, scenes), (xf, foreign)))
+    if ok_s.sum() < max(MIN_FIT, len(ok_s) // 10):
+        ok_s, ok_f = np.ones(len(xs), dtype=bool), np.ones(len(xf), dtype=bool)
     whole, per_attr, per_object = _right(scenes["res"], data["labels"])
-    positive = np.ones(half_s.sum()) if known_from == "scene" else whole.numpy()[half_s].astype(np.float64)
-    x_known = np.concatenate([xs[half_s], xf[half_f]])
-    y_known = np.concatenate([positive, np.zeros(half_f.sum())])
+    fit_s, fit_f = half_s & ok_s, half_f & ok_f
+    positive = np.ones(fit_s.sum()) if known_from == "scene" else whole.numpy()[fit_s].astype(np.float64)
+    x_known = np.concatenate([xs[fit_s], xf[fit_f]])
+    y_known = np.concatenate([positive, np.zeros(fit_f.sum())])
     known = _logistic(x_known, y_known, balanced=True, degree=2)
     known["known_from"] = known_from
     from .trust import _logit
 
     clean = np.array([c == "clean" for c in data["conditions"]])
     plain = np.isin(np.array(data["foreign_kinds"]), PLAIN_FOREIGN)
-    score_s = _logit(known, torch.from_numpy(xs[~half_s])).numpy()
-    score_f = _logit(known, torch.from_numpy(xf[~half_f])).numpy()
-    known.update(_threshold(score_s[clean[~half_s]], score_s[whole.numpy()[~half_s]], score_f,
+    held_s = ~half_s & ok_s
+    score_s = _logit(known, torch.from_numpy(xs[held_s])).numpy()
+    score_f = np.where(ok_f[~half_f], _logit(known, torch.from_numpy(xf[~half_f])).numpy(), -np.inf)
+    known.update(_threshold(score_s[clean[held_s]], score_s[whole.numpy()[held_s]], score_f,
                             score_f[plain[~half_f]], clean_keep, right_keep))
     record: dict[str, Any] = {
         "version": RECORD_VERSION, "method": method or model.hparams.method, "seed": int(seed),
         "n_scenes": n_scenes, "n_foreign": n_foreign,
         "features": list(SET_FEATURES if per_object is not None else FEATURES if model.schema.renderable
                          else VECTOR_FEATURES),
-        "known": known, "probability": _fit_calibrated(xs, whole.numpy(), half_s)}
+        "known": known, "probability": _fit_calibrated(xs[ok_s], whole.numpy()[ok_s], half_s[ok_s])}
     if per_attr is not None:
         margins = torch.cat([r.margin.double().cpu() for r in scenes["res"]]).numpy()
-        record["attributes"] = [_fit_calibrated(np.concatenate([margins[:, k:k + 1], xs], 1),
-                                                per_attr[:, k].numpy(), half_s)
+        record["attributes"] = [_fit_calibrated(np.concatenate([margins[ok_s, k:k + 1], xs[ok_s]], 1),
+                                                per_attr[ok_s, k].numpy(), half_s[ok_s])
                                 for k in range(per_attr.shape[1])]
     else:
         feats = [f for r, chunk in zip(scenes["res"], _chunks(scenes["features"], scenes["res"]))
                  for f in object_features(r, chunk)]
-        halves = np.concatenate([np.full(len(f), h) for f, h in zip(feats, half_s)])
-        record["objects"] = _fit_calibrated(torch.cat(feats).numpy(), torch.cat(per_object).numpy(), halves)
+        kept = [i for i in range(len(feats)) if ok_s[i]]
+        halves = np.concatenate([np.full(len(feats[i]), half_s[i]) for i in kept])
+        record["objects"] = _fit_calibrated(torch.cat([feats[i] for i in kept]).numpy(),
+                                            torch.cat([per_object[i] for i in kept]).numpy(), halves)
         record["object_features"] = list(OBJECT_FEATURES)
     return record
 
 
+#: the fewest calibration scenes the fixed checks must leave for the rules to be fitted on those alone
+MIN_FIT = 20
 #: what the rule of ``known`` is taught to accept (:func:`fit_trust`)
 KNOWN_FROM = ("scene", "right")
 #: the foreign kinds that look like no scene at all, which ``known`` must refuse whatever else it keeps

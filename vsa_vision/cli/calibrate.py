@@ -79,6 +79,9 @@ def run(args: argparse.Namespace) -> int:
     where = f"the val images of {args.data}" if args.data else f"{args.scenes} scenes"
     if args.measure_only and model.trust is None:
         raise ValueError(f"--measure-only: the checkpoint {args.checkpoint or 'default'!r} has no fitted rules")
+    if args.measure_only and args.eval_seed == model.trust.get("seed"):
+        raise ValueError(f"--eval-seed: {args.eval_seed} is the seed the stored rules were fitted on; measure "
+                         "them on fresh draws (another seed)")
     if not args.measure_only:
         print(f"fitting on {where} and {args.foreign} foreign inputs (seed {args.seed}) ...")
         model.trust = fit_trust(model, method=args.method, n_scenes=args.scenes, n_foreign=args.foreign,
