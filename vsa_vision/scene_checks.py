@@ -20,13 +20,25 @@ from torch import Tensor
 from .encoder import gaussian_blur5, object_masks
 
 
-def _as_uint8_cpu(images: Tensor) -> Tensor:
+def as_uint8_cpu(images: Tensor) -> Tensor:
     """``uint8 [B, 3, H, W]`` on the CPU: floating images are taken as values in [0, 1]."""
     images = images.detach().cpu()
     return images if images.dtype == torch.uint8 else (images.float().clamp(0, 1) * 255).round().to(torch.uint8)
 
+
+def shape_components(masks: Tensor) -> tuple[np.ndarray, int]:
+    """The separate shapes of silhouettes ``masks`` ``float [B, 1, H, W]``: SciPy's labels ``[B, H, W]``
+    (0: background) of their 8-connected components, the whole batch at once, each image its own plane,
+    and their number."""
+    from scipy.ndimage import label
+
+    structure = np.zeros((3, 3, 3), dtype=bool)
+    structure[1] = True  # 8-connected within an image, never across images
+    return label(masks[:, 0].bool().numpy(), structure=structure)
+
 __all__ = ["CHECKS", "CLEAN_BACKGROUND", "INK_LIMIT", "MIN_AREA", "PLACE_LIMIT", "REFUSED_SCORE", "SPREAD_DEVIATION",
-           "SPREAD_LIMIT", "colour_spread", "refused", "shared_place", "unexplained_ink"]
+           "SPREAD_LIMIT", "as_uint8_cpu", "colour_spread", "refused", "shape_components", "shared_place",
+           "unexplained_ink"]
 
 #: the colour check (:func:`colour_spread`): a pixel deviates when its colour proportions are farther than
 #: this (L1) from the mean of its object's colour group; an answer is refused when more than
@@ -41,8 +53,9 @@ SPREAD_DEVIATION, SPREAD_LIMIT = 0.25, 0.2
 INK_LIMIT = 0.3
 #: the place check (:func:`shared_place`): any two objects of an answer at one place
 PLACE_LIMIT = 0.0
-#: the least area of a shape :func:`unexplained_ink` counts when no object of the answer overlaps it (pixels
-#: at 64 px, the ``blobs`` feature's; the smallest outline of the default schema covers about 30)
+#: the least area of a shape, in pixels at 64 px: what :func:`vsa_vision.trust.count_blobs` counts as a shape
+#: and :func:`unexplained_ink` counts when no object of the answer overlaps it (the smallest outline of the
+#: default schema covers about 30)
 MIN_AREA = 12.0
 #: the background level (:func:`~vsa_vision.trust.background_level`) up to which a shape no object of the
 #: answer overlaps counts as a missed object (JPEG at quality 20: 0.002 to 0.006; noise of std 15 / 255: 0.05)
@@ -65,7 +78,7 @@ def colour_spread(schema, images: Tensor, rendered: Tensor) -> Tensor | None:
     k = schema.by_role("colour") if schema.renderable else None
     if k is None:
         return None
-    images, rendered = _as_uint8_cpu(images), _as_uint8_cpu(rendered)
+    images, rendered = as_uint8_cpu(images), as_uint8_cpu(rendered)
     if not len(images):
         return torch.zeros(0, dtype=torch.float64)
     palette = torch.tensor(schema.attributes[k].render_params(), dtype=torch.float32) / 255.0
@@ -89,7 +102,8 @@ def colour_spread(schema, images: Tensor, rendered: Tensor) -> Tensor | None:
 
 
 def unexplained_ink(images: Tensor, rendered: Tensor, image_masks: tuple[Tensor, Tensor] | None = None,
-                    background: Tensor | None = None, render_masks: tuple[Tensor, Tensor] | None = None) -> Tensor:
+                    background: Tensor | None = None, render_masks: tuple[Tensor, Tensor] | None = None,
+                    components: tuple[np.ndarray, int] | None = None) -> Tensor:
     """``[B]``: the share of the image's ink (images and renders as for :func:`colour_spread`) that
     lies farther than two pixels from any ink of the answer's render: an object inside an outline the
     answer reads alone, an outline around an object it reads alone, a shape it misses. The ink counted
@@ -101,17 +115,13 @@ def unexplained_ink(images: Tensor, rendered: Tensor, image_masks: tuple[Tensor,
     pixels at 64 px (scaled with the side). Ink is the silhouette less its holes
     (:func:`~vsa_vision.encoder.object_masks`; the image's denoised, so noise and compression add
     little, or ``image_masks``, its ``(silhouette, holes)`` when already computed; ``render_masks``
-    the same of the render)."""
-    from scipy.ndimage import label
-
-    images, rendered = _as_uint8_cpu(images), _as_uint8_cpu(rendered)
+    the same of the render; ``components`` the image silhouette's :func:`shape_components`)."""
+    images, rendered = as_uint8_cpu(images), as_uint8_cpu(rendered)
     if not len(images):
         return torch.zeros(0, dtype=torch.float64)
     sa, ha = object_masks(images.float() / 255.0, denoise=True) if image_masks is None else image_masks
     sb, hb = object_masks(rendered.float() / 255.0, denoise=True) if render_masks is None else render_masks
-    structure = np.zeros((3, 3, 3), dtype=bool)
-    structure[1] = True  # 8-connected within an image, never across images
-    parts, n = label(sa[:, 0].bool().numpy(), structure=structure)
+    parts, n = shape_components(sa) if components is None else components
     near_answer = F.max_pool2d(sb, 3, 1, 1)
     touched = np.unique(parts[(parts > 0) & near_answer[:, 0].bool().numpy()])
     big = np.nonzero(np.bincount(parts.ravel(), minlength=n + 1) >= MIN_AREA * (parts.shape[-1] / 64.0) ** 2)[0]

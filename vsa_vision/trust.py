@@ -50,7 +50,17 @@ from torch import Tensor
 
 from .decompose import Decomposition, SetDecomposition
 from .encoder import gaussian_blur5, object_masks
-from .scene_checks import CHECKS, REFUSED_SCORE, colour_spread, refused, shared_place, unexplained_ink  # noqa: F401
+from .scene_checks import (  # noqa: F401  (CHECKS, REFUSED_SCORE: public here too)
+    CHECKS,
+    MIN_AREA,
+    REFUSED_SCORE,
+    as_uint8_cpu,
+    colour_spread,
+    refused,
+    shape_components,
+    shared_place,
+    unexplained_ink,
+)
 
 __all__ = ["FEATURES", "SET_FEATURES", "VECTOR_FEATURES", "TrustRule", "trust_features", "trust_checks",
            "colour_spread", "unexplained_ink", "render_answers", "image_agreement"]
@@ -103,23 +113,21 @@ def image_agreement(images: Tensor, rendered: Tensor, masks: Tensor | None = Non
     return corr, overlap, hue
 
 
-def count_blobs(images: Tensor, min_area: float = 12.0, masks: Tensor | None = None) -> Tensor:
+def count_blobs(images: Tensor, min_area: float = MIN_AREA, masks: Tensor | None = None,
+                components: tuple[np.ndarray, int] | None = None) -> Tensor:
     """The number of separate shapes in each image ``[B]``: 8-connected components of the denoised
-    silhouette (:func:`~vsa_vision.encoder.object_masks`) of at least ``min_area`` pixels at 64 px
-    (scaled with the side; the smallest outline of the default schema covers about 30). SciPy's
-    labelling of the whole batch at once, each image its own plane. ``masks``: the images'
-    silhouettes when already computed."""
-    from scipy.ndimage import label
-
-    masks = (_silhouettes(images) if masks is None else masks)[:, 0].bool().numpy()
-    B = masks.shape[0]
-    structure = np.zeros((3, 3, 3), dtype=bool)
-    structure[1] = True  # 8-connected within an image, never across images
-    labels, n = label(masks, structure=structure)
+    silhouette (:func:`~vsa_vision.encoder.object_masks`; :func:`~vsa_vision.scene_checks.shape_components`)
+    of at least ``min_area`` pixels at 64 px (scaled with the side; the smallest outline of the default
+    schema covers about 30). ``masks``: the images' silhouettes when already computed; ``components``
+    their components."""
+    if components is None:
+        components = shape_components(_silhouettes(images) if masks is None else masks)
+    labels, n = components
+    B = labels.shape[0]
     if n == 0:
         return torch.zeros(B, dtype=torch.float64)
     sizes = np.bincount(labels.ravel(), minlength=n + 1)
-    big = sizes >= min_area * (masks.shape[-1] / 64.0) ** 2
+    big = sizes >= min_area * (labels.shape[-1] / 64.0) ** 2
     big[0] = False
     image_of = np.zeros(n + 1, dtype=np.int64)
     flat = labels.reshape(B, -1)
@@ -162,7 +170,7 @@ def trust_features(schema, images: Tensor, q: Tensor, res: Decomposition | SetDe
     """The features of :data:`FEATURES` (one object a scene), :data:`VECTOR_FEATURES` (one object of
     a schema the built-in renderer cannot draw) or :data:`SET_FEATURES` (several), ``float64 [B, F]``,
     for ``uint8`` images, the encoder's vectors ``q`` and their decomposition."""
-    return trust_checks(schema, images, q, res)[0]
+    return _measures(schema, images, q, res, checks=False)[0]
 
 
 def trust_checks(schema, images: Tensor, q: Tensor, res: Decomposition | SetDecomposition
@@ -170,6 +178,12 @@ def trust_checks(schema, images: Tensor, q: Tensor, res: Decomposition | SetDeco
     """``(trust_features(...), checks)`` from one render of the answers: ``checks`` ``float64 [B, 3]``
     holds :data:`CHECKS` (:func:`colour_spread`, 0 for a schema without colours; :func:`unexplained_ink`;
     :func:`shared_place`), None for a schema the built-in renderer cannot draw."""
+    return _measures(schema, images, q, res, checks=True)
+
+
+def _measures(schema, images: Tensor, q: Tensor, res: Decomposition | SetDecomposition, checks: bool
+              ) -> tuple[Tensor, Tensor | None]:
+    """:func:`trust_features`, and (``checks``) the fixed checks from the same masks, shapes and render."""
     sets = isinstance(res, SetDecomposition)
     norm = (q.detach().double().norm(dim=-1) / math.sqrt(q.shape[-1])).cpu()
     if not sets:  # the features of the vector and its decomposition (VECTOR_FEATURES) come first
@@ -183,7 +197,8 @@ def trust_checks(schema, images: Tensor, q: Tensor, res: Decomposition | SetDeco
     drawn = object_masks(rendered.float() / 255.0, denoise=True)  # the render's silhouettes and holes
     corr, overlap, hue = image_agreement(images, rendered, masks, drawn[0])
     answered = res.counts.double().cpu() if sets else torch.ones(len(images), dtype=torch.float64)
-    blobs = count_blobs(images, masks=masks) - answered
+    shapes = shape_components(masks)  # labelled once, for the shape count and the ink check
+    blobs = count_blobs(images, components=shapes) - answered
     background = background_level(images, masks)
     if sets:
         conf = [c.double().cpu() for c in res.confidence]
@@ -194,10 +209,12 @@ def trust_checks(schema, images: Tensor, q: Tensor, res: Decomposition | SetDeco
                 corr.double(), overlap.double(), hue.double(), blobs, background]
     else:
         cols = [*vector, corr.double(), overlap.double(), hue.double(), blobs, background]
+    if not checks:
+        return torch.stack(cols, 1), None
     spread = colour_spread(schema, images, rendered)
     spread = torch.zeros(len(images), dtype=torch.float64) if spread is None else spread
     crowded = shared_place(schema, res.objects) if sets else torch.zeros(len(images), dtype=torch.float64)
-    ink = unexplained_ink(images, rendered, (masks, holes), background, drawn)
+    ink = unexplained_ink(images, rendered, (masks, holes), background, drawn, shapes)
     return torch.stack(cols, 1), torch.stack([spread, ink, crowded], 1)
 
 
@@ -405,10 +422,6 @@ def check_record(record: Any, features: Sequence[str] | None = None, attributes:
 FALLBACK_SIMILARITY = 0.5  # without a fitted rule: known when the answer explains this much of the vector
 
 
-def _uint8(images: Tensor) -> Tensor:
-    return images if images.dtype == torch.uint8 else (images.float().clamp(0, 1) * 255).round().to(torch.uint8)
-
-
 def assess(model, images: Tensor, q: Tensor, res: Decomposition | SetDecomposition) -> dict[str, Any]:
     """What the model's rule says of each answer: ``known`` ``[B]`` bool, ``probability`` ``[B]`` (None
     without a fitted rule), ``attribute_probability`` ``[B, K]`` (one object a scene) and
@@ -422,7 +435,7 @@ def assess(model, images: Tensor, q: Tensor, res: Decomposition | SetDecompositi
         return {"known": (fit.detach().cpu() >= FALLBACK_SIMILARITY), "probability": None,
                 "attribute_probability": None, "object_probability": None}
     rule = TrustRule(record)
-    x, checks = trust_checks(model.schema, _uint8(images.cpu()), q, res)
+    x, checks = trust_checks(model.schema, as_uint8_cpu(images), q, res)
     out: dict[str, Any] = {"known": rule.known(x, checks), "probability": rule.probability(x, checks),
                            "attribute_probability": None, "object_probability": None}
     if sets:
