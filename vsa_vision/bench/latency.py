@@ -115,7 +115,8 @@ def _decoded_sets(pipe, q: torch.Tensor, method: str, batch: int) -> tuple[list,
 
 def _method_row(pipe, method: str, x: torch.Tensor, q: torch.Tensor, truth: list, batch: int,
                 edits: int) -> dict[str, Any]:
-    pipe.decode(q[:1], method)  # builds the head and any table it keeps
+    pipe.decode(q[:1], method)  # builds the head and any table it keeps, and compiles a compiled one
+    pipe.decode(q[:batch], method)  # at the batch's shapes too
     singles = [_timed(pipe.decode, q[i:i + 1], method)[1] for i in range(len(q))]
     results, batch_ms = _decoded_sets(pipe, q, method, batch)
     full = _full_budget(method)

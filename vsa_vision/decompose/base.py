@@ -200,6 +200,9 @@ class Step:
     indices: Tensor
     fixed: Tensor | None = None
     stalled: Tensor | None = None
+    #: the bound similarity of ``indices`` when the step computed it itself (as the driver's
+    #: :class:`~.tracking.Scorer` would, given to the method by :meth:`IterativeDecomposer._scorer`)
+    similarity: Tensor | None = None
 
 
 @dataclass
@@ -334,6 +337,10 @@ class IterativeDecomposer:
     def _init(self, s: Tensor, cb: Codebooks, ctx: Any, rows: Tensor) -> State:
         raise NotImplementedError
 
+    def _scorer(self, ctx: Any, score: Scorer | None) -> None:
+        """The driver's scorer of the call (None: no similarity is needed), for a method whose step
+        computes the similarity of its answers itself (:attr:`Step.similarity`)."""
+
     def _step(self, state: State, s: Tensor, cb: Codebooks, ctx: Any, it: int, rows: Tensor) -> Step:
         """One iteration for the active rows."""
         raise NotImplementedError
@@ -364,12 +371,15 @@ class IterativeDecomposer:
         rows = torch.arange(s_run.shape[0], device=s.device)
         s_act = s_run
         score = Scorer(s_run, cb) if need_sim else None
+        self._scorer(ctx, score)
         state = self._init(s_act, cb, ctx, rows)
         it = -1
         for it in range(self.iterations):
             step = self._step(state, s_act, cb, ctx, it, rows)
             state = step.state
-            sim = score(step.indices) if score is not None else None
+            sim = step.similarity
+            if sim is None and score is not None:
+                sim = score(step.indices)
             track.record(rows, it, step.indices, sim)
             if callback is not None:
                 callback(StepInfo(it, rows, state, step.indices, sim, track.best_idx, track.best_sim, C))

@@ -20,8 +20,11 @@ answers alone and in a batch were the same on all 512 shipped-model images measu
 cost more than the rest of an iteration at batch 1.
 
 Cost: an iteration is about 17 kernels a factor (the noise of a block of iterations is drawn in
-one gather, the DDIM update and the readout run once for all factors); ``patience`` stops a
-problem whose best answer has settled (:class:`~vsa_vision.decompose.base.IterativeDecomposer`).
+one gather, the DDIM update and the readout run once for all factors); the configurations most
+calls run go through :func:`~.fused.fused_iteration`, the same kernels without the Python of the
+general step between them, and with ``compile=True`` through ``torch.compile`` (:mod:`.fused`);
+``patience`` stops a problem whose best answer has settled
+(:class:`~vsa_vision.decompose.base.IterativeDecomposer`).
 """
 
 from __future__ import annotations
@@ -35,13 +38,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ...vsa import Codebooks, LeaveOneOut, eps_for, sign
+from ...vsa import Codebooks, LeaveOneOut, eps_for, sign, wide_dtype
 from ..base import Capabilities, IterativeDecomposer, State, Step
 from ..noise import ProblemNoise
 from .config import DiffusionConfig
 from .defaults import ADAPTIVE_OPTIONS, anchors_in_force, auto_chains, auto_settings
 from .denoisers import SPACES, CodebookSpace, posterior_weights, weights_of_logits
 from .energies import ENERGIES, normalize_guidance
+from .fused import FusedSpec, compiled_iteration, covers, fused_iteration, level_table, run_compiled
 from .schedules import SCHEDULES, Schedule, make_schedule
 
 __all__ = ["ddim_step", "Plan", "plan_levels", "DiffusionState", "DiffusionDecomposer"]
@@ -157,6 +161,15 @@ class _Context:
     block: int = 1
     #: the sparsity threshold as a 0-dim tensor of the problem's dtype and device
     threshold: Tensor | None = None
+    #: the fused iteration's constants (None: the general step runs), its compiled form, the levels
+    #: as a tensor for it, where the readout puts each weight
+    spec: FusedSpec | None = None
+    compiled: Any = None
+    table: Tensor | None = None
+    positions: Tensor | None = None
+    stacked: Tensor | None = None
+    #: the driver's scorer, whose similarity the compiled iteration computes in its graph
+    scorer: Any = None
 
 
 #: the most noise numbers one block holds (about 1 MB in float32)
@@ -177,6 +190,9 @@ class DiffusionDecomposer(IterativeDecomposer):
     capabilities = Capabilities(stochastic=True, chains=True, adaptive=True)
     config_class = DiffusionConfig
     compute_dtype = torch.float32
+    #: run the configurations :func:`~.fused.covers` allows through :func:`~.fused.fused_iteration`
+    #: (the same kernels as the general step, without the Python between them); False: the general step
+    fuse = True
 
     def __init__(self, config: DiffusionConfig | None = None, /, **options: Any) -> None:
         if config is not None and not isinstance(config, DiffusionConfig):
@@ -189,6 +205,7 @@ class DiffusionDecomposer(IterativeDecomposer):
         else:
             self.chains = None  # chosen per call from the problem shape: chains_for(codebooks)
         self.config = cfg
+        self._plans: dict[tuple, tuple[Plan, list[_Level], dict]] = {}
 
     def __getattr__(self, name: str) -> Any:
         cfg = self.__dict__.get("config")
@@ -251,12 +268,42 @@ class DiffusionDecomposer(IterativeDecomposer):
         if isinstance(energy, str):
             energy = ENERGIES[energy](gamma=c.gamma) if energy == "gaussian" else ENERGIES[energy]()
         eta = 1.0 if c.step == "ddpm" else settings["eta"]
-        plan = self.plan(cb, settings)
+        plan, levels, tables = self._planned(cb, settings, eta)
         per_iteration = s.shape[0] * 2 * sum(cb.sizes)
         block = max(1, min(_BLOCK_ITERATIONS, _BLOCK_NUMBERS // per_iteration))
         threshold = torch.tensor(settings["threshold"], dtype=s.dtype, device=s.device)
         noise = self._noise(s, self.chains_for(cb))
-        return _Context(plan, noise, settings, space, energy, eta, _levels(plan, eta), block, threshold)
+        ctx = _Context(plan, noise, settings, space, energy, eta, levels, block, threshold)
+        if self.fuse and covers(c, energy) is None:
+            coef = settings["guidance_scale"] * (energy.lam / cb.dim) * cb.dim  # as _logits multiplies
+            ctx.spec = FusedSpec(tuple(cb.sizes), cb.dim, c.coupling == "sequential", settings["estimate"] == "sign",
+                                 settings["activation"], float(settings["threshold"]), coef, eps_for(s.dtype),
+                                 c.space == "latent")
+            ctx.positions = _padded_positions(tuple(cb.sizes), s.device)
+            if c.compile:
+                norm = math.sqrt(cb.dim) if cb.bipolar else None
+                ctx.compiled = compiled_iteration(ctx.spec, norm, eps_for(wide_dtype(s.dtype)), s.dtype, s.device)
+                key = (s.dtype, str(s.device))
+                if key not in tables:
+                    tables[key] = level_table(levels, s.dtype, s.device)
+                ctx.table = tables[key]
+                ctx.stacked = torch.cat(list(cb.tensors), 0)
+        return ctx
+
+    def _scorer(self, ctx: _Context, score) -> None:
+        ctx.scorer = score
+
+    def _planned(self, cb: Codebooks, settings: dict[str, Any], eta: float) -> tuple[Plan, list[_Level], dict]:
+        """The plan and the levels of every iteration for these settings, computed once per decomposer
+        (a budget of 1000 iterations took 5 ms of Python a call to lay out, more than a decode of one
+        image by the compiled iteration), and the levels' tensors by dtype and device."""
+        key = (tuple(sorted(settings.items())), eta)
+        if key not in self._plans:
+            if len(self._plans) >= 32:
+                self._plans.clear()
+            plan = self.plan(cb, settings)
+            self._plans[key] = (plan, _levels(plan, eta), {})
+        return self._plans[key]
 
     def _init(self, s, cb, ctx: _Context, rows) -> DiffusionState:
         hs = [ctx.plan.sigma[0] * ctx.space.draw(ctx.noise, rows, -1, k, 0, n) for k, n in enumerate(cb.sizes)]
@@ -296,6 +343,19 @@ class DiffusionDecomposer(IterativeDecomposer):
         if noise is None or not start <= it < start + noise.shape[1]:
             noise, start = self._noise_block(ctx, rows, it)
         draws = noise[:, it - start]                      # [A, 2, sum n]: the step's, the restart's
+        if ctx.spec is not None:
+            gram = getattr(space, "gram_all", None)
+            if ctx.compiled is not None and ctx.scorer is not None:
+                sc = ctx.scorer
+                out = run_compiled(ctx.spec, ctx.compiled, s, state.h, state.w, state.x, draws, ctx.table[it],
+                                   ctx.stacked, gram, ctx.threshold, ctx.positions, sc.unit, sc.table, sc.factors)
+                if out is not None:
+                    h_next, w_all, x_all, idx, sim = out
+                    return Step(DiffusionState(h_next, w_all, x_all, noise, start), idx, similarity=sim)
+                ctx.compiled = None
+            h_next, w_all, x_all, idx = fused_iteration(ctx.spec, s, state.h, state.w, state.x, draws, lv,
+                                                        cb.tensors, gram, ctx.threshold, ctx.positions)
+            return Step(DiffusionState(h_next, w_all, x_all, noise, start), idx)
         h_all = state.h
         if lv.renoise:
             h_all = torch.add(draws[:, 1] * lv.sigma, space.mean_all(state.w), alpha=lv.alpha)
