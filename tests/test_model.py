@@ -386,3 +386,70 @@ def test_training_data_caches_each_scene_when_first_drawn():
     with_workers = TrainingData(train_size=32, val_size=8, test_size=8, heldout_size=8, num_workers=1)
     with_workers.setup("fit")  # each worker would fill its own copy: rendered up front as before
     assert not isinstance(with_workers.datasets["train"], FillingCache)
+
+
+def test_an_attribute_read_by_a_reader_of_its_own(tmp_path):
+    import numpy as np
+
+    from vsa_vision.encoder import AttributeReader
+
+    model = tiny_model(readers=["shape", "size"]).eval()
+    names = model.factor_names
+    k_shape, k_size = names.index("shape"), names.index("size")
+    assert sorted(int(k) for k in model.encoder.readers) == sorted([k_shape, k_size])
+    reader = model.encoder.readers[str(k_shape)]
+    assert isinstance(reader, AttributeReader) and torch.equal(reader.codebook, model._codebook(k_shape))
+    images = torch.stack([torch.from_numpy(np.array(render_scene(default_schema(), s))).permute(2, 0, 1)
+                          for s in sample_scenes(default_schema(), 4, seed=5)])
+    q, factors = model.encode(images)
+    x = model.encoder._input(images.float() / 255)
+    # the reader's factor is the softmax mixture of the attribute's codewords, and it is bound into q
+    mixture = reader.logits(x).softmax(-1) @ model._codebook(k_shape)
+    assert torch.allclose(factors[:, k_shape], mixture, atol=1e-6)
+    assert torch.allclose(q, factors.prod(1), atol=1e-6)
+    # the other factors are the head's, as without readers
+    head = model.encoder.head.factors(model.encoder.backbone(x))
+    colour = names.index("colour")
+    assert torch.allclose(factors[:, colour], head[:, colour], atol=1e-6)
+    # a trained reader's sure reading decodes to its value: make the reader certain of value 2
+    with torch.no_grad():
+        reader.net[-1].weight.zero_()
+        reader.net[-1].bias.copy_(torch.arange(reader.codebook.shape[0]).eq(2).float() * 50)
+    assert torch.allclose(model.encode(images)[1][:, k_shape], model._codebook(k_shape)[2].expand(4, -1), atol=1e-5)
+    # the readers travel with the checkpoint
+    loaded = load_model(export_model(model, tmp_path / "r.safetensors"))
+    assert loaded.hparams.readers == ["shape", "size"]
+    assert torch.equal(loaded(images), model(images))
+
+
+def test_readers_are_refused_where_they_cannot_work():
+    with pytest.raises(ValueError, match="readers: 'hue' is not an attribute of the schema"):
+        tiny_model(readers=["hue"])
+    with pytest.raises(ValueError, match="readers: .*head='linear' has no factors"):
+        tiny_model(readers=["shape"], head="linear", loss="cosine")
+
+
+def test_a_model_with_readers_trains(tmp_path):
+    pl.seed_everything(0)
+    model = tiny_model(lr=3e-3, schedule="constant", channels_last=False, readers=["shape"])
+    before = [p.detach().clone() for p in model.encoder.readers.parameters()]
+    quiet_trainer(tmp_path, max_steps=5, num_sanity_val_steps=0, limit_val_batches=0).fit(model, tiny_data())
+    after = list(model.encoder.readers.parameters())
+    assert all(torch.isfinite(p).all() for p in after)
+    assert any(not torch.equal(a, b) for a, b in zip(before, after))  # the loss reaches the reader
+
+
+def test_readers_auto_reads_every_attribute_but_the_positions(tmp_path):
+    from vsa_vision.encoder import reader_names
+
+    model = tiny_model(readers="auto").eval()
+    assert sorted(model.factor_names[int(k)] for k in model.encoder.readers) == ["colour", "fill", "shape", "size"]
+    loaded = load_model(export_model(model, tmp_path / "a.safetensors"))
+    assert loaded.hparams.readers == "auto" and len(loaded.encoder.readers) == 4
+    # a user's columns: positions by role or by name stay with the head, every other attribute gets a reader
+    names = ["material", "pos_x", "row", "col", "xpos", "object_y", "angle", "posture", "index", "hue", "left"]
+    assert reader_names(names, "auto") == ["material", "angle", "posture", "index", "hue"]
+    assert reader_names(["where", "shape"], "auto", positions=["where"]) == ["shape"]
+    assert reader_names(names, ["hue"]) == ["hue"] and reader_names(names, None) == []
+    with pytest.raises(ValueError, match="readers: expected 'auto' or a list"):
+        tiny_model(readers="all")

@@ -234,6 +234,8 @@ def _allowed_types(default: Any, annotation: Any) -> tuple[type, ...] | None:
         return (int, float)
     if "dict" in text and "str |" in text:
         return (str, dict)
+    if "str |" in text and "Sequence" in text:  # a name or a list of names (``readers``)
+        return (str, list, tuple)
     if isinstance(default, str) or "str" in text.split("[")[0]:
         return (str,)
     if isinstance(default, (tuple, list)) or "Sequence" in text:

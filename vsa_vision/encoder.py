@@ -5,11 +5,19 @@ The factorised head computes K per-factor vectors ``tanh(W_k h)`` and binds them
 the output is still one bound vector; the decomposer head reads only that vector. The binding is
 built into the head: a linear head has to learn the elementwise product of K codewords as one
 regression target, which changes completely when any one factor changes, while each factorised
-projection only has to learn its own factor. (Measurements: ``docs/BENCHMARKS.md``.) These modules
-know nothing of codebooks.
+projection only has to learn its own factor. (Measurements: ``docs/BENCHMARKS.md``.)
+
+An attribute may instead be read by a reader of its own (:class:`AttributeReader`, ``readers=``): a
+small translation-invariant CNN that sees only that attribute's labels, whose factor vector is the
+softmax mixture of the attribute's codewords. A shared backbone learns the attributes together and
+reads one of them per value of another (a turn learned per shape); a reader of its own does not, and
+reads combinations never trained on (measured in ``docs/BENCHMARKS.md``).
 """
 
 from __future__ import annotations
+
+import re
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -18,6 +26,20 @@ from torch import Tensor, nn
 
 from .checks import check_choice, check_int
 from .decoders import ImageDecoder  # noqa: F401  (its first home; vsa_vision.decoders holds every decoder)
+
+
+def to_float_images(images: Tensor) -> Tensor:
+    """``uint8 [B, 3, H, W]`` (0..255) or floating images already in [0, 1] -> float32 in [0, 1]."""
+    if not isinstance(images, Tensor):
+        raise TypeError(f"images: expected a tensor, got {type(images).__name__}")
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"images: expected shape [B, 3, H, W], got {tuple(images.shape)}")
+    if images.dtype == torch.uint8:
+        return images.float().div_(255.0)
+    if not images.is_floating_point():
+        raise TypeError(f"images: expected uint8 or floating point, got {images.dtype}")
+    return images.float()
+
 
 BACKBONES = ("small_cnn", "resnet18")
 HEADS = ("factorised", "linear")
@@ -209,16 +231,75 @@ class FactorisedHead(nn.Module):
         return self.factors(h).prod(dim=-2)
 
 
+class AttributeReader(nn.Module):
+    """One attribute read by a network of its own: four stride-2 3x3 conv blocks (16, 32, 64, 64
+    channels), global max pooling (where the object is does not matter), a linear layer to the
+    logits of the attribute's values; the factor vector is their softmax mixture of the attribute's
+    codewords (``codebook`` ``[n, D]``, a buffer), so a sure reading is the codeword itself."""
+
+    def __init__(self, codebook: Tensor, in_channels: int = 3, widths: tuple[int, ...] = (16, 32, 64, 64),
+                 norm: str = "group") -> None:
+        super().__init__()
+        layers, c = [], in_channels
+        for w in widths:
+            layers += [nn.Conv2d(c, w, 3, stride=2, padding=1, bias=False),
+                       nn.GroupNorm(min(8, w), w) if norm == "group" else nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
+            c = w
+        self.net = nn.Sequential(*layers, nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(c, codebook.shape[0]))
+        self.register_buffer("codebook", codebook.detach().clone().float())
+
+    def logits(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.logits(x).softmax(-1) @ self.codebook
+
+
+#: attribute names that say where the object is (read ``auto`` leaves them to the head, whose
+#: features keep the position: a reader's global pooling does not)
+POSITION_NAMES = re.compile(r"^(x|y|z|row|col|column|left|top|cx|cy|[xyz]_?pos(ition)?|[a-z]*_(x|y|pos|position)|"
+                            r"(pos|position)(_[a-z]+)?)$", re.IGNORECASE)
+
+
+def reader_names(names: Sequence[str], readers: str | Sequence[str] | None,
+                 positions: Sequence[str] = ()) -> list[str]:
+    """The attributes ``readers`` names: a list as given, or ``"auto"``: every attribute but the
+    positions (those in ``positions``, e.g. the roles ``x`` and ``y``, and those named like one:
+    :data:`POSITION_NAMES`)."""
+    if readers is None:
+        return []
+    if isinstance(readers, str):
+        if readers != "auto":
+            raise ValueError(f"readers: expected 'auto' or a list of attribute names, got {readers!r}")
+        return [n for n in names if n not in set(positions) and not POSITION_NAMES.match(n)]
+    return list(readers)
+
+
+def reader_codebooks(names: tuple[str, ...], codebooks: tuple[Tensor, ...], readers,
+                     positions: Sequence[str] = ()) -> dict[int, Tensor]:
+    """``{factor index: codebook}`` of the attributes ``readers`` names (:func:`reader_names`), with a
+    clear error for a name that is not an attribute."""
+    out = {}
+    for name in reader_names(names, readers, positions):
+        if name not in names:
+            raise ValueError(f"readers: {name!r} is not an attribute of the schema; attributes: {list(names)}")
+        out[names.index(name)] = codebooks[names.index(name)]
+    return out
+
+
 class Encoder(nn.Module):
     """Backbone + head: images ``float [B, 3, H, W]`` in [0, 1] to vectors ``[B, dim]``.
 
     ``silhouette=True`` adds two input channels computed inside ``forward`` from the image itself
     (:func:`object_masks`): the objects' filled silhouette and the holes inside it; ``denoise_masks``
-    computes them from a denoised image (robust to pixel noise, for encoders trained on degraded images)."""
+    computes them from a denoised image (robust to pixel noise, for encoders trained on degraded images).
+    ``readers`` ``{factor index: codebook [n, D]}``: the factors read by an :class:`AttributeReader`
+    each instead of the head (which needs the factorised head)."""
 
     def __init__(self, dim: int = 1024, num_factors: int = 6, backbone: str = "small_cnn", head: str = "factorised",
                  image_size: int = 64, width: int = 32, features: int = 256, norm: str = "group",
-                 silhouette: bool = False, denoise_masks: bool = False) -> None:
+                 silhouette: bool = False, denoise_masks: bool = False,
+                 readers: dict[int, Tensor] | None = None) -> None:
         super().__init__()
         check_choice("backbone", backbone, BACKBONES)
         check_choice("head", head, HEADS)
@@ -231,6 +312,15 @@ class Encoder(nn.Module):
         f = self.backbone.features
         self.head = FactorisedHead(f, dim, num_factors) if head == "factorised" else LinearHead(f, dim)
         self.dim = dim
+        readers = dict(readers or {})
+        if readers and head != "factorised":
+            raise ValueError("readers: an attribute read by a reader of its own replaces one factor of the "
+                             f"factorised head; head={head!r} has no factors")
+        for k, C in readers.items():
+            if not 0 <= k < num_factors or C.shape[-1] != dim:
+                raise ValueError(f"readers: factor {k} with a codebook of shape {tuple(C.shape)} does not fit "
+                                 f"{num_factors} factors of dimension {dim}")
+        self.readers = nn.ModuleDict({str(k): AttributeReader(C, c, norm=norm) for k, C in sorted(readers.items())})
 
     def _input(self, x: Tensor) -> Tensor:
         if self.silhouette:
@@ -238,15 +328,19 @@ class Encoder(nn.Module):
         return (x - 0.5) * 4.0
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.backbone(self._input(x)))
+        return self.forward_with_factors(x)[0]
 
     def forward_with_factors(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         """(output ``[B, dim]``, the factorised head's K vectors ``[B, K, dim]`` or None for a linear head).
 
         The factor vectors are for training losses and reference measurements only; the output is
         what a decomposer head decodes."""
-        h = self.backbone(self._input(x))
+        x = self._input(x)
+        h = self.backbone(x)
         if isinstance(self.head, FactorisedHead):
             f = self.head.factors(h)
+            if len(self.readers):
+                own = {int(k): r(x) for k, r in self.readers.items()}
+                f = torch.stack([own[k] if k in own else f[:, k] for k in range(f.shape[1])], 1)
             return f.prod(dim=-2), f
         return self.head(h), None

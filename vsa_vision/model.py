@@ -30,7 +30,7 @@ from .checks import check_choice, check_float, check_int
 from .decoders import DECODER_KINDS, make_decoder
 from .decompose import Decomposition, build_method, parse_method, with_options
 from .decompose.registry import available_decomposers, capabilities
-from .encoder import Encoder
+from .encoder import Encoder, reader_codebooks, to_float_images
 from .scenes.schema import Schema, load_schema
 from .schedules import TimedOneCycle
 from .vsa import Codebooks
@@ -59,19 +59,6 @@ def _buffered_codebooks(module: nn.Module, names: Sequence[str], labels: Any) ->
     """The :class:`Codebooks` held in ``module``'s ``codebook_{k}`` buffers."""
     ts = {n: getattr(module, f"codebook_{k}") for k, n in enumerate(names)}
     return Codebooks.from_tensors(ts, labels=labels, check_bipolar=False)
-
-
-def to_float_images(images: Tensor) -> Tensor:
-    """``uint8 [B, 3, H, W]`` (0..255) or floating images already in [0, 1] -> float32 in [0, 1]."""
-    if not isinstance(images, Tensor):
-        raise TypeError(f"images: expected a tensor, got {type(images).__name__}")
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"images: expected shape [B, 3, H, W], got {tuple(images.shape)}")
-    if images.dtype == torch.uint8:
-        return images.float().div_(255.0)
-    if not images.is_floating_point():
-        raise TypeError(f"images: expected uint8 or floating point, got {images.dtype}")
-    return images.float()
 
 
 class DecomposerHead(nn.Module):
@@ -107,7 +94,9 @@ class VSAModel(pl.LightningModule):
             checkpoint, so a checkpoint is self-contained.
         dim, codebook_seed: the codebooks (random bipolar, drawn on CPU from the seed; buffers of
             the module, so every DDP rank and every checkpoint holds the same ones).
-        backbone, head, width, features, norm: see :class:`vsa_vision.encoder.Encoder`.
+        backbone, head, width, features, norm: see :class:`vsa_vision.encoder.Encoder`; readers: the
+            attributes read each by a network of its own (:class:`~vsa_vision.encoder.AttributeReader`),
+            or ``"auto"``: every attribute but the positions (:func:`~vsa_vision.encoder.reader_names`).
         loss: ``cosine`` (1 - cos(q, target)), ``contrastive`` (per factor, cross-entropy of the
             factor's unbinding estimate ``q * target * c_k`` against all of its codewords, scaled by
             ``temperature``), or their sum; ``factor_cosine`` / ``factor_contrastive`` add a term on
@@ -151,7 +140,8 @@ class VSAModel(pl.LightningModule):
                  heldout_method: str = "brute_force", silhouette: bool = False,
                  val_head_cos: float | None = 0.9, early_val_method: str = "brute_force",
                  denoise_masks: bool = False, init_from: str | None = None, decoder: int = 0,
-                 decoder_batch: int = 32, decoder_weight: float = 1.0, decoder_kind: str = "grid") -> None:
+                 decoder_batch: int = 32, decoder_weight: float = 1.0, decoder_kind: str = "grid",
+                 readers: str | Sequence[str] | None = None) -> None:
         super().__init__()
         self.schema = load_schema(schema)
         check_int("decoder", decoder, 0), check_int("decoder_batch", decoder_batch, 1)
@@ -174,7 +164,9 @@ class VSAModel(pl.LightningModule):
         _register_codebooks(self, cb.tensors)
         self.encoder = Encoder(dim=dim, num_factors=cb.num_factors, backbone=backbone, head=head,
                                image_size=self.schema.image_size, width=width, features=features, norm=norm,
-                               silhouette=silhouette, denoise_masks=denoise_masks)
+                               silhouette=silhouette, denoise_masks=denoise_masks,
+                               readers=reader_codebooks(cb.names, cb.tensors, readers, [
+                                   a.name for a in self.schema.attributes if a.role in ("x", "y")]))
         if channels_last:
             self.encoder = self.encoder.to(memory_format=torch.channels_last)
         self.decoder = make_decoder(decoder_kind, self.schema.sizes, self.schema.image_size, decoder) if decoder \

@@ -31,7 +31,8 @@ __all__ = ["FusedSpec", "covers", "fused_iteration", "scored_iteration", "compil
 class FusedSpec:
     """What one call fixes: the factor sizes and dimension, the coupling, estimate and activation,
     the sparsity threshold, the guidance's coefficient ``scale * lam`` (the null spread's ``D``
-    cancels the energy's ``1 / D``) and the floor of ``|u|``."""
+    cancels the energy's ``1 / D``), the floor of ``|u|``, and whether the space is the latent one
+    (its Gram matrix an input; a compiled iteration is kept per spec)."""
 
     sizes: tuple[int, ...]
     dim: int
