@@ -453,3 +453,36 @@ def test_readers_auto_reads_every_attribute_but_the_positions(tmp_path):
     assert reader_names(names, ["hue"]) == ["hue"] and reader_names(names, None) == []
     with pytest.raises(ValueError, match="readers: expected 'auto' or a list"):
         tiny_model(readers="all")
+
+
+def test_colour_blind_readers_see_brightness_only(tmp_path):
+    import numpy as np
+
+    model = tiny_model(readers="auto", colour_blind="auto").eval()
+    names = model.factor_names
+    blind = {names[int(k)]: r.colour_blind for k, r in model.encoder.readers.items()}
+    assert blind == {"shape": True, "colour": False, "size": True, "fill": True}  # the colour keeps its colours
+    images = torch.stack([torch.from_numpy(np.array(render_scene(default_schema(), s))).permute(2, 0, 1)
+                          for s in sample_scenes(default_schema(), 4, seed=7)])
+    x = model.encoder._input(images.float() / 255)
+    swapped = x[:, [2, 0, 1]]  # the same picture in other colours
+    for name, r in ((n, model.encoder.readers[str(names.index(n))]) for n in ("shape", "colour")):
+        same = torch.allclose(r.logits(x), r.logits(swapped), atol=1e-6)
+        assert same == (name == "shape"), name
+    loaded = load_model(export_model(model, tmp_path / "b.safetensors"))
+    assert torch.equal(loaded(images), model(images))
+    with pytest.raises(ValueError, match="colour_blind: 'x' is not read by a reader of its own"):
+        tiny_model(readers=["shape"], colour_blind=["x"])
+
+
+def test_reader_pad_repeats_the_edge_and_travels_with_the_checkpoint(tmp_path):
+    import torch.nn.functional as F
+
+    model = tiny_model(readers=["shape"], reader_pad=8).eval()
+    reader = model.encoder.readers[str(model.factor_names.index("shape"))]
+    x = torch.rand(2, 3, 64, 64)
+    assert torch.allclose(reader.logits(x), reader.net(F.pad(x, (8, 8, 8, 8), mode="replicate")))
+    loaded = load_model(export_model(model, tmp_path / "p.safetensors"))
+    assert loaded.encoder.readers[str(model.factor_names.index("shape"))].pad == 8
+    with pytest.raises(ValueError, match="reader_pad"):
+        tiny_model(readers=["shape"], reader_pad=-1)

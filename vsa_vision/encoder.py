@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -235,12 +236,19 @@ class AttributeReader(nn.Module):
     """One attribute read by a network of its own: four stride-2 3x3 conv blocks (16, 32, 64, 64
     channels), global max pooling (where the object is does not matter), a linear layer to the
     logits of the attribute's values; the factor vector is their softmax mixture of the attribute's
-    codewords (``codebook`` ``[n, D]``, a buffer), so a sure reading is the codeword itself."""
+    codewords (``codebook`` ``[n, D]``, a buffer), so a sure reading is the codeword itself.
+
+    ``colour_blind``: the reader sees the brightness of the picture (the largest of its three colour
+    channels, with any further input channels) instead of its colours, so it cannot learn that a
+    colour rules a value out: for an attribute a colour does not change (a shape, a size, a turn).
+    ``pad``: pixels of the picture's own edge repeated around it first, so that an object at the edge
+    is seen as one inside (the convolutions' zero padding stays away from it)."""
 
     def __init__(self, codebook: Tensor, in_channels: int = 3, widths: tuple[int, ...] = (16, 32, 64, 64),
-                 norm: str = "group") -> None:
+                 norm: str = "group", colour_blind: bool = False, pad: int = 0) -> None:
         super().__init__()
-        layers, c = [], in_channels
+        self.colour_blind, self.pad = bool(colour_blind), check_int("reader_pad", pad, 0)
+        layers, c = [], in_channels - 2 if self.colour_blind else in_channels
         for w in widths:
             layers += [nn.Conv2d(c, w, 3, stride=2, padding=1, bias=False),
                        nn.GroupNorm(min(8, w), w) if norm == "group" else nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
@@ -249,6 +257,10 @@ class AttributeReader(nn.Module):
         self.register_buffer("codebook", codebook.detach().clone().float())
 
     def logits(self, x: Tensor) -> Tensor:
+        if self.pad:
+            x = F.pad(x, (self.pad,) * 4, mode="replicate")
+        if self.colour_blind:
+            x = torch.cat([x[:, :3].amax(1, keepdim=True), x[:, 3:]], 1)
         return self.net(x)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -275,6 +287,27 @@ def reader_names(names: Sequence[str], readers: str | Sequence[str] | None,
     return list(readers)
 
 
+#: attribute names that are a colour (``colour_blind="auto"`` leaves their readers the colours)
+COLOUR_NAMES = re.compile(r"^([a-z]*_)?(colou?rs?|hue|tint|tone|shade)(_[a-z]+)?$", re.IGNORECASE)
+
+
+def colour_blind_names(read: Sequence[str], colour_blind: str | Sequence[str] | None,
+                       colours: Sequence[str] = ()) -> list[str]:
+    """Of the attributes read by readers (``read``), those whose readers see brightness only: a list
+    as given, or ``"auto"``: every one but the colours (those in ``colours``, e.g. the role ``colour``,
+    and those named like one: :data:`COLOUR_NAMES`)."""
+    if colour_blind is None:
+        return []
+    if isinstance(colour_blind, str):
+        if colour_blind != "auto":
+            raise ValueError(f"colour_blind: expected 'auto' or a list of attribute names, got {colour_blind!r}")
+        return [n for n in read if n not in set(colours) and not COLOUR_NAMES.match(n)]
+    for name in colour_blind:
+        if name not in read:
+            raise ValueError(f"colour_blind: {name!r} is not read by a reader of its own; readers: {list(read)}")
+    return list(colour_blind)
+
+
 def reader_codebooks(names: tuple[str, ...], codebooks: tuple[Tensor, ...], readers,
                      positions: Sequence[str] = ()) -> dict[int, Tensor]:
     """``{factor index: codebook}`` of the attributes ``readers`` names (:func:`reader_names`), with a
@@ -294,12 +327,14 @@ class Encoder(nn.Module):
     (:func:`object_masks`): the objects' filled silhouette and the holes inside it; ``denoise_masks``
     computes them from a denoised image (robust to pixel noise, for encoders trained on degraded images).
     ``readers`` ``{factor index: codebook [n, D]}``: the factors read by an :class:`AttributeReader`
-    each instead of the head (which needs the factorised head)."""
+    each instead of the head (which needs the factorised head); ``colour_blind``: the factors of those
+    whose reader sees brightness only; ``reader_pad``: the readers' edge padding (:class:`AttributeReader`)."""
 
     def __init__(self, dim: int = 1024, num_factors: int = 6, backbone: str = "small_cnn", head: str = "factorised",
                  image_size: int = 64, width: int = 32, features: int = 256, norm: str = "group",
                  silhouette: bool = False, denoise_masks: bool = False,
-                 readers: dict[int, Tensor] | None = None) -> None:
+                 readers: dict[int, Tensor] | None = None, colour_blind: Sequence[int] = (),
+                 reader_pad: int = 0) -> None:
         super().__init__()
         check_choice("backbone", backbone, BACKBONES)
         check_choice("head", head, HEADS)
@@ -320,7 +355,8 @@ class Encoder(nn.Module):
             if not 0 <= k < num_factors or C.shape[-1] != dim:
                 raise ValueError(f"readers: factor {k} with a codebook of shape {tuple(C.shape)} does not fit "
                                  f"{num_factors} factors of dimension {dim}")
-        self.readers = nn.ModuleDict({str(k): AttributeReader(C, c, norm=norm) for k, C in sorted(readers.items())})
+        self.readers = nn.ModuleDict({str(k): AttributeReader(C, c, norm=norm, colour_blind=k in set(colour_blind),
+                                                              pad=reader_pad) for k, C in sorted(readers.items())})
 
     def _input(self, x: Tensor) -> Tensor:
         if self.silhouette:
@@ -344,3 +380,13 @@ class Encoder(nn.Module):
                 f = torch.stack([own[k] if k in own else f[:, k] for k in range(f.shape[1])], 1)
             return f.prod(dim=-2), f
         return self.head(h), None
+
+
+def reader_arguments(schema, cb, readers, colour_blind, pad: int = 0) -> dict[str, Any]:
+    """The :class:`Encoder`'s ``readers`` and ``colour_blind`` arguments from a model's (names or
+    ``"auto"``), for ``schema`` (its roles name positions and colours) and codebooks ``cb``."""
+    roles = {a.name: a.role for a in schema.attributes}
+    codebooks = reader_codebooks(cb.names, cb.tensors, readers, [n for n, r in roles.items() if r in ("x", "y")])
+    read = [cb.names[k] for k in sorted(codebooks)]
+    blind = colour_blind_names(read, colour_blind, [n for n, r in roles.items() if r == "colour"])
+    return {"readers": codebooks, "colour_blind": [cb.names.index(n) for n in blind], "reader_pad": pad}

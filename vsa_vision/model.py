@@ -30,7 +30,7 @@ from .checks import check_choice, check_float, check_int
 from .decoders import DECODER_KINDS, make_decoder
 from .decompose import Decomposition, build_method, parse_method, with_options
 from .decompose.registry import available_decomposers, capabilities
-from .encoder import Encoder, reader_codebooks, to_float_images
+from .encoder import Encoder, reader_arguments, to_float_images
 from .scenes.schema import Schema, load_schema
 from .schedules import TimedOneCycle
 from .vsa import Codebooks
@@ -96,7 +96,9 @@ class VSAModel(pl.LightningModule):
             the module, so every DDP rank and every checkpoint holds the same ones).
         backbone, head, width, features, norm: see :class:`vsa_vision.encoder.Encoder`; readers: the
             attributes read each by a network of its own (:class:`~vsa_vision.encoder.AttributeReader`),
-            or ``"auto"``: every attribute but the positions (:func:`~vsa_vision.encoder.reader_names`).
+            or ``"auto"``: every attribute but the positions (:func:`~vsa_vision.encoder.reader_names`);
+            colour_blind: those of them read from brightness alone, or ``"auto"``: all but the colours;
+            reader_pad: pixels of edge the readers add around the picture (objects at the edge read as inside).
         loss: ``cosine`` (1 - cos(q, target)), ``contrastive`` (per factor, cross-entropy of the
             factor's unbinding estimate ``q * target * c_k`` against all of its codewords, scaled by
             ``temperature``), or their sum; ``factor_cosine`` / ``factor_contrastive`` add a term on
@@ -141,7 +143,8 @@ class VSAModel(pl.LightningModule):
                  val_head_cos: float | None = 0.9, early_val_method: str = "brute_force",
                  denoise_masks: bool = False, init_from: str | None = None, decoder: int = 0,
                  decoder_batch: int = 32, decoder_weight: float = 1.0, decoder_kind: str = "grid",
-                 readers: str | Sequence[str] | None = None) -> None:
+                 readers: str | Sequence[str] | None = None, colour_blind: str | Sequence[str] | None = None,
+                 reader_pad: int = 0) -> None:
         super().__init__()
         self.schema = load_schema(schema)
         check_int("decoder", decoder, 0), check_int("decoder_batch", decoder_batch, 1)
@@ -165,8 +168,7 @@ class VSAModel(pl.LightningModule):
         self.encoder = Encoder(dim=dim, num_factors=cb.num_factors, backbone=backbone, head=head,
                                image_size=self.schema.image_size, width=width, features=features, norm=norm,
                                silhouette=silhouette, denoise_masks=denoise_masks,
-                               readers=reader_codebooks(cb.names, cb.tensors, readers, [
-                                   a.name for a in self.schema.attributes if a.role in ("x", "y")]))
+                               **reader_arguments(self.schema, cb, readers, colour_blind, reader_pad))
         if channels_last:
             self.encoder = self.encoder.to(memory_format=torch.channels_last)
         self.decoder = make_decoder(decoder_kind, self.schema.sizes, self.schema.image_size, decoder) if decoder \
