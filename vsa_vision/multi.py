@@ -168,8 +168,9 @@ class MultiVSAModel(VSAModel):
         if self.schema.max_objects < 2:
             raise ValueError(f"schema {self.schema.name!r}: one object a scene; use VSAModel")
         self.save_hyperparameters()
-        # VSAModel's, not options here: the slots have their own head and loss, and no learned decoder
-        for fixed in ("head", "loss", "decoder", "decoder_batch", "decoder_weight", "decoder_kind"):
+        # VSAModel's, not options here: the slots have their own head and loss, no learned decoder, no readers
+        for fixed in ("head", "loss", "decoder", "decoder_batch", "decoder_weight", "decoder_kind", "readers",
+                      "colour_blind", "reader_pad"):
             self.hparams.pop(fixed, None)
         self.hparams["schema"] = self.schema.to_dict()
         self.hparams["test_methods"] = list(test_methods)
