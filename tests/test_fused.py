@@ -33,6 +33,7 @@ VARIANTS = [
     {"threshold": 0.0},
     {"threshold": 0.3, "space": "latent", "estimate": "sign", "eta": 0.0},
     {"chains": 3, "steps": 4, "restart": 1.0},
+    {"sign_invariant": False},
 ]
 
 

@@ -91,11 +91,14 @@ def test_patience_options_are_checked():
 
 
 def test_diffusion_reads_unequal_codebooks_as_the_argmax_of_each_factor():
+    from vsa_vision.decompose.diffusion.fused import readout
+
     cb = Codebooks.random({"a": 3, "b": 7, "c": 5}, dim=256, seed=0)
-    d = get_decomposer("diffusion")
     w = torch.randn(4, 15, generator=torch.Generator().manual_seed(0))
     want = torch.stack([part.abs().argmax(-1) for part in w.split([3, 7, 5], 1)], 1)
-    assert torch.equal(d._readout(w, list(cb.sizes)), want)
+    assert torch.equal(readout(w, list(cb.sizes), sign_invariant=True), want)
+    signed = torch.stack([part.argmax(-1) for part in w.split([3, 7, 5], 1)], 1)
+    assert torch.equal(readout(w, list(cb.sizes), sign_invariant=False), signed)
 
 
 def test_the_exhaustive_search_keeps_its_table_and_rebuilds_it_when_the_codebooks_change():

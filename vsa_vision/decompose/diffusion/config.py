@@ -8,7 +8,7 @@ from typing import Any
 
 from ...checks import check_choice, check_float, check_int
 from .denoisers import SPACES
-from .energies import ENERGIES, NORMALIZATIONS
+from .energies import ENERGIES, NORMALIZATIONS, make_energy
 from .fused import covers
 from .schedules import SCHEDULES
 
@@ -117,10 +117,7 @@ class DiffusionConfig:
         for name in ("keep_best", "sign_invariant", "record_trajectory", "compile"):
             object.__setattr__(self, name, bool(getattr(self, name)))
         if self.compile:
-            energy = self.energy
-            if isinstance(energy, str):
-                energy = ENERGIES[energy](gamma=self.gamma) if energy == "gaussian" else ENERGIES[energy]()
-            reason = covers(self, energy)
+            reason = covers(self, make_energy(self.energy, self.gamma))
             if reason is not None:
                 raise ValueError(f"compile=True: the compiled iteration does not cover {reason}; use compile=False")
         if self.lambda_min is not None and self.lambda_max is not None and self.lambda_max < self.lambda_min:

@@ -14,6 +14,7 @@ and autograd.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -83,6 +84,13 @@ class GaussianEnergy(SimilarityEnergy):
 
 #: the energies an option string can name (built with the decomposer's ``gamma`` for the Gaussian)
 ENERGIES: dict[str, Callable[..., SimilarityEnergy]] = {"similarity": SimilarityEnergy, "gaussian": GaussianEnergy}
+
+
+def make_energy(energy: str | Any, gamma: float = 1.0) -> Any:
+    """The energy an option names (the Gaussian built with ``gamma``), or the energy object given."""
+    if not isinstance(energy, str):
+        return energy
+    return ENERGIES[energy](gamma=gamma) if energy == "gaussian" else ENERGIES[energy]()
 
 
 def similarity_energy(s: Tensor, xs: list[Tensor], lam: float = 1.0) -> tuple[Tensor, list[Tensor]]:

@@ -24,15 +24,17 @@ from torch import Tensor
 from ...vsa import sign
 from .energies import SimilarityEnergy
 
-__all__ = ["FusedSpec", "covers", "fused_iteration", "scored_iteration", "compiled_iteration", "level_table"]
+__all__ = ["FusedSpec", "covers", "fused_iteration", "scored_iteration", "compiled_iteration", "level_table",
+           "readout", "padded_positions"]
 
 
 @dataclass(frozen=True)
 class FusedSpec:
     """What one call fixes: the factor sizes and dimension, the coupling, estimate and activation,
     the sparsity threshold, the guidance's coefficient ``scale * lam`` (the null spread's ``D``
-    cancels the energy's ``1 / D``), the floor of ``|u|``, and whether the space is the latent one
-    (its Gram matrix an input; a compiled iteration is kept per spec)."""
+    cancels the energy's ``1 / D``), the floor of ``|u|``, whether the space is the latent one
+    (its Gram matrix an input; a compiled iteration is kept per spec), and whether the readout is
+    sign-invariant."""
 
     sizes: tuple[int, ...]
     dim: int
@@ -43,6 +45,7 @@ class FusedSpec:
     coef: float
     eps: float
     latent: bool
+    sign_invariant: bool = True
 
 
 def covers(config, energy) -> str | None:
@@ -132,15 +135,29 @@ def fused_iteration(spec: FusedSpec, s: Tensor, h: Tensor, w: Tensor, x: Tensor,
         h_next = torch.add(h * level.keep_h, mean_new, alpha=level.mean_w)
         if level.noise_w > 0:
             h_next = torch.add(h_next, draws[:, 0], alpha=level.noise_w)
-    score = w_all.abs()
+    return h_next, w_all, torch.cat(new_x, 1), readout(w_all, sizes, spec.sign_invariant, positions)
+
+
+def readout(w: Tensor, sizes: Sequence[int], sign_invariant: bool, positions: Tensor | None = None) -> Tensor:
+    """The decoded index of every factor ``[A, K]``: its largest weight (in magnitude when
+    sign-invariant), read from the concatenated weights ``w`` with one argmax over a padded view
+    (``positions``: :func:`padded_positions`, looked up when not given)."""
+    score = w.abs() if sign_invariant else w
+    K, width = len(sizes), max(sizes)
+    if all(n == width for n in sizes):
+        return score.view(-1, K, width).argmax(-1)
+    if positions is None:
+        positions = padded_positions(tuple(sizes), score.device)
+    pad = score.new_full((score.shape[0], K * width), -math.inf)
+    pad[:, positions] = score
+    return pad.view(-1, K, width).argmax(-1)
+
+
+@functools.lru_cache(maxsize=64)
+def padded_positions(sizes: tuple[int, ...], device: torch.device) -> Tensor:
+    """Where each entry of the concatenated factors goes in a ``[K, max n_k]`` layout."""
     width = max(sizes)
-    if all(m == width for m in sizes):
-        idx = score.view(-1, K, width).argmax(-1)
-    else:
-        pad = score.new_full((score.shape[0], K * width), -math.inf)
-        pad[:, positions] = score
-        idx = pad.view(-1, K, width).argmax(-1)
-    return h_next, w_all, torch.cat(new_x, 1), idx
+    return torch.cat([k * width + torch.arange(n, device=device) for k, n in enumerate(sizes)])
 
 
 def scored_iteration(spec: FusedSpec, norm: float | None, eps: float, s: Tensor, h: Tensor, w: Tensor, x: Tensor,
@@ -162,6 +179,10 @@ _COMPILED: dict[tuple, Callable] = {}
 _FAILED: set[tuple] = set()
 
 
+def _key(spec: FusedSpec, dtype: torch.dtype, device: torch.device | str) -> tuple:
+    return spec, dtype, str(device)
+
+
 def compiled_iteration(spec: FusedSpec, norm: float | None, eps: float, dtype: torch.dtype,
                        device: torch.device) -> Callable | None:
     """:func:`scored_iteration` for ``spec`` (and the scorer's ``norm`` and ``eps``) compiled by
@@ -170,7 +191,7 @@ def compiled_iteration(spec: FusedSpec, norm: float | None, eps: float, dtype: t
     static at first and the batch dimension becomes dynamic at its first change (torch's automatic
     dynamic shapes: one more compilation once problems start to stop), which measured faster at
     batch 1 than a graph dynamic from the start (0.23 against 0.29 ms an iteration)."""
-    key = (spec, dtype, str(device))
+    key = _key(spec, dtype, device)
     if key in _FAILED:
         return None
     fn = _COMPILED.get((key, norm, eps))
@@ -186,8 +207,7 @@ def run_compiled(spec: FusedSpec, fn: Callable, *args) -> tuple[Tensor, ...] | N
     try:
         return fn(*args)
     except Exception as exc:  # noqa: BLE001 (any compiler failure falls back to the same eager function)
-        key = (spec, args[0].dtype, str(args[0].device))
-        _FAILED.add(key)
+        _FAILED.add(_key(spec, args[0].dtype, args[0].device))
         warnings.warn(f"diffusion compile=True: torch.compile failed ({type(exc).__name__}: "
                       f"{str(exc).splitlines()[0] if str(exc) else ''}); running the eager iteration",
                       RuntimeWarning, stacklevel=3)

@@ -29,7 +29,6 @@ general step between them, and with ``compile=True`` through ``torch.compile`` (
 
 from __future__ import annotations
 
-import functools
 import inspect
 import math
 from dataclasses import dataclass, field, replace
@@ -44,8 +43,17 @@ from ..noise import ProblemNoise
 from .config import DiffusionConfig
 from .defaults import ADAPTIVE_OPTIONS, anchors_in_force, auto_chains, auto_settings
 from .denoisers import SPACES, CodebookSpace, posterior_weights, weights_of_logits
-from .energies import ENERGIES, normalize_guidance
-from .fused import FusedSpec, compiled_iteration, covers, fused_iteration, level_table, run_compiled
+from .energies import make_energy, normalize_guidance
+from .fused import (
+    FusedSpec,
+    compiled_iteration,
+    covers,
+    fused_iteration,
+    level_table,
+    padded_positions,
+    readout,
+    run_compiled,
+)
 from .schedules import SCHEDULES, Schedule, make_schedule
 
 __all__ = ["ddim_step", "Plan", "plan_levels", "DiffusionState", "DiffusionDecomposer"]
@@ -264,9 +272,7 @@ class DiffusionDecomposer(IterativeDecomposer):
         c = self.config
         settings = self.settings(cb)
         space = SPACES[c.space](cb) if isinstance(c.space, str) else c.space(cb)
-        energy = c.energy
-        if isinstance(energy, str):
-            energy = ENERGIES[energy](gamma=c.gamma) if energy == "gaussian" else ENERGIES[energy]()
+        energy = make_energy(c.energy, c.gamma)
         eta = 1.0 if c.step == "ddpm" else settings["eta"]
         plan, levels, tables = self._planned(cb, settings, eta)
         per_iteration = s.shape[0] * 2 * sum(cb.sizes)
@@ -278,8 +284,8 @@ class DiffusionDecomposer(IterativeDecomposer):
             coef = settings["guidance_scale"] * (energy.lam / cb.dim) * cb.dim  # as _logits multiplies
             ctx.spec = FusedSpec(tuple(cb.sizes), cb.dim, c.coupling == "sequential", settings["estimate"] == "sign",
                                  settings["activation"], float(settings["threshold"]), coef, eps_for(s.dtype),
-                                 c.space == "latent")
-            ctx.positions = _padded_positions(tuple(cb.sizes), s.device)
+                                 c.space == "latent", self.sign_invariant)
+            ctx.positions = padded_positions(tuple(cb.sizes), s.device)
             if c.compile:
                 norm = math.sqrt(cb.dim) if cb.bipolar else None
                 ctx.compiled = compiled_iteration(ctx.spec, norm, eps_for(wide_dtype(s.dtype)), s.dtype, s.device)
@@ -393,19 +399,8 @@ class DiffusionDecomposer(IterativeDecomposer):
         h_next = torch.add(h_used * lv.keep_h, space.mean_all(w_all), alpha=lv.mean_w)
         if lv.noise_w > 0:
             h_next = torch.add(h_next, draws[:, 0], alpha=lv.noise_w)
-        idx = self._readout(w_all, sizes)
+        idx = readout(w_all, sizes, self.sign_invariant)
         return Step(DiffusionState(h_next, w_all, torch.cat(new_x, 1), noise, start), idx)
-
-    def _readout(self, w: Tensor, sizes: list[int]) -> Tensor:
-        """The decoded index of every factor ``[A, K]``: its largest weight (in magnitude when
-        sign-invariant), read from the concatenated weights with one argmax over a padded view."""
-        score = w.abs() if self.sign_invariant else w
-        K, width = len(sizes), max(sizes)
-        if all(n == width for n in sizes):
-            return score.view(-1, K, width).argmax(-1)
-        pad = score.new_full((score.shape[0], K * width), -math.inf)
-        pad[:, _padded_positions(tuple(sizes), score.device)] = score
-        return pad.view(-1, K, width).argmax(-1)
 
 
 def _guidance_parts(energy: Any, u: Tensor, x: Tensor, others_sq: Tensor | None, X: Tensor) -> tuple[Tensor, float]:
@@ -414,9 +409,3 @@ def _guidance_parts(energy: Any, u: Tensor, x: Tensor, others_sq: Tensor | None,
     parts = getattr(energy, "guidance_parts", None)
     return parts(u, x, others_sq, X) if parts is not None else (energy.guidance(u, x, others_sq, X), 1.0)
 
-
-@functools.lru_cache(maxsize=64)
-def _padded_positions(sizes: tuple[int, ...], device: torch.device) -> Tensor:
-    """Where each entry of the concatenated factors goes in a ``[K, max n_k]`` layout."""
-    width = max(sizes)
-    return torch.cat([k * width + torch.arange(n, device=device) for k, n in enumerate(sizes)])
