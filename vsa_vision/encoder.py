@@ -273,18 +273,25 @@ POSITION_NAMES = re.compile(r"^(x|y|z|row|col|column|left|top|cx|cy|[xyz]_?pos(i
                             r"(pos|position)(_[a-z]+)?)$", re.IGNORECASE)
 
 
+def _chosen(option: str, value: str | Sequence[str] | None, among: Sequence[str], left_out: Sequence[str],
+            named_like: re.Pattern) -> list[str]:
+    """The names an option like ``readers`` chooses: None none, a list as given, ``"auto"`` every one of
+    ``among`` but those in ``left_out`` and those ``named_like`` matches."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        if value != "auto":
+            raise ValueError(f"{option}: expected 'auto' or a list of attribute names, got {value!r}")
+        return [n for n in among if n not in set(left_out) and not named_like.match(n)]
+    return list(value)
+
+
 def reader_names(names: Sequence[str], readers: str | Sequence[str] | None,
                  positions: Sequence[str] = ()) -> list[str]:
     """The attributes ``readers`` names: a list as given, or ``"auto"``: every attribute but the
     positions (those in ``positions``, e.g. the roles ``x`` and ``y``, and those named like one:
     :data:`POSITION_NAMES`)."""
-    if readers is None:
-        return []
-    if isinstance(readers, str):
-        if readers != "auto":
-            raise ValueError(f"readers: expected 'auto' or a list of attribute names, got {readers!r}")
-        return [n for n in names if n not in set(positions) and not POSITION_NAMES.match(n)]
-    return list(readers)
+    return _chosen("readers", readers, names, positions, POSITION_NAMES)
 
 
 #: attribute names that are a colour (``colour_blind="auto"`` leaves their readers the colours)
@@ -296,16 +303,11 @@ def colour_blind_names(read: Sequence[str], colour_blind: str | Sequence[str] | 
     """Of the attributes read by readers (``read``), those whose readers see brightness only: a list
     as given, or ``"auto"``: every one but the colours (those in ``colours``, e.g. the role ``colour``,
     and those named like one: :data:`COLOUR_NAMES`)."""
-    if colour_blind is None:
-        return []
-    if isinstance(colour_blind, str):
-        if colour_blind != "auto":
-            raise ValueError(f"colour_blind: expected 'auto' or a list of attribute names, got {colour_blind!r}")
-        return [n for n in read if n not in set(colours) and not COLOUR_NAMES.match(n)]
-    for name in colour_blind:
+    chosen = _chosen("colour_blind", colour_blind, read, colours, COLOUR_NAMES)
+    for name in chosen:
         if name not in read:
             raise ValueError(f"colour_blind: {name!r} is not read by a reader of its own; readers: {list(read)}")
-    return list(colour_blind)
+    return chosen
 
 
 def reader_codebooks(names: tuple[str, ...], codebooks: tuple[Tensor, ...], readers,
