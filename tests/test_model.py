@@ -1,6 +1,7 @@
 import json
 import os
 
+import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -473,6 +474,62 @@ def test_colour_blind_readers_see_brightness_only(tmp_path):
     assert torch.equal(loaded(images), model(images))
     with pytest.raises(ValueError, match="colour_blind: 'x' is not read by a reader of its own"):
         tiny_model(readers=["shape"], colour_blind=["x"])
+
+
+def test_turned_pictures_turn_each_picture_about_its_content():
+    from vsa_vision.encoder import content_centres, turned_pictures
+
+    x = torch.zeros(2, 1, 9, 9)
+    x[:, 0, 4, 5:8] = 1.0  # a bar right of the centre, its own centre at column 6
+    assert torch.allclose(content_centres(x), torch.tensor([[(2 * 6 + 1) / 9 - 1, 0.0]] * 2), atol=1e-6)
+    turned = turned_pictures(x, torch.tensor([90.0, 0.0]))
+    upright = torch.zeros(9, 9)
+    upright[3:6, 6] = 1.0  # turned about its own centre
+    assert torch.allclose(turned[0, 0], upright, atol=1e-5) and torch.allclose(turned[1], x[1], atol=1e-5)
+    torch.manual_seed(0)
+    drawn = turned_pictures(x[:1].expand(8, -1, -1, -1), 20.0)  # random angles within +-20 degrees
+    assert drawn.shape == (8, 1, 9, 9) and not torch.allclose(drawn[0], drawn[1])
+    assert torch.allclose(drawn.sum((1, 2, 3)), torch.full((8,), 3.0), atol=0.2)  # the bar kept whole
+    assert drawn[:, 0, 2, 6].abs().max() < 1e-5 and drawn[:, 0, 6, 6].abs().max() < 1e-5  # never turned far
+    # an object in a corner stays in the picture, on a canvas that is not square too
+    corner = torch.zeros(1, 3, 20, 30)
+    corner[0, :, 1:5, 1:5] = 1.0
+    for angle in (45.0, -45.0, 90.0):
+        out = turned_pictures(corner, torch.tensor([angle]))
+        assert abs(out.sum().item() - corner.sum().item()) < 0.05 * corner.sum().item(), angle
+        assert out[0, 0, 10:, 10:].abs().max() < 1e-5  # no part of it moved across the picture
+    assert torch.equal(content_centres(torch.ones(2, 3, 5, 5)), torch.zeros(2, 2))  # one colour: the centre
+
+
+def test_reader_turn_turns_the_pictures_of_all_readers_but_a_turn_in_training_only(tmp_path):
+    from types import SimpleNamespace
+
+    from vsa_vision.encoder import reader_arguments
+
+    model = tiny_model(readers=["shape", "colour"], reader_turn=30.0, channels_last=False)
+    names = model.factor_names
+    seen = {}
+    for k, r in model.encoder.readers.items():
+        r.register_forward_hook(lambda m, args, out, k=k: seen.__setitem__(names[int(k)], args[0].clone()))
+    images = torch.stack([torch.from_numpy(np.array(render_scene(default_schema(), s))).permute(2, 0, 1)
+                          for s in sample_scenes(default_schema(), 8, seed=3)])
+    x = model.encoder._input(images.float() / 255)
+    torch.manual_seed(0)
+    model.train()(images)
+    same = [torch.allclose(a, b, atol=1e-4) for a, b in zip(seen["shape"], x)]
+    assert seen["shape"].shape == x.shape and 0 < sum(same) < len(same)  # some turned, some as drawn
+    model.eval()(images)
+    assert torch.equal(seen["shape"], x) and torch.equal(seen["colour"], x)  # no turn outside training
+    loaded = load_model(export_model(model, tmp_path / "t.safetensors"))
+    assert loaded.hparams.reader_turn == 30.0 and torch.equal(loaded(images), model(images))
+    # a turn's own reader sees the pictures as drawn: by name, or by the role rotation
+    attrs = [("shape", None), ("angle", None), ("hue", None), ("x", "x"), ("spin", "rotation"), ("tilt_deg", None)]
+    schema = SimpleNamespace(attributes=[SimpleNamespace(name=n, role=r) for n, r in attrs])
+    cb = SimpleNamespace(names=tuple(n for n, _ in attrs), tensors=tuple(torch.ones(2, 8) for _ in attrs))
+    args = reader_arguments(schema, cb, "auto", None, 0, 15.0)
+    assert [cb.names[k] for k in args["turned"]] == ["shape", "hue"] and args["reader_turn"] == 15.0
+    with pytest.raises(ValueError, match="reader_turn: expected degrees in"):
+        tiny_model(readers=["shape"], reader_turn=-5.0)
 
 
 def test_reader_pad_repeats_the_edge_and_travels_with_the_checkpoint(tmp_path):

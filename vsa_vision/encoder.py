@@ -11,7 +11,9 @@ An attribute may instead be read by a reader of its own (:class:`AttributeReader
 small translation-invariant CNN that sees only that attribute's labels, whose factor vector is the
 softmax mixture of the attribute's codewords. A shared backbone learns the attributes together and
 reads one of them per value of another (a turn learned per shape); a reader of its own does not, and
-reads combinations never trained on (measured in ``docs/BENCHMARKS.md``).
+reads combinations never trained on (measured in ``docs/BENCHMARKS.md``). In training, the readers
+of attributes a turn does not change may see the picture turned (``reader_turn``), so that a shape or
+a size is read the same at a turn never seen with it.
 """
 
 from __future__ import annotations
@@ -310,6 +312,44 @@ def colour_blind_names(read: Sequence[str], colour_blind: str | Sequence[str] | 
     return chosen
 
 
+#: attribute names that are a turn (``reader_turn`` leaves their readers the pictures as drawn)
+TURN_NAMES = re.compile(r"^([a-z]*_)?(angle|rotation|orientation|turn|heading|spin|yaw|tilt)s?(_[a-z]+)?$",
+                        re.IGNORECASE)
+
+
+def content_centres(x: Tensor) -> Tensor:
+    """``[B, 2]``: where each picture's content lies, in ``affine_grid``'s coordinates (-1..1, x then y):
+    the mean position of its pixels weighted by how far each is from the picture's median colour
+    (the first three channels); the picture's centre where it is all one colour."""
+    rgb = x[:, :3].float()
+    w = (rgb - rgb.flatten(2).median(-1).values[:, :, None, None]).abs().amax(1)  # [B, H, W]
+    H, W = w.shape[-2:]
+    ys = (torch.arange(H, device=x.device, dtype=w.dtype) * 2 + 1) / H - 1
+    xs = (torch.arange(W, device=x.device, dtype=w.dtype) * 2 + 1) / W - 1
+    mass = w.sum((1, 2))
+    c = torch.stack([(w.sum(1) * xs).sum(1), (w.sum(2) * ys).sum(1)], 1) / mass.clamp_min(1e-12)[:, None]
+    return torch.where(mass[:, None] > 1e-6, c, torch.zeros_like(c))
+
+
+def turned_pictures(x: Tensor, degrees: Tensor | float) -> Tensor:
+    """``x`` ``[B, C, H, W]``, each picture turned about where its content lies (:func:`content_centres`,
+    so an object near the edge stays in the picture) by its own angle, anticlockwise as drawn:
+    ``degrees`` ``[B]``, or a number: angles drawn uniformly within ``+- degrees``. Bilinear, the
+    picture's edge repeated where the turn brings in what lay outside it."""
+    if not torch.is_tensor(degrees):
+        degrees = (torch.rand(x.shape[0]) * 2 - 1) * float(degrees)
+    a = degrees.to(x.device, torch.float32) * (np.pi / 180.0)
+    c, s = a.cos(), a.sin()
+    H, W = x.shape[-2:]
+    # output point p samples the input at R p + (o - R o), o the content's centre; R in pixel units,
+    # so on a canvas that is not square the turn is still a turn
+    r = torch.stack([torch.stack([c, -s * H / W], -1), torch.stack([s * W / H, c], -1)], 1)  # [B, 2, 2]
+    o = content_centres(x).to(r.dtype)
+    theta = torch.cat([r, (o - (r @ o[:, :, None])[..., 0])[:, :, None]], 2).to(x.dtype)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
 def reader_codebooks(names: tuple[str, ...], codebooks: tuple[Tensor, ...], readers,
                      positions: Sequence[str] = ()) -> dict[int, Tensor]:
     """``{factor index: codebook}`` of the attributes ``readers`` names (:func:`reader_names`), with a
@@ -330,13 +370,15 @@ class Encoder(nn.Module):
     computes them from a denoised image (robust to pixel noise, for encoders trained on degraded images).
     ``readers`` ``{factor index: codebook [n, D]}``: the factors read by an :class:`AttributeReader`
     each instead of the head (which needs the factorised head); ``colour_blind``: the factors of those
-    whose reader sees brightness only; ``reader_pad``: the readers' edge padding (:class:`AttributeReader`)."""
+    whose reader sees brightness only; ``reader_pad``: the readers' edge padding (:class:`AttributeReader`);
+    ``turned``: the factors whose readers see, in training only, half the pictures turned by a random
+    angle within ``+- reader_turn`` degrees (:func:`turned_pictures`; the attributes a turn does not change)."""
 
     def __init__(self, dim: int = 1024, num_factors: int = 6, backbone: str = "small_cnn", head: str = "factorised",
                  image_size: int = 64, width: int = 32, features: int = 256, norm: str = "group",
                  silhouette: bool = False, denoise_masks: bool = False,
                  readers: dict[int, Tensor] | None = None, colour_blind: Sequence[int] = (),
-                 reader_pad: int = 0) -> None:
+                 reader_pad: int = 0, turned: Sequence[int] = (), reader_turn: float = 0.0) -> None:
         super().__init__()
         check_choice("backbone", backbone, BACKBONES)
         check_choice("head", head, HEADS)
@@ -359,6 +401,13 @@ class Encoder(nn.Module):
                                  f"{num_factors} factors of dimension {dim}")
         self.readers = nn.ModuleDict({str(k): AttributeReader(C, c, norm=norm, colour_blind=k in set(colour_blind),
                                                               pad=reader_pad) for k, C in sorted(readers.items())})
+        if not 0.0 <= reader_turn <= 180.0:
+            raise ValueError(f"reader_turn: expected degrees in [0, 180], got {reader_turn}")
+        self.turned = tuple(sorted(int(k) for k in turned)) if reader_turn else ()
+        for k in self.turned:
+            if str(k) not in self.readers:
+                raise ValueError(f"turned: factor {k} is not read by a reader of its own")
+        self.reader_turn = float(reader_turn)
 
     def _input(self, x: Tensor) -> Tensor:
         if self.silhouette:
@@ -378,17 +427,24 @@ class Encoder(nn.Module):
         if isinstance(self.head, FactorisedHead):
             f = self.head.factors(h)
             if len(self.readers):
-                own = {int(k): r(x) for k, r in self.readers.items()}
+                xt = x
+                if self.training and self.turned:  # half the pictures turned, half as drawn
+                    n = x.shape[0]
+                    xt = turned_pictures(x, (torch.rand(n) * 2 - 1) * self.reader_turn * (torch.rand(n) < 0.5))
+                own = {int(k): r(xt if int(k) in self.turned else x) for k, r in self.readers.items()}
                 f = torch.stack([own[k] if k in own else f[:, k] for k in range(f.shape[1])], 1)
             return f.prod(dim=-2), f
         return self.head(h), None
 
 
-def reader_arguments(schema, cb, readers, colour_blind, pad: int = 0) -> dict[str, Any]:
-    """The :class:`Encoder`'s ``readers`` and ``colour_blind`` arguments from a model's (names or
-    ``"auto"``), for ``schema`` (its roles name positions and colours) and codebooks ``cb``."""
+def reader_arguments(schema, cb, readers, colour_blind, pad: int = 0, turn: float = 0.0) -> dict[str, Any]:
+    """The :class:`Encoder`'s ``readers``, ``colour_blind`` and ``turned`` arguments from a model's
+    (names or ``"auto"``; ``turn`` degrees: every reader but a turn's, by role or :data:`TURN_NAMES`),
+    for ``schema`` (its roles name positions, colours and turns) and codebooks ``cb``."""
     roles = {a.name: a.role for a in schema.attributes}
     codebooks = reader_codebooks(cb.names, cb.tensors, readers, [n for n, r in roles.items() if r in ("x", "y")])
     read = [cb.names[k] for k in sorted(codebooks)]
     blind = colour_blind_names(read, colour_blind, [n for n, r in roles.items() if r == "colour"])
-    return {"readers": codebooks, "colour_blind": [cb.names.index(n) for n in blind], "reader_pad": pad}
+    turns = {n for n, r in roles.items() if r == "rotation" or TURN_NAMES.match(n)}
+    return {"readers": codebooks, "colour_blind": [cb.names.index(n) for n in blind], "reader_pad": pad,
+            "turned": [cb.names.index(n) for n in read if n not in turns], "reader_turn": float(turn)}

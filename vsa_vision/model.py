@@ -98,7 +98,8 @@ class VSAModel(pl.LightningModule):
             attributes read each by a network of its own (:class:`~vsa_vision.encoder.AttributeReader`),
             or ``"auto"``: every attribute but the positions (:func:`~vsa_vision.encoder.reader_names`);
             colour_blind: those of them read from brightness alone, or ``"auto"``: all but the colours;
-            reader_pad: pixels of edge the readers add around the picture (objects at the edge read as inside).
+            reader_pad: pixels of edge the readers add around the picture (objects at the edge read as inside);
+            reader_turn: degrees: in training, the readers of all but a turn see pictures turned up to this much.
         loss: ``cosine`` (1 - cos(q, target)), ``contrastive`` (per factor, cross-entropy of the
             factor's unbinding estimate ``q * target * c_k`` against all of its codewords, scaled by
             ``temperature``), or their sum; ``factor_cosine`` / ``factor_contrastive`` add a term on
@@ -144,7 +145,7 @@ class VSAModel(pl.LightningModule):
                  denoise_masks: bool = False, init_from: str | None = None, decoder: int = 0,
                  decoder_batch: int = 32, decoder_weight: float = 1.0, decoder_kind: str = "grid",
                  readers: str | Sequence[str] | None = None, colour_blind: str | Sequence[str] | None = None,
-                 reader_pad: int = 0) -> None:
+                 reader_pad: int = 0, reader_turn: float = 0.0) -> None:
         super().__init__()
         self.schema = load_schema(schema)
         check_int("decoder", decoder, 0), check_int("decoder_batch", decoder_batch, 1)
@@ -168,7 +169,7 @@ class VSAModel(pl.LightningModule):
         self.encoder = Encoder(dim=dim, num_factors=cb.num_factors, backbone=backbone, head=head,
                                image_size=self.schema.image_size, width=width, features=features, norm=norm,
                                silhouette=silhouette, denoise_masks=denoise_masks,
-                               **reader_arguments(self.schema, cb, readers, colour_blind, reader_pad))
+                               **reader_arguments(self.schema, cb, readers, colour_blind, reader_pad, reader_turn))
         if channels_last:
             self.encoder = self.encoder.to(memory_format=torch.channels_last)
         self.decoder = make_decoder(decoder_kind, self.schema.sizes, self.schema.image_size, decoder) if decoder \

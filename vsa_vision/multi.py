@@ -170,7 +170,7 @@ class MultiVSAModel(VSAModel):
         self.save_hyperparameters()
         # VSAModel's, not options here: the slots have their own head and loss, no learned decoder, no readers
         for fixed in ("head", "loss", "decoder", "decoder_batch", "decoder_weight", "decoder_kind", "readers",
-                      "colour_blind", "reader_pad"):
+                      "colour_blind", "reader_pad", "reader_turn"):
             self.hparams.pop(fixed, None)
         self.hparams["schema"] = self.schema.to_dict()
         self.hparams["test_methods"] = list(test_methods)
