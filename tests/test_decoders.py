@@ -107,6 +107,16 @@ def test_fit_decoder_trains_the_decoder_alone_with_the_encoder_frozen():
         fit_decoder(m, [], minutes=0.01)
     with pytest.raises(ValueError, match="decoder_minutes"):
         fit_decoder(m, batches, minutes=-1)
+    # the recognition term joins after the share pixels_first of the time on the pixel loss alone
+    calls = []
+    read = m.encoder.forward_with_factors
+    m.encoder.forward_with_factors = lambda x: calls.append(len(x)) or read(x)
+    fit_decoder(m, batches, minutes=0.01, pixels_first=1.0, log=lambda s: None)
+    assert calls == []
+    fit_decoder(m, batches, minutes=0.01, pixels_first=0.0, log=lambda s: None)
+    assert len(calls) >= 1 and calls[0] == 8
+    with pytest.raises(ValueError, match="decoder_pixels_first: expected a share"):
+        fit_decoder(m, batches, minutes=0.01, pixels_first=1.5)
     m.decoder = None
     with pytest.raises(ValueError, match="no learned decoder"):
         fit_decoder(m, batches, minutes=0.01)
