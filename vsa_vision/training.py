@@ -116,7 +116,7 @@ def fit_decoder(model: VSAModel, batches: Iterable, minutes: float, recognition:
         p.requires_grad_(False)
     opt = torch.optim.AdamW(model.decoder.parameters(), lr=lr, weight_decay=1e-4)
     model.decoder.train()
-    losses, window, start = [], [], time.perf_counter()
+    losses, window, start, done = [], [], time.perf_counter(), 0.0
     try:
         while True:
             took = False
@@ -125,7 +125,7 @@ def fit_decoder(model: VSAModel, batches: Iterable, minutes: float, recognition:
                 x, y = to_float_images(images[:batch_size].to(device)), labels[:batch_size].to(device)
                 drawn = model.decoder(y)  # drawn once, for both terms
                 loss = model.decoder.image_loss(drawn, x)
-                if recognition > 0 and (time.perf_counter() - start) >= 60.0 * minutes * pixels_first:
+                if recognition > 0 and done >= pixels_first:  # done: the share of the time after the last step
                     _, factors = model.encoder.forward_with_factors(drawn)
                     loss = loss + recognition * model._factor_loss(factors, y, contrastive=True)
                 opt.zero_grad()
