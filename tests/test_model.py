@@ -506,7 +506,10 @@ def test_reader_turn_turns_the_pictures_of_all_readers_but_a_turn_in_training_on
 
     from vsa_vision.encoder import reader_arguments
 
-    model = tiny_model(readers=["shape", "colour"], reader_turn=30.0, channels_last=False)
+    turning = default_schema().to_dict()
+    turning["name"] = "turning"
+    turning["attributes"].append({"name": "angle", "values": ["a0", "a15", "a30"]})
+    model = tiny_model(schema=turning, readers=["shape", "colour", "angle"], reader_turn=30.0, channels_last=False)
     names = model.factor_names
     seen = {}
     for k, r in model.encoder.readers.items():
@@ -518,6 +521,7 @@ def test_reader_turn_turns_the_pictures_of_all_readers_but_a_turn_in_training_on
     model.train()(images)
     same = [torch.allclose(a, b, atol=1e-4) for a, b in zip(seen["shape"], x)]
     assert seen["shape"].shape == x.shape and 0 < sum(same) < len(same)  # some turned, some as drawn
+    assert torch.equal(seen["angle"], x)  # the turn's own reader: every picture as drawn
     model.eval()(images)
     assert torch.equal(seen["shape"], x) and torch.equal(seen["colour"], x)  # no turn outside training
     loaded = load_model(export_model(model, tmp_path / "t.safetensors"))
@@ -528,6 +532,11 @@ def test_reader_turn_turns_the_pictures_of_all_readers_but_a_turn_in_training_on
     cb = SimpleNamespace(names=tuple(n for n, _ in attrs), tensors=tuple(torch.ones(2, 8) for _ in attrs))
     args = reader_arguments(schema, cb, "auto", None, 0, 15.0)
     assert [cb.names[k] for k in args["turned"]] == ["shape", "hue"] and args["reader_turn"] == 15.0
+    # no attribute a turn: no reader is shown one (a label may hang on how an object stands)
+    assert tiny_model(readers=["shape"], reader_turn=30.0).encoder.turned == ()
+    plain = SimpleNamespace(attributes=[SimpleNamespace(name=n, role=r) for n, r in attrs if n in ("shape", "hue")])
+    two = SimpleNamespace(names=("shape", "hue"), tensors=(torch.ones(2, 8),) * 2)
+    assert reader_arguments(plain, two, "auto", None, 0, 15.0)["turned"] == []
     with pytest.raises(ValueError, match="reader_turn: expected degrees in"):
         tiny_model(readers=["shape"], reader_turn=-5.0)
 

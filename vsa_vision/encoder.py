@@ -439,12 +439,16 @@ class Encoder(nn.Module):
 
 def reader_arguments(schema, cb, readers, colour_blind, pad: int = 0, turn: float = 0.0) -> dict[str, Any]:
     """The :class:`Encoder`'s ``readers``, ``colour_blind`` and ``turned`` arguments from a model's
-    (names or ``"auto"``; ``turn`` degrees: every reader but a turn's, by role or :data:`TURN_NAMES`),
-    for ``schema`` (its roles name positions, colours and turns) and codebooks ``cb``."""
+    (names or ``"auto"``; ``turn`` degrees: every reader but a turn's, by role or :data:`TURN_NAMES`;
+    none where no attribute is a turn), for ``schema`` (its roles name positions, colours and turns)
+    and codebooks ``cb``."""
     roles = {a.name: a.role for a in schema.attributes}
     codebooks = reader_codebooks(cb.names, cb.tensors, readers, [n for n, r in roles.items() if r in ("x", "y")])
     read = [cb.names[k] for k in sorted(codebooks)]
     blind = colour_blind_names(read, colour_blind, [n for n, r in roles.items() if r == "colour"])
     turns = {n for n, r in roles.items() if r == "rotation" or TURN_NAMES.match(n)}
+    # no attribute a turn: the objects were never shown turned, and a label may hang on how they stand
+    # (an arrow up or down), so no reader is shown a turn
+    turned = [cb.names.index(n) for n in read if n not in turns] if turns else []
     return {"readers": codebooks, "colour_blind": [cb.names.index(n) for n in blind], "reader_pad": pad,
-            "turned": [cb.names.index(n) for n in read if n not in turns], "reader_turn": float(turn)}
+            "turned": turned, "reader_turn": float(turn)}

@@ -99,7 +99,8 @@ class VSAModel(pl.LightningModule):
             or ``"auto"``: every attribute but the positions (:func:`~vsa_vision.encoder.reader_names`);
             colour_blind: those of them read from brightness alone, or ``"auto"``: all but the colours;
             reader_pad: pixels of edge the readers add around the picture (objects at the edge read as inside);
-            reader_turn: degrees: in training, the readers of all but a turn see pictures turned up to this much.
+            reader_turn: degrees: in training, the readers of all but a turn (where an attribute is one) see
+            pictures turned up to this much.
         loss: ``cosine`` (1 - cos(q, target)), ``contrastive`` (per factor, cross-entropy of the
             factor's unbinding estimate ``q * target * c_k`` against all of its codewords, scaled by
             ``temperature``), or their sum; ``factor_cosine`` / ``factor_contrastive`` add a term on
