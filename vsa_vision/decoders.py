@@ -24,9 +24,17 @@ from torch import Tensor, nn
 
 from .checks import check_choice, check_int
 
-__all__ = ["DECODER_KINDS", "ImageDecoder", "PlacedDecoder", "make_decoder"]
+__all__ = ["DECODER_KINDS", "ImageDecoder", "PlacedDecoder", "make_decoder", "off_background"]
 
 DECODER_KINDS = ("grid", "placed")
+
+
+def off_background(images: Tensor) -> Tensor:
+    """``[B, H, W]``: how far each pixel of float pictures ``[B, C, H, W]`` lies from its picture's
+    median colour (the largest difference over the first three channels), so an object on a
+    background of one colour stands out of it."""
+    rgb = images[:, :3]
+    return (rgb - rgb.flatten(2).median(-1).values[:, :, None, None]).abs().amax(1)
 
 
 class _Decoder(nn.Module):
@@ -128,8 +136,7 @@ class PlacedDecoder(_Decoder):
         return placed[:, :3] + (1 - placed[:, 3:]) * torch.sigmoid(self.background)
 
     def image_loss(self, drawn: Tensor, images: Tensor) -> Tensor:
-        background = images.flatten(2).median(-1).values[:, :, None, None]
-        weight = 1 + self.object_weight * ((images - background).abs().amax(1, keepdim=True) > 0.1).float()
+        weight = 1 + self.object_weight * (off_background(images) > 0.1)[:, None].float()
         return ((drawn - images).abs() * weight).sum() / (weight.sum() * 3)
 
 

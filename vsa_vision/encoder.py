@@ -28,7 +28,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .checks import check_choice, check_int
-from .decoders import ImageDecoder  # noqa: F401  (its first home; vsa_vision.decoders holds every decoder)
+from .decoders import (
+    ImageDecoder,  # noqa: F401  (its first home; vsa_vision.decoders holds every decoder)
+    off_background,
+)
 
 
 def to_float_images(images: Tensor) -> Tensor:
@@ -321,8 +324,7 @@ def content_centres(x: Tensor) -> Tensor:
     """``[B, 2]``: where each picture's content lies, in ``affine_grid``'s coordinates (-1..1, x then y):
     the mean position of its pixels weighted by how far each is from the picture's median colour
     (the first three channels); the picture's centre where it is all one colour."""
-    rgb = x[:, :3].float()
-    w = (rgb - rgb.flatten(2).median(-1).values[:, :, None, None]).abs().amax(1)  # [B, H, W]
+    w = off_background(x[:, :3].float())  # [B, H, W]
     H, W = w.shape[-2:]
     ys = (torch.arange(H, device=x.device, dtype=w.dtype) * 2 + 1) / H - 1
     xs = (torch.arange(W, device=x.device, dtype=w.dtype) * 2 + 1) / W - 1
