@@ -209,12 +209,18 @@ class VSACLI(LightningCLI):
             cfg.data.schema = schema
 
     def before_fit(self) -> None:
-        minutes = self.config["fit"].get("decoder_minutes", 0.0)
-        if minutes:  # refused now, not after the whole training run
+        phase = self._decoder_phase()
+        if phase["minutes"]:  # refused now, not after the whole training run
             if getattr(self.model, "decoder", None) is None:
                 raise ValueError("decoder_minutes: the model has no learned decoder (model.decoder: <width>)")
-            check_decoder_fit(self.model.hparams, minutes, self.config["fit"].get("decoder_recognition", 0.05),
-                              self.config["fit"].get("decoder_pixels_first", 0.5))
+            check_decoder_fit(self.model.hparams, **phase)
+
+    def _decoder_phase(self) -> dict[str, float]:
+        """The decoder phase's ``minutes`` (0: none), ``recognition`` and ``pixels_first``, as the config
+        gives them (the parser's defaults where it is silent)."""
+        cfg = self.config["fit"]
+        return {"minutes": cfg.get("decoder_minutes", 0.0), "recognition": cfg.get("decoder_recognition", 0.05),
+                "pixels_first": cfg.get("decoder_pixels_first", 0.5)}
 
     def _write_report(self) -> None:
         report = getattr(self.model, "test_report", None)
@@ -234,12 +240,10 @@ class VSACLI(LightningCLI):
         if self.trainer.is_global_zero and best and not self.trainer.fast_dev_run:
             out = self.config["fit"].get("export") or os.path.join(os.path.dirname(best), "model.safetensors")
             model = type(self.model).load_from_checkpoint(best, map_location="cpu", weights_only=True)
-            minutes = self.config["fit"].get("decoder_minutes", 0.0)
-            if minutes:  # before the one export (before_fit refused a model without a decoder)
-                fit_decoder(model, self.datamodule.train_dataloader(), minutes,
-                            self.config["fit"].get("decoder_recognition", 0.05),
-                            pixels_first=self.config["fit"].get("decoder_pixels_first", 0.5))
-                print(f"decoder fitted for {minutes:g} minutes")
+            phase = self._decoder_phase()
+            if phase["minutes"]:  # before the one export (before_fit refused a model without a decoder)
+                fit_decoder(model, self.datamodule.train_dataloader(), **phase)
+                print(f"decoder fitted for {phase['minutes']:g} minutes")
             print(f"best model ({os.path.basename(best)}): {export_model(model, out)}")
             if self.config["fit"].get("calibrate", False):
                 self._calibrate(model, out)
