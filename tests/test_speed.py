@@ -7,7 +7,7 @@ import torch
 from vsa_vision import Codebooks, get_decomposer
 from vsa_vision.decompose import bound_similarity
 from vsa_vision.decompose.noise import ProblemNoise
-from vsa_vision.decompose.tracking import Scorer
+from vsa_vision.decompose.tracking import Scorer, Tracker
 
 from .conftest import problems
 
@@ -65,6 +65,28 @@ def test_the_margin_holds_back_a_problem_without_a_clear_winner_and_the_long_win
     assert bool((never.iterations == 200).all())  # no answer leads every other by a whole unit of similarity
     capped = get_decomposer("diffusion", patience_margin=1.0, patience_long=60, **kw).decompose(s, p.codebooks)
     assert bool((capped.iterations < 200).all()) and bool((capped.iterations >= 60).all())
+
+
+def _settle(arrives: int, patience: int = 10, chance: float = 0.1) -> int:
+    """The iteration after which one problem of two chains stops: chain 0 holds its answer (similarity
+    0.9) from the first iteration, chain 1 decodes another (0.2) until ``arrives``, then the same one."""
+    tr = Tracker(1, 2, 1, torch.float32, torch.device("cpu"), True, False, None, patience, 0.05, None,
+                 chance=chance)
+    rows = torch.arange(2)
+    for it in range(100):
+        second = 3 if it >= arrives else 1
+        tr.record(rows, it, torch.tensor([[3], [second]]), torch.tensor([0.9, 0.9 if second == 3 else 0.2]))
+        stop = tr.stops(rows, it, None, None)
+        if stop is not None and bool(stop.all()):
+            return it + 1
+    return -1
+
+
+def test_a_chain_that_reaches_the_leading_answer_later_does_not_restart_the_window():
+    # the problem's best answer has been the same since the first iteration: it stops after the window,
+    # whenever the second chain gets there
+    assert _settle(arrives=5) == _settle(arrives=50) == _settle(arrives=1000) == 11  # quiet for 10 after the first
+    assert _settle(arrives=5, chance=0.95) == -1  # a leader below chance never settles
 
 
 def test_patience_works_alike_with_one_chain_and_with_several():

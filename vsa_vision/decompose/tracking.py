@@ -153,9 +153,9 @@ class Tracker:
         """The active rows whose problem meets the patience rule."""
         if self.C == 1:
             return self._rule(self.act_since, self.act_sim, self.act_sim - self.act_runner)
-        # per problem, over its active chains: the leading chain's answer, unchanged in every chain that
-        # holds it for ``patience`` iterations, against the runner-ups of all chains and the other
-        # chains' best answers
+        # per problem, over its active chains: the leading answer, the best of the chain that has held it
+        # longest (a chain that reaches it later says nothing new: the problem's best answer is the same),
+        # against the runner-ups of all chains and the other chains' best answers
         P = rows // self.C
         lead = torch.full((self.B,), -math.inf, dtype=self.dtype, device=rows.device)
         lead.scatter_reduce_(0, P, self.act_sim, "amax")
@@ -166,9 +166,9 @@ class Tracker:
         other = torch.where(same, self.act_runner, torch.maximum(self.act_runner, self.act_sim))
         runner = torch.full((self.B,), -math.inf, dtype=self.dtype, device=rows.device)
         runner.scatter_reduce_(0, P, other, "amax")
-        since = torch.where(same, self.act_since, torch.full_like(self.act_since, 1 << 62))
-        quiet = torch.full((self.B,), 1 << 62, dtype=torch.long, device=rows.device)
-        quiet.scatter_reduce_(0, P, since, "amin")
+        since = torch.where(same, self.act_since, torch.full_like(self.act_since, -1))
+        quiet = torch.full((self.B,), -1, dtype=torch.long, device=rows.device)
+        quiet.scatter_reduce_(0, P, since, "amax")
         return self._rule(quiet, lead, lead - runner)[P]
 
     def _rule(self, quiet: Tensor, lead: Tensor, margin: Tensor) -> Tensor:

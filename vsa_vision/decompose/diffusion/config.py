@@ -50,7 +50,7 @@ class DiffusionConfig:
     - the common options of every iterative decomposer: ``iterations``, ``seed``, ``keep_best``,
       ``stop_similarity``, ``sign_invariant``, ``record_trajectory``, and the patience rule
       ``patience``, ``patience_margin``, ``patience_long`` (on by default here: 100 quiet iterations
-      and a lead of 0.05, or 300 quiet iterations, chosen on the shipped models' test and held-out
+      and a lead of 0.05, or 150 quiet iterations, chosen on the shipped models' test and held-out
       encoder outputs, ``docs/BENCHMARKS.md``; None turns each off).
 
     ``guidance_scale``, ``steps``, ``lambda_min``, ``lambda_max``, ``eta``, ``restart``,
@@ -88,7 +88,7 @@ class DiffusionConfig:
     activation: str | None = None
     patience: int | None = 100
     patience_margin: float = 0.05
-    patience_long: int | None = 300
+    patience_long: int | None = 150
     compile: bool = False
 
     def __post_init__(self) -> None:
