@@ -354,6 +354,13 @@ class IterativeDecomposer:
         s_in, cb_in, _ = check_problem(s, codebooks)
         if s_in.shape[0] == 0:
             return empty_result(s_in, cb_in, self.name, self.record_trajectory)
+        idx, iters, converged, trajectory = self._search(s_in, cb_in, callback)
+        return finalize(s_in, cb_in, idx, iters, converged, self.name, trajectory)
+
+    def _search(self, s_in: Tensor, cb_in: Codebooks, callback: Callable[[StepInfo], None] | None
+                ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """The iterations on a checked, non-empty batch: (indices ``[B, K]``, iterations ``[B]``,
+        converged ``[B]``, trajectory ``[T, B, K]`` or None)."""
         s, cb = s_in, cb_in
         work = self.compute_dtype
         if work is not None and torch.finfo(s.dtype).bits < torch.finfo(work).bits:
@@ -400,7 +407,7 @@ class IterativeDecomposer:
             raise FloatingPointError(f"{self.name}: the iteration produced NaN or inf in {s.dtype} (input "
                                      f"{s_in.dtype}); its answer would be garbage. Solve in a wider dtype, "
                                      f"e.g. float32")
-        return finalize(s_in, cb_in, *track.answer(), self.name, track.trajectory())
+        return (*track.answer(), track.trajectory())
 
 
 def _finite(state: State) -> bool:

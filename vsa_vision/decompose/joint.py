@@ -60,7 +60,8 @@ def joint_slots(s: Tensor, cb: Codebooks, slots: int, iterations: int = 300, see
     ``prod_k w_k X_k`` with False: slower to separate, measured worse). ``options`` are those of the
     diffusion decomposer (its adaptive settings follow the codebooks, as for one object)."""
     B, K, M, D = s.shape[0], cb.num_factors, slots, cb.dim
-    d = DiffusionDecomposer(iterations=iterations, seed=seed, chains=1, **options)
+    # the slots step the factors as given (joined factors, ``merge``, are the decompose loop's)
+    d = DiffusionDecomposer(iterations=iterations, seed=seed, chains=1, **{"merge": None, **options})
     s_slots = s.repeat_interleave(M, 0)                                  # row b * M + m: slot m of problem b
     ctx = d._setup(s_slots, cb)
     ctx.noise = ProblemNoise(s_slots, d.seed, chains=M)                  # each slot its own noise

@@ -47,6 +47,11 @@ class DiffusionConfig:
       shape and process (a C++ compiler on a CPU, Triton on CUDA; where compilation fails, a warning
       and the same iteration eagerly). For the symmetric prior, guidance in the logits normalised by
       the null spread, the similarity energy and the built-in spaces;
+    - ``merge``: factors searched as one (:mod:`~vsa_vision.decompose.merge`): ``"auto"`` joins the
+      smallest while the joined codebook holds at most ``isqrt(prod n_k)`` combinations, an int is that
+      cap, None (the default) searches every factor apart. The same search space over fewer factors:
+      2 to 2.6 times faster on the shipped models' single encoder outputs, but far less accurate on
+      bundles of several objects (``docs/BENCHMARKS.md``, joined factors), hence off by default;
     - the common options of every iterative decomposer: ``iterations``, ``seed``, ``keep_best``,
       ``stop_similarity``, ``sign_invariant``, ``record_trajectory``, and the patience rule
       ``patience``, ``patience_margin``, ``patience_long`` (on by default here: 100 quiet iterations
@@ -90,6 +95,7 @@ class DiffusionConfig:
     patience_margin: float = 0.05
     patience_long: int | None = 150
     compile: bool = False
+    merge: str | int | None = None
 
     def __post_init__(self) -> None:
         for name, choices in (("space", SPACES), ("energy", ENERGIES), ("schedule", SCHEDULES)):
@@ -116,6 +122,10 @@ class DiffusionConfig:
             object.__setattr__(self, name, check_float(name, getattr(self, name), lo, hi, allow_none=allow_none))
         for name in ("keep_best", "sign_invariant", "record_trajectory", "compile"):
             object.__setattr__(self, name, bool(getattr(self, name)))
+        if isinstance(self.merge, str):
+            check_choice("merge", self.merge, ("auto",))
+        elif self.merge is not None:
+            object.__setattr__(self, "merge", check_int("merge", self.merge, 1))
         if self.compile:
             reason = covers(self, make_energy(self.energy, self.gamma))
             if reason is not None:

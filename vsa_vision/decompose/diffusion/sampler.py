@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -38,7 +39,8 @@ import torch
 from torch import Tensor
 
 from ...vsa import Codebooks, LeaveOneOut, eps_for, sign, wide_dtype
-from ..base import Capabilities, IterativeDecomposer, State, Step
+from ..base import Capabilities, IterativeDecomposer, State, Step, StepInfo
+from ..merge import Merger, auto_cap, merge_groups
 from ..noise import ProblemNoise
 from .config import DiffusionConfig
 from .defaults import ADAPTIVE_OPTIONS, anchors_in_force, auto_chains, auto_settings
@@ -214,6 +216,7 @@ class DiffusionDecomposer(IterativeDecomposer):
             self.chains = None  # chosen per call from the problem shape: chains_for(codebooks)
         self.config = cfg
         self._plans: dict[tuple, tuple[Plan, list[_Level], dict]] = {}
+        self._merger: Merger | None = None
 
     def __getattr__(self, name: str) -> Any:
         cfg = self.__dict__.get("config")
@@ -225,8 +228,42 @@ class DiffusionDecomposer(IterativeDecomposer):
         return self.config.as_dict()
 
     def chains_for(self, codebooks: Codebooks) -> int:
-        """``chains`` as given, else chosen from the problem shape (:func:`~.defaults.auto_chains`)."""
-        return self.config.chains if self.config.chains is not None else auto_chains(codebooks.sizes, codebooks.dim)
+        """``chains`` as given, else chosen from the problem shape (:func:`~.defaults.auto_chains`, on the
+        joined factors' sizes)."""
+        if self.config.chains is not None:
+            return self.config.chains
+        return auto_chains(self.searched_sizes(codebooks.sizes), codebooks.dim)
+
+    # -- joined factors ------------------------------------------------------------------------
+
+    def groups(self, sizes: Sequence[int]) -> tuple[tuple[int, ...], ...]:
+        """The factors searched as one (:mod:`~vsa_vision.decompose.merge`): ``merge="auto"`` joins the
+        smallest while the joined codebook holds at most ``isqrt(prod n_k)`` rows, an int is that cap,
+        None joins none."""
+        m = self.config.merge
+        if m is None:
+            return tuple((k,) for k in range(len(sizes)))
+        return merge_groups(sizes, auto_cap(sizes) if m == "auto" else m)
+
+    def searched_sizes(self, sizes: Sequence[int]) -> tuple[int, ...]:
+        """The codebook sizes the iterations run on: the joined groups'."""
+        return tuple(math.prod(sizes[k] for k in g) for g in self.groups(sizes))
+
+    def _search(self, s: Tensor, cb: Codebooks, callback: Any) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        groups = self.groups(cb.sizes)
+        if all(len(g) == 1 for g in groups):
+            return super()._search(s, cb, callback)
+        if self._merger is None or self._merger.groups != groups:
+            self._merger = Merger(groups)
+        m = self._merger
+        if callback is not None:  # the answers in the given factors; the state stays the joined search's
+            user = callback
+
+            def callback(info: StepInfo) -> None:
+                user(replace(info, indices=m.split(info.indices, cb.sizes),
+                             best_indices=m.split(info.best_indices, cb.sizes)))
+        idx, iters, converged, traj = super()._search(s, m.codebooks(cb), callback)
+        return m.split(idx, cb.sizes), iters, converged, None if traj is None else m.split(traj, cb.sizes)
 
     # -- settings, schedule and plan -----------------------------------------------------------
 
@@ -241,7 +278,7 @@ class DiffusionDecomposer(IterativeDecomposer):
             light = min(anchors_in_force(), key=lambda a: a.load)
             auto = {k: light.get(k) for k in ADAPTIVE_OPTIONS}
         else:
-            auto = auto_settings(codebooks.sizes, codebooks.dim)
+            auto = auto_settings(self.searched_sizes(codebooks.sizes), codebooks.dim)
         out = {**auto, **given}
         if out["lambda_max"] < out["lambda_min"]:  # one end given, the other adapted past it
             if "lambda_max" in given:
