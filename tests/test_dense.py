@@ -108,3 +108,70 @@ def test_a_dense_encoder_needs_drawn_positions_and_a_known_slot_kind():
         MultiVSAModel(schema={"name": "nopos", "image_size": 64, "max_objects": 2, "attributes": [
             {"name": "shape", "role": "shape", "values": ["square", "circle"]},
             {"name": "colour", "role": "colour", "values": ["red", "blue"]}]}, slots="dense", dim=64)
+
+
+def _drawn(rows):
+    return torch.from_numpy(Renderer("clutter").render_objects(rows)).permute(2, 0, 1)[None]
+
+
+def test_a_quarter_turn_of_a_scene_is_the_scene_drawn_turned():
+    from vsa_vision.multi import turned_scenes
+
+    # (shape, colour, size, rotation, fill, x, y): a square and a pentagon turned by 0.25 of its period;
+    # a quarter turn is a whole period of the square and 1.25 periods of the pentagon (one step back)
+    rows = torch.tensor([[0, 0, 2, 0, 0, 4, 6], [2, 5, 1, 1, 1, 15, 20], [-1] * 7])
+    for k in (1, 2, 3):
+        img, lab = turned_scenes(_drawn(rows.tolist()), rows[None], torch.tensor([k]), 5, 6, 24)
+        expect = rows.clone()
+        x, y = rows[:2, 5], rows[:2, 6]
+        for _ in range(k):
+            x, y = y, 23 - x
+        expect[:2, 5], expect[:2, 6] = x, y
+        assert torch.equal(lab[0], expect)  # positions moved, the absent object left absent
+        def off(labels, img=img):  # share of pixels far from the drawing of ``labels`` (PIL fills an edge row apart)
+            return float(((img[0].int() - _drawn(labels.tolist())[0].int()).abs().amax(0) > 48).float().mean())
+
+        turns = []
+        for r in range(4):
+            expect[1, 3] = r
+            turns.append(off(expect))
+        assert min(turns) < 0.006 and turns.index(min(turns)) == (1 - k) % 4, (k, turns)  # the pentagon's turn
+        expect[1, 3] = (1 - k) % 4
+        shifted = expect.clone()
+        shifted[0, 5] += 1
+        assert off(shifted) > 2 * off(expect)
+    untouched, same = turned_scenes(_drawn(rows.tolist()), rows[None], torch.tensor([0]), 5, 6, 24)
+    assert torch.equal(untouched, _drawn(rows.tolist())) and torch.equal(same[0], rows)
+
+
+def test_a_turned_scene_trains_everything_but_its_rotation():
+    torch.manual_seed(0)
+    m = tiny(scene_turns=0.5)
+    images, labels = _batch(4, seed=2)
+    q, factors = m.encode(images)
+    turned = torch.tensor([True, True, False, False])
+    other = labels.clone()
+    present = (labels >= 0).all(-1)
+    other[..., 3] = torch.where(present, (labels[..., 3] + 1) % 4, -1)  # every rotation label changed
+    base, cos = m.loss(q, labels, factors, turned=turned)
+    assert cos.shape == (2,)  # the cosine of the scenes as drawn only
+    moved = m.loss(q, torch.cat([other[:2], labels[2:]]), factors, turned=turned)[0]
+    assert torch.allclose(base, moved)  # the turned scenes' rotations are not in the loss
+    assert not torch.allclose(base, m.loss(q, other, factors, turned=turned)[0])  # the others' are
+    assert not torch.allclose(base, m.loss(q, torch.cat([other[:2], labels[2:]]), factors)[0])
+    # a training step turns about that share of the scenes and learns from them
+    losses, _ = fit_steps(m, images, labels, 2)
+    assert all(np.isfinite(losses))
+    assert torch.isfinite(m.training_step((images, labels), 0))
+
+
+def test_scene_turns_are_refused_where_a_turn_cannot_keep_the_labels():
+    with pytest.raises(ValueError, match="scene_turns"):
+        tiny(scene_turns=1.5)
+    with pytest.raises(ValueError, match="rotation"):  # grid slots train the rotation in the bundle
+        tiny(scene_turns=0.5, slots="grid")
+    with pytest.raises(ValueError, match="as many positions"):
+        MultiVSAModel(schema={"name": "wide", "image_size": 64, "max_objects": 2, "attributes": [
+            {"name": "shape", "role": "shape", "values": ["square", "circle"]},
+            {"name": "x", "role": "x", "values": ["0", "1", "2", "3"]},
+            {"name": "y", "role": "y", "values": ["0", "1", "2"]}]}, dim=64, scene_turns=0.5)

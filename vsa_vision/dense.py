@@ -151,13 +151,20 @@ class DenseSlotEncoder(nn.Module):
         return torch.stack([torch.softmax(lk, dim=-1) @ getattr(self, name).to(lk.dtype)
                             for lk, name in zip(self.factor_logits(z), self._codebooks)], dim=-2)
 
-    def slot_loss(self, aux: Any, rows: Tensor, slots: Tensor, labels: Tensor) -> Tensor | None:
+    def slot_loss(self, aux: Any, rows: Tensor, slots: Tensor, labels: Tensor,
+                  ignore: Tensor | None = None) -> Tensor | None:
         """The codebook head's classification loss at the objects' locations (mean cross-entropy over
-        the attributes); None for the tanh head, which the model's contrastive factor loss trains."""
+        the attributes; ``ignore`` ``[N, K]`` bool: labels left out); None for the tanh head, which the
+        model's contrastive factor loss trains."""
         if self.factor_head == "tanh":
             return None
         z = aux[0][rows, slots]
-        return sum(F.cross_entropy(lk, labels[:, k]) for k, lk in enumerate(self.factor_logits(z))) / len(self.sizes)
+        if ignore is None:
+            terms = [F.cross_entropy(lk, labels[:, k]) for k, lk in enumerate(self.factor_logits(z))]
+            return sum(terms) / len(self.sizes)
+        terms = [(F.cross_entropy(lk, labels[:, k], reduction="none") * ~ignore[:, k]).sum()
+                 / (~ignore[:, k]).sum().clamp_min(1) for k, lk in enumerate(self.factor_logits(z))]
+        return sum(terms) / len(self.sizes)
 
     def slots_of(self, labels: Tensor) -> Tensor:
         """The feature-map location of every object's centre ``[...]`` from its labels ``[..., K]``."""

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .checks import check_choice
+from .checks import check_choice, check_float
 from .decompose import SetDecomposition, decompose_set
 from .decompose.registry import capabilities, parse_method
 from .encoder import SmallCNN, object_masks
@@ -136,6 +136,54 @@ def set_hits(res: SetDecomposition, labels: Tensor) -> tuple[Tensor, Tensor]:
     return res.hits([lab[m] for lab, m in zip(labels, present)])
 
 
+def turned_scenes(images: Tensor, labels: Tensor, turns: Tensor, kx: int, ky: int, n: int) -> tuple[Tensor, Tensor]:
+    """Images ``[B, C, S, S]`` turned by ``turns`` ``[B]`` quarter turns (0 to 3, counter-clockwise as
+    shown, ``torch.rot90``) about the canvas centre, and their object labels ``[B, M, K]`` (absent
+    objects -1) with each object's position moved with it: on a square grid of n positions symmetric
+    about the centre, a quarter turn takes (x, y) to (y, n - 1 - x). Other labels are kept as they were
+    (a rotation label, which the turn changes, is the caller's to ignore)."""
+    images, labels = images.clone(), labels.clone()
+    present = (labels >= 0).all(-1)
+    for k in range(1, 4):
+        rows = (turns % 4 == k).nonzero().flatten()
+        if rows.numel() == 0:
+            continue
+        images[rows] = torch.rot90(images[rows], k, dims=(-2, -1))
+        lab = labels[rows]
+        x, y = lab[..., kx].clone(), lab[..., ky].clone()
+        for _ in range(k):
+            x, y = y, (n - 1) - x
+        live = present[rows]
+        lab[..., kx] = torch.where(live, x, lab[..., kx])
+        lab[..., ky] = torch.where(live, y, lab[..., ky])
+        labels[rows] = lab
+    return images, labels
+
+
+def _check_turnable(schema: Any, kx: int, ky: int) -> None:
+    """Quarter turns keep every position label exact: a square canvas, as many x as y positions, their
+    pixel centres symmetric about the canvas centre (the built-in renderer's)."""
+    import numpy as np
+
+    from .scenes.render import Renderer
+
+    n = schema.sizes[kx]
+    if schema.sizes[ky] != n:
+        raise ValueError(f"scene_turns: a quarter turn swaps x and y, so they need as many positions; got "
+                         f"{n} x and {schema.sizes[ky]} y")
+    rows = np.zeros((n, len(schema.sizes)), dtype=np.int64)
+    rows[:, kx] = rows[:, ky] = np.arange(n)
+    try:
+        c = Renderer(schema).centres(rows)
+    except ValueError as e:
+        raise ValueError(f"scene_turns: the positions must be the built-in renderer's, to be turned exactly "
+                         f"({e})") from e
+    side = schema.image_size
+    if not (np.allclose(c[:, 0], c[:, 1], atol=1e-6) and np.allclose(c[:, 0] + c[::-1, 0], side, atol=1e-6)):
+        raise ValueError("scene_turns: the x and y positions must be the same pixel centres, symmetric about "
+                         "the canvas centre, so that a quarter turn takes every position to another")
+
+
 class MultiVSAModel(VSAModel):
     """:class:`~vsa_vision.model.VSAModel` for a schema of several objects (``schema.max_objects > 1``).
 
@@ -146,6 +194,11 @@ class MultiVSAModel(VSAModel):
     :class:`~vsa_vision.dense.DenseSlotEncoder`); for ``"dense"`` only: ``readout`` (locations
     bundled, default ``max_objects``), ``factor_head`` (``"codebook"`` or ``"tanh"``) and
     ``hard_readout`` (the codebook head's argmax codeword in eval mode).
+    ``scene_turns``: the share of training scenes shown turned by one to three quarter turns about the
+    canvas centre (:func:`turned_scenes`), every object's position moved with it; the attribute of role
+    ``rotation``, which a turn changes, is not trained on a turned scene (nor the bundle that holds it),
+    so a shape's reader sees it at every turn while no combination with a rotation is ever labelled
+    that the data did not hold. Needs a square canvas and a position grid symmetric about its centre.
     """
 
     def __init__(self, schema: str | dict[str, Any] = "multi", dim: int = 1024, codebook_seed: int = 0,
@@ -157,7 +210,7 @@ class MultiVSAModel(VSAModel):
                  early_val_method: str = "brute_force", slot_hidden: int = 256, presence_weight: float = 1.0,
                  mse_weight: float = 1.0, denoise_masks: bool = False, init_from: str | None = None,
                  slots: str = "grid", readout: int | None = None, factor_head: str = "codebook",
-                 hard_readout: bool = True) -> None:
+                 hard_readout: bool = True, scene_turns: float = 0.0) -> None:
         super().__init__(schema=schema, dim=dim, codebook_seed=codebook_seed, backbone=backbone, head="factorised",
                          width=width, features=features, norm=norm, loss="factor_contrastive",
                          temperature=temperature, lr=lr, weight_decay=weight_decay, schedule=schedule, method=method,
@@ -191,6 +244,16 @@ class MultiVSAModel(VSAModel):
             self.encoder.set_codebooks([self._codebook(k) for k in range(len(self.schema.sizes))])
         if channels_last:
             self.encoder = self.encoder.to(memory_format=torch.channels_last)
+        self.scene_turns = check_float("scene_turns", scene_turns, 0.0, 1.0)
+        if self.scene_turns > 0:
+            _check_turnable(self.schema, kx, ky)
+            if self.schema.by_role("rotation") is not None and self.scene_turns >= 1:
+                raise ValueError("scene_turns: below 1 with a rotation attribute (the bundle, which holds the "
+                                 "rotation, is trained on the scenes as drawn only)")
+            if self.schema.by_role("rotation") is not None and (slots != "dense" or factor_head != "codebook"):
+                raise ValueError("scene_turns: with a rotation attribute, the turned scenes' rotation is left out of "
+                                 "the loss, which the dense slots' codebook head allows (slots='dense', "
+                                 "factor_head='codebook')")
 
     # -- targets, decoding, loss ----------------------------------------------------------------
 
@@ -210,13 +273,40 @@ class MultiVSAModel(VSAModel):
         return decompose_set(vectors.float(), self.codebooks.to(device=vectors.device), method=spec,
                              max_objects=self.schema.max_objects, scale="auto", **opts)
 
-    def loss(self, q: Tensor, labels: Tensor, factors: Any = None) -> tuple[Tensor, Tensor]:
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        images, labels = batch
+        turned = None
+        if self.scene_turns > 0:
+            k = torch.randint(1, 4, (len(labels),), device=labels.device)
+            k = torch.where(torch.rand(len(labels), device=labels.device) < self.scene_turns, k, 0)
+            kx = self.schema.by_role("x")
+            images, labels = turned_scenes(images, labels, k, kx, self.schema.by_role("y"), self.schema.sizes[kx])
+            turned = k > 0
+        q, factors = self.encode(images)
+        loss, cos = self.loss(q, labels, factors, turned=turned)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(labels))
+        if cos.numel():  # every scene of the batch turned: no bundle trained
+            self.log("train/cos", cos.mean(), prog_bar=True, batch_size=len(cos))
+        return loss
+
+    def loss(self, q: Tensor, labels: Tensor, factors: Any = None,
+             turned: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """(loss, cosine of ``q`` to the target bundle per image); ``factors`` is the slot head's
-        ``(factor vectors, presence logits)``."""
+        ``(factor vectors, presence logits)``; ``turned`` ``[B]`` bool: scenes turned by
+        :func:`turned_scenes`, whose rotation attribute (and so their bundle) is not trained (their
+        cosine is not returned)."""
         target = self.targets(labels)
         cos = F.cosine_similarity(q, target, dim=-1)
         present = (labels >= 0).all(-1)                                      # [B, M]
-        total = (1 - cos).mean() + self.hparams.mse_weight * (q - target).pow(2).mean()
+        krot = self.schema.by_role("rotation")
+        if turned is not None and krot is not None and bool(turned.any()):
+            keep = ~turned  # the bundle holds the rotation: trained on the scenes as drawn only
+            n = keep.sum().clamp_min(1)
+            cos = cos[keep]
+            total = (1 - cos).sum() / n + self.hparams.mse_weight * (q - target)[keep].pow(2).mean(-1).sum() / n
+        else:
+            turned = None
+            total = (1 - cos).mean() + self.hparams.mse_weight * (q - target).pow(2).mean()
         if factors is not None:
             p = factors[1]
             B, S = p.shape
@@ -227,8 +317,13 @@ class MultiVSAModel(VSAModel):
             bce = F.binary_cross_entropy_with_logits(p, occupied.float()) * getattr(self.encoder, "presence_scale", 1.0)
             total = total + self.hparams.presence_weight * bce
             if bool(present.any()):
-                term = getattr(self.encoder, "slot_loss", lambda *a: None)(factors, rows[present], cell[present],
-                                                                            labels[present])
+                ignore = None
+                if turned is not None:  # the rotation of a turned scene's objects is not trained
+                    ignore = torch.zeros_like(labels, dtype=torch.bool)
+                    ignore[turned, :, krot] = True
+                    ignore = ignore[present]
+                term = getattr(self.encoder, "slot_loss", lambda *a, **k: None)(
+                    factors, rows[present], cell[present], labels[present], ignore=ignore)
                 if term is None:
                     chosen = self.encoder.slot_factors(factors, rows[present], cell[present])
                     term = self._factor_loss(chosen, labels[present], contrastive=True)
