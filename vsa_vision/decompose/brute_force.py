@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from ..checks import check_int
-from ..vsa import Codebooks, check_problem, wide_dtype
+from ..vsa import Codebooks, bind_combinations, check_problem, tensors_key, wide_dtype
 from .base import Capabilities, Decomposition, empty_result, finalize
 
 
@@ -94,12 +94,10 @@ class BruteForce:
         if not outer or self.table_bytes(cb) > self.cache_bytes:
             return None
         own = given.tensors
-        key = (tuple((id(x), x.data_ptr(), x._version) for x in own), tuple(outer), X[0].dtype, X[0].device)
+        key = (tensors_key(own), tuple(outer), X[0].dtype, X[0].device)
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1]
-        table = None
-        for k in outer:  # the last outer factor varies fastest: stride 1
-            table = X[k] if table is None else (table[:, None, :] * X[k][None, :, :]).reshape(-1, cb.dim)
+        table = bind_combinations([X[k] for k in outer])  # the last outer factor varies fastest: stride 1
         self._cache = (key, table, own)  # the tensors are held, so their ids stay theirs
         return table
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from torch import Tensor
 
-from ..vsa import Codebooks
+from ..vsa import Codebooks, bind_combinations, tensors_key
 
 __all__ = ["merge_groups", "auto_cap", "Merger"]
 
@@ -50,23 +50,14 @@ class Merger:
         self.groups = tuple(tuple(int(k) for k in g) for g in groups)
         self._cache: tuple | None = None
 
-    @property
-    def trivial(self) -> bool:
-        return all(len(g) == 1 for g in self.groups)
-
     def codebooks(self, cb: Codebooks) -> Codebooks:
         own = cb.tensors
-        key = (tuple((id(x), x.data_ptr(), x._version) for x in own), own[0].dtype, own[0].device)
+        key = (tensors_key(own), own[0].dtype, own[0].device)
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1]
-        tensors, names = [], []
-        for g in self.groups:
-            t = own[g[0]]
-            for k in g[1:]:  # the last factor of a group varies fastest
-                t = (t[:, None, :] * own[k][None, :, :]).reshape(-1, cb.dim)
-            tensors.append(t)
-            names.append("*".join(cb.names[k] for k in g))
-        merged = Codebooks(names, tensors)
+        # a group's rows: its last factor varies fastest, as split() reads them
+        merged = Codebooks(["*".join(cb.names[k] for k in g) for g in self.groups],
+                           [bind_combinations([own[k] for k in g]) for g in self.groups])
         self._cache = (key, merged, own)  # the tensors are held, so their ids stay theirs
         return merged
 

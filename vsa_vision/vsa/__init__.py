@@ -16,6 +16,7 @@ from .codebooks import Codebooks, check_problem
 from .ops import (
     LeaveOneOut,
     bind,
+    bind_combinations,
     bundle,
     cosine_similarity,
     dot_similarity,
@@ -26,6 +27,7 @@ from .ops import (
     rowwise_matmul,
     sign,
     similarity_matrix,
+    tensors_key,
     unbind,
     wide_dtype,
 )
@@ -47,4 +49,6 @@ __all__ = [
     "wide_dtype",
     "is_exact_integer",
     "rowwise_matmul",
+    "bind_combinations",
+    "tensors_key",
 ]

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 __all__ = [
     "bind", "unbind", "bundle", "sign", "dot_similarity", "cosine_similarity", "similarity_matrix", "readout",
     "random_bipolar", "is_bipolar", "LeaveOneOut", "eps_for", "wide_dtype", "rowwise_matmul", "is_exact_integer",
+    "bind_combinations", "tensors_key",
 ]
 
 
@@ -82,6 +83,21 @@ def bind(*xs: Tensor) -> Tensor:
             )
         out = out * x
     return out
+
+
+def bind_combinations(xs: Sequence[Tensor]) -> Tensor:
+    """The bound vectors of every combination of one row of each of ``xs`` (``[n_i, D]`` each) ->
+    ``[prod n_i, D]``: row ``r`` binds row ``(r // stride_i) % n_i`` of ``xs[i]``, the last varying fastest."""
+    out = xs[0]
+    for x in xs[1:]:
+        out = (out[:, None, :] * x[None, :, :]).reshape(-1, out.shape[-1])
+    return out
+
+
+def tensors_key(xs: Sequence[Tensor]) -> tuple:
+    """A key that changes when any of ``xs`` is replaced or changed in place, for results kept per
+    tensors: hold the tensors beside it, so that their ids stay theirs."""
+    return tuple((id(x), x.data_ptr(), x._version) for x in xs)
 
 
 def unbind(s: Tensor, *xs: Tensor) -> Tensor:
