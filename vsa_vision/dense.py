@@ -159,11 +159,9 @@ class DenseSlotEncoder(nn.Module):
         if self.factor_head == "tanh":
             return None
         z = aux[0][rows, slots]
-        if ignore is None:
-            terms = [F.cross_entropy(lk, labels[:, k]) for k, lk in enumerate(self.factor_logits(z))]
-            return sum(terms) / len(self.sizes)
-        terms = [(F.cross_entropy(lk, labels[:, k], reduction="none") * ~ignore[:, k]).sum()
-                 / (~ignore[:, k]).sum().clamp_min(1) for k, lk in enumerate(self.factor_logits(z))]
+        keep = torch.ones_like(labels, dtype=torch.bool) if ignore is None else ~ignore
+        terms = [(F.cross_entropy(lk, labels[:, k], reduction="none") * keep[:, k]).sum()
+                 / keep[:, k].sum().clamp_min(1) for k, lk in enumerate(self.factor_logits(z))]
         return sum(terms) / len(self.sizes)
 
     def slots_of(self, labels: Tensor) -> Tensor:
