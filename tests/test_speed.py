@@ -159,8 +159,8 @@ def test_the_latency_bench_times_every_head_one_image_at_a_time():
     from vsa_vision import Pipeline
     from vsa_vision.bench.latency import FIELDS, _full_budget, latency_rows, latency_table
 
-    assert _full_budget("diffusion") == "diffusion:patience=None,patience_long=None"
-    assert _full_budget("diffusion:chains=1") == "diffusion:chains=1,patience=None,patience_long=None"
+    assert _full_budget("diffusion") == "diffusion:patience=None,patience_long=None,give_up=None"
+    assert _full_budget("diffusion:chains=1") == "diffusion:chains=1,patience=None,patience_long=None,give_up=None"
     assert _full_budget("brute_force") is None
     pipe = Pipeline.from_checkpoint("default")
     rows = latency_rows(pipe, "default", ["brute_force"], images=3, batch=2, edits=1, splits=("test",),

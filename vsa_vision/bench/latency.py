@@ -5,8 +5,8 @@ For every head on the same rendered images (test and held-out splits): the decod
 image's whole ``recognize`` (encoder, head, the answer's check) and ``edit`` (recognise, swap one
 attribute, decode, draw), the share of images read right, and the encoder's own time for one image
 (the unit of "no image slower than 10 encoder forwards"). An iterative head is also run without its
-patience rule (``patience=None,patience_long=None``) on the same vectors: ``same_as_full`` is the
-share of images that get the answer of the whole budget.
+patience and give-up rules (``patience=None,patience_long=None,give_up=None``) on the same vectors:
+``same_as_full`` is the share of images that get the answer of the whole budget.
 """
 
 from __future__ import annotations
@@ -56,11 +56,11 @@ def _sets(result, n: int) -> list[set[tuple[int, ...]]]:
 
 
 def _full_budget(method: str) -> str | None:
-    """The spec of ``method`` with its patience rule off, or None for a head without one."""
+    """The spec of ``method`` with its patience and give-up rules off, or None for a head without them."""
     name, opts = parse_method(method)
     if name != "diffusion":  # the one head whose patience rule is on by default
         return None
-    extra = ",".join(f"{k}={v}" for k, v in {**opts, "patience": None, "patience_long": None}.items())
+    extra = ",".join(f"{k}={v}" for k, v in {**opts, "patience": None, "patience_long": None, "give_up": None}.items())
     return f"{name}:{extra}"
 
 

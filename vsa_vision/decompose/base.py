@@ -258,7 +258,12 @@ class IterativeDecomposer:
       every other answer its chains decoded by at least ``patience_margin``, or for
       ``patience_long`` iterations whatever the margin; None disables each. The rule for real
       encoder outputs, which may never reach ``stop_similarity``: without it they run the whole
-      budget for the answer they had long before.
+      budget for the answer they had long before;
+    - ``give_up``: with ``decompose(..., accept=a)``, a problem whose best answer is still below the
+      similarity ``a`` after ``give_up`` iterations stops there (not counted as converged): the
+      caller has said it would reject such an answer (:func:`~vsa_vision.decompose.decompose_set`
+      passes the bar a decoded object must clear, so a residual holding no object stops early);
+      None disables it.
 
     Stochastic methods (``capabilities.stochastic``: the stochastic resonator, diffusion) also take
     ``chains``: each problem is solved by that many independent chains at once (their own noise;
@@ -289,8 +294,10 @@ class IterativeDecomposer:
         patience: int | None = None,
         patience_margin: float = 0.0,
         patience_long: int | None = None,
+        give_up: int | None = None,
     ) -> None:
         self.iterations = check_int("iterations", iterations, 1)
+        self.give_up = None if give_up is None else check_int("give_up", give_up, 1)
         self.patience = None if patience is None else check_int("patience", patience, 1)
         self.patience_margin = check_float("patience_margin", patience_margin, 0.0, 1.0)
         self.patience_long = None if patience_long is None else check_int("patience_long", patience_long, 1)
@@ -349,18 +356,22 @@ class IterativeDecomposer:
 
     @torch.no_grad()
     def decompose(
-        self, s: Tensor, codebooks: Codebooks, callback: Callable[[StepInfo], None] | None = None
+        self, s: Tensor, codebooks: Codebooks, callback: Callable[[StepInfo], None] | None = None,
+        accept: float | Tensor | None = None,
     ) -> Decomposition:
+        """Decode ``s`` ``[B, D]`` (or one ``[D]``); ``callback`` sees every iteration; ``accept`` (a
+        number, or one per problem ``[B]``): the bound similarity below which the caller would reject
+        an answer, for the ``give_up`` rule (None: no bar)."""
         s_in, cb_in, _ = check_problem(s, codebooks)
         if s_in.shape[0] == 0:
             return empty_result(s_in, cb_in, self.name, self.record_trajectory)
-        idx, iters, converged, trajectory = self._search(s_in, cb_in, callback)
+        idx, iters, converged, trajectory = self._search(s_in, cb_in, callback, _accept(accept, s_in))
         return finalize(s_in, cb_in, idx, iters, converged, self.name, trajectory)
 
-    def _search(self, s_in: Tensor, cb_in: Codebooks, callback: Callable[[StepInfo], None] | None
-                ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    def _search(self, s_in: Tensor, cb_in: Codebooks, callback: Callable[[StepInfo], None] | None,
+                accept: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
         """The iterations on a checked, non-empty batch: (indices ``[B, K]``, iterations ``[B]``,
-        converged ``[B]``, trajectory ``[T, B, K]`` or None)."""
+        converged ``[B]``, trajectory ``[T, B, K]`` or None); ``accept``: the checked bar ``[B]``."""
         s, cb = s_in, cb_in
         work = self.compute_dtype
         if work is not None and torch.finfo(s.dtype).bits < torch.finfo(work).bits:
@@ -373,7 +384,8 @@ class IterativeDecomposer:
                          None if self.stop_similarity is None else self.stop_similarity - 1e-5,
                          self.patience, self.patience_margin, self.patience_long,
                          full_every_step=callback is not None,
-                         chance=math.sqrt(2 * math.log(max(2, cb.search_space)) / cb.dim))
+                         chance=math.sqrt(2 * math.log(max(2, cb.search_space)) / cb.dim),
+                         accept=None if accept is None else accept.to(s.dtype), give_up=self.give_up)
         ctx = self._setup(s_run, cb)
         rows = torch.arange(s_run.shape[0], device=s.device)
         s_act = s_run
@@ -408,6 +420,23 @@ class IterativeDecomposer:
                                      f"{s_in.dtype}); its answer would be garbage. Solve in a wider dtype, "
                                      f"e.g. float32")
         return (*track.answer(), track.trajectory())
+
+
+def _accept(accept: float | Tensor | None, s: Tensor) -> Tensor | None:
+    """The bar of :meth:`IterativeDecomposer.decompose`, checked: ``[B]`` on ``s``'s device, or None."""
+    if accept is None:
+        return None
+    B = s.shape[0]
+    if isinstance(accept, Tensor):
+        if accept.dim() > 1 or (accept.dim() == 1 and accept.shape[0] != B) or not accept.is_floating_point():
+            raise ValueError(f"accept: expected a number or a float tensor [B] with B = {B}, got {accept.dtype} "
+                             f"{tuple(accept.shape)}")
+        bar = accept.to(device=s.device).expand(B)
+    else:
+        bar = torch.full((B,), check_float("accept", accept), device=s.device)
+    if bool(torch.isnan(bar).any()):
+        raise ValueError("accept: NaN in the bar")
+    return bar
 
 
 def _finite(state: State) -> bool:

@@ -200,9 +200,13 @@ def decompose_set(s: Tensor, codebooks: Codebooks, method: str = "diffusion", ma
         rows = active.nonzero().flatten()
         if rows.numel() == 0:
             break
-        res = decoder.decompose(residual[rows], cb)
-        b = cb.bind_indices(res.indices).to(s.dtype)
         r = residual[rows]
+        if counts_given is None and getattr(decoder, "give_up", None) is not None:  # the bar for its give-up rule
+            bar = _bar(r, cb, scene_scale[rows], threshold, first_cosine, auto and j == 0)
+            res = decoder.decompose(r, cb, accept=bar)
+        else:
+            res = decoder.decompose(r, cb)
+        b = cb.bind_indices(res.indices).to(s.dtype)
         a = (r * b).sum(-1) / (b * b).sum(-1)
         if counts_given is not None:
             present = torch.ones_like(a, dtype=torch.bool)
@@ -221,6 +225,18 @@ def decompose_set(s: Tensor, codebooks: Codebooks, method: str = "diffusion", ma
             active &= n < counts_given
     weight = amp if auto else torch.full_like(amp, scale)
     return _result(s, cb, found, amp, n, residual, weight, method)
+
+
+def _bar(r: Tensor, cb: Codebooks, scale: Tensor, threshold: float, first_cosine: float, first: bool) -> Tensor | None:
+    """The bound similarity ``|cos(r, b)|`` below which a decoded object ``b`` of the residuals ``r``
+    is rejected: ``first_cosine`` for the first object of an ``"auto"`` scene, else the amplitude test
+    ``<r, b> / D > threshold * scale`` as a cosine, ``threshold * scale * sqrt(D) / |r|`` (bipolar
+    codebooks, ``|b| = sqrt(D)``; None for others, whose ``|b|`` varies)."""
+    if first:
+        return torch.full_like(scale, first_cosine)
+    if not cb.bipolar:
+        return None
+    return threshold * scale * math.sqrt(cb.dim) / r.norm(dim=-1).clamp_min(torch.finfo(r.dtype).tiny)
 
 
 def _joint(s: Tensor, cb: Codebooks, method: str, cap: int, counts_given: Tensor | None, threshold: float,

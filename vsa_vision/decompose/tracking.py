@@ -54,7 +54,12 @@ class Tracker:
     chains decoded so far by at least ``margin`` (a clear winner that more iterations would not
     replace), or once it has not changed for ``patience_long`` iterations and is above chance. A
     leader below chance is no answer yet (hard problems wander there for hundreds of iterations
-    before they find theirs), so the search goes on to the budget."""
+    before they find theirs), so the search goes on to the budget.
+
+    The give-up rule stops a problem at iteration ``give_up`` when its best answer is still below
+    ``accept``, the similarity the caller needs of an answer (a set decoder's bar for an object): an
+    answer that would pass appears well before then, and a residual that holds no object never
+    produces one, so its search would run the whole budget for an answer the caller rejects."""
 
     B: int
     C: int
@@ -71,6 +76,10 @@ class Tracker:
     #: the similarity the best of the search space's answers reaches by chance,
     #: ``sqrt(2 ln(prod_k n_k) / D)``: a leader below it has not won anything yet
     chance: float = 0.0
+    #: per problem ``[B]``, the similarity an answer must reach to be of use to the caller, and the
+    #: iteration at which a problem whose best answer is still below it stops (the give-up rule)
+    accept: Tensor | None = None
+    give_up: int | None = None
 
     def __post_init__(self) -> None:
         N, dev = self.B * self.C, self.device
@@ -139,7 +148,19 @@ class Tracker:
         if self.patient and it + 1 >= self.first_check:
             settled = self._settled(rows)
             stop = settled if stop is None else stop | settled
+        if self.accept is not None and self.give_up is not None and it + 1 == self.give_up:
+            short = self._short(rows)
+            stop = short if stop is None else stop | short
         return stop
+
+    def _short(self, rows: Tensor) -> Tensor:
+        """The active rows whose problem's best answer (over its chains) is below ``accept``."""
+        if self.C == 1:
+            return self.act_sim < self.accept[rows]
+        P = rows // self.C
+        lead = torch.full((self.B,), -math.inf, dtype=self.dtype, device=rows.device)
+        lead.scatter_reduce_(0, P, self.act_sim, "amax")
+        return (lead < self.accept)[P]
 
     def _whole_problems(self, rows: Tensor, rows_done: Tensor) -> Tensor:
         """With chains: every active chain of a problem one of whose chains is done."""

@@ -56,7 +56,8 @@ class DiffusionConfig:
       ``stop_similarity``, ``sign_invariant``, ``record_trajectory``, and the patience rule
       ``patience``, ``patience_margin``, ``patience_long`` (on by default here: 100 quiet iterations
       and a lead of 0.05, or 150 quiet iterations, chosen on the shipped models' test and held-out
-      encoder outputs, ``docs/BENCHMARKS.md``; None turns each off).
+      encoder outputs, ``docs/BENCHMARKS.md``; None turns each off), and the give-up rule
+      ``give_up`` for a caller's bar (off by default; the shipped set models' decode sets two thirds of its budget).
 
     ``guidance_scale``, ``steps``, ``lambda_min``, ``lambda_max``, ``eta``, ``restart``,
     ``threshold``, ``estimate`` and ``activation`` default to None: chosen per call from the
@@ -94,6 +95,7 @@ class DiffusionConfig:
     patience: int | None = 100
     patience_margin: float = 0.05
     patience_long: int | None = 150
+    give_up: int | None = None
     compile: bool = False
     merge: str | int | None = None
 
@@ -109,7 +111,8 @@ class DiffusionConfig:
             if getattr(self, name) is not None:
                 check_choice(name, getattr(self, name), choices)
         ints = {"iterations": (1, False), "seed": (0, False), "steps": (1, True), "restarts": (0, True),
-                "chains": (1, True), "patience": (1, True), "patience_long": (1, True)}
+                "chains": (1, True), "patience": (1, True), "patience_long": (1, True),
+                "give_up": (1, True)}
         floats = {"guidance_scale": (0.0, None), "clip": (0.0, None), "lambda_min": (None, None),
                   "lambda_max": (None, None), "eta": (0.0, 1.0), "restart": (0.0, 1.0), "threshold": (0.0, None),
                   "gamma": (1e-6, None), "stop_similarity": (0.0, 1.0), "patience_margin": (0.0, 1.0)}

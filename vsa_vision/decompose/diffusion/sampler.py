@@ -209,7 +209,8 @@ class DiffusionDecomposer(IterativeDecomposer):
             raise TypeError(f"config: expected a DiffusionConfig, got {type(config).__name__}")
         cfg = DiffusionConfig(**options) if config is None else replace(config, **options)
         super().__init__(cfg.iterations, cfg.seed, cfg.keep_best, cfg.stop_similarity, cfg.sign_invariant,
-                         cfg.record_trajectory, cfg.patience, cfg.patience_margin, cfg.patience_long)
+                         cfg.record_trajectory, cfg.patience, cfg.patience_margin, cfg.patience_long,
+                         cfg.give_up)
         if cfg.chains is not None:
             self._set_chains(cfg.chains)
         else:
@@ -249,10 +250,11 @@ class DiffusionDecomposer(IterativeDecomposer):
         """The codebook sizes the iterations run on: the joined groups'."""
         return tuple(math.prod(sizes[k] for k in g) for g in self.groups(sizes))
 
-    def _search(self, s: Tensor, cb: Codebooks, callback: Any) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    def _search(self, s: Tensor, cb: Codebooks, callback: Any, accept: Tensor | None = None
+                ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
         groups = self.groups(cb.sizes)
         if all(len(g) == 1 for g in groups):
-            return super()._search(s, cb, callback)
+            return super()._search(s, cb, callback, accept)
         if self._merger is None or self._merger.groups != groups:
             self._merger = Merger(groups)
         m = self._merger
@@ -262,7 +264,7 @@ class DiffusionDecomposer(IterativeDecomposer):
             def callback(info: StepInfo) -> None:
                 user(replace(info, indices=m.split(info.indices, cb.sizes),
                              best_indices=m.split(info.best_indices, cb.sizes)))
-        idx, iters, converged, traj = super()._search(s, m.codebooks(cb), callback)
+        idx, iters, converged, traj = super()._search(s, m.codebooks(cb), callback, accept)
         return m.split(idx, cb.sizes), iters, converged, None if traj is None else m.split(traj, cb.sizes)
 
     # -- settings, schedule and plan -----------------------------------------------------------
