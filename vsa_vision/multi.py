@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from .checks import check_choice, check_float
 from .decompose import SetDecomposition, decompose_set
-from .decompose.registry import capabilities, parse_method
+from .decompose.registry import capabilities, parse_method, with_options
 from .encoder import SmallCNN, object_masks
 from .model import DEFAULT_TEST_METHODS, VSAModel
 
@@ -160,6 +160,26 @@ def turned_scenes(images: Tensor, labels: Tensor, turns: Tensor, kx: int, ky: in
     return images, labels
 
 
+def _giving_up(spec: str, opts: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The set head ``spec`` (with keyword ``opts``) with the give-up rule at two thirds of its budget,
+    for a diffusion head (or ``auto``'s diffusion method) that does not name ``give_up``: a round with no
+    object the set would accept by then stops. On the shipped models' outputs accepted objects were
+    found by iteration 128 of 300 (multi, 14,000 objects; one in 8,000 later, at 219) and 370 of 1000
+    (clutter), while a round that holds none ran the whole budget (docs/BENCHMARKS.md, the give-up rule)."""
+    name, own = parse_method(spec)
+    budget = opts.get("iterations", own.get("iterations"))
+    if name == "auto":
+        inner = own.get("method", "diffusion")
+        inner_name, inner_own = parse_method(inner)
+        if inner_name == "diffusion" and "give_up" not in inner_own:
+            budget = budget if budget is not None else inner_own.get("iterations")
+            if budget is not None:
+                spec = with_options(spec, method=with_options(inner, give_up=max(1, 2 * int(budget) // 3)))
+    elif name == "diffusion" and "give_up" not in own and "give_up" not in opts and budget is not None:
+        opts = {**opts, "give_up": max(1, 2 * int(budget) // 3)}
+    return spec, opts
+
+
 def _check_turnable(schema: Any, kx: int, ky: int) -> None:
     """Quarter turns keep every position label exact: a square canvas, as many x as y positions, their
     pixel centres symmetric about the canvas centre (the built-in renderer's)."""
@@ -267,15 +287,9 @@ class MultiVSAModel(VSAModel):
         spec = self.resolve_method(method)
         opts = dict(self.hparams.method_options or {}) if spec == self.hparams.method else {}
         if capabilities(spec).iterative:
-            name, own = parse_method(spec)
-            given = {**own, **opts}
+            own = parse_method(spec)[1]
             opts.update({k: v for k, v in {"iterations": self.hparams.iterations, "seed": 0}.items() if k not in own})
-            if name == "diffusion" and "give_up" not in given:
-                # a round with no object the set would accept by two thirds of the budget gives up: on the
-                # shipped models' outputs accepted objects were found by iteration 128 of 300 (multi, 14,000
-                # objects; one in 8,000 later, at 219) and 370 of 1000 (clutter), while a round that holds
-                # none runs the whole budget (docs/BENCHMARKS.md, the give-up rule)
-                opts["give_up"] = max(1, 2 * int(given.get("iterations", self.hparams.iterations)) // 3)
+            spec, opts = _giving_up(spec, opts)
         # the encoder's scale is learnt, not exact: the first object's amplitude sets each scene's
         return decompose_set(vectors.float(), self.codebooks.to(device=vectors.device), method=spec,
                              max_objects=self.schema.max_objects, scale="auto", **opts)

@@ -72,6 +72,8 @@ class CheapestDecomposer:
         self.iterative = build_method(method, iterations=iterations, seed=self.seed, **extra)
         #: the iterative method's budget (what a caller that sets budgets, such as ``decompose_set``, reads)
         self.iterations = getattr(self.iterative, "iterations", iterations)
+        #: the iterative method's give-up rule (``decompose_set`` passes its bar where it is set)
+        self.give_up = getattr(self.iterative, "give_up", None)
         self.lookup = BruteForce(seed=self.seed, cache_bytes=self.cache_bytes)
 
     def __repr__(self) -> str:
@@ -87,9 +89,12 @@ class CheapestDecomposer:
         fits = self.lookup.table_bytes(codebooks) <= self.cache_bytes
         return self.lookup if work <= self.lookup_work and fits else self.iterative
 
-    def decompose(self, s: Tensor, codebooks: Codebooks, callback=None) -> Decomposition:
+    def decompose(self, s: Tensor, codebooks: Codebooks, callback=None, accept=None) -> Decomposition:
+        """``accept``: the bar of the iterative method's give-up rule (exhaustive search needs none)."""
         check_problem(s, codebooks)  # bad input is refused with the decomposers' own messages
         chosen = self.choose(codebooks)
         if chosen is self.lookup:
             return chosen.decompose(s, codebooks)
-        return chosen.decompose(s, codebooks, callback=callback)
+        if accept is None:
+            return chosen.decompose(s, codebooks, callback=callback)
+        return chosen.decompose(s, codebooks, callback=callback, accept=accept)

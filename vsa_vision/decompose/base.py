@@ -259,11 +259,11 @@ class IterativeDecomposer:
       ``patience_long`` iterations whatever the margin; None disables each. The rule for real
       encoder outputs, which may never reach ``stop_similarity``: without it they run the whole
       budget for the answer they had long before;
-    - ``give_up``: with ``decompose(..., accept=a)``, a problem whose best answer is still below the
-      similarity ``a`` after ``give_up`` iterations stops there (not counted as converged): the
-      caller has said it would reject such an answer (:func:`~vsa_vision.decompose.decompose_set`
-      passes the bar a decoded object must clear, so a residual holding no object stops early);
-      None disables it.
+    - ``give_up`` (the methods that take it: diffusion): with ``decompose(..., accept=a)``, a
+      problem whose best answer is still below the similarity ``a`` after ``give_up`` iterations
+      stops there (not counted as converged): the caller has said it would reject such an answer
+      (:func:`~vsa_vision.decompose.decompose_set` passes the bar a decoded object must clear, so a
+      residual holding no object stops early); None disables it.
 
     Stochastic methods (``capabilities.stochastic``: the stochastic resonator, diffusion) also take
     ``chains``: each problem is solved by that many independent chains at once (their own noise;
@@ -379,7 +379,9 @@ class IterativeDecomposer:
         C = self.chains_for(cb)
         s_run = s.repeat_interleave(C, 0) if C > 1 else s  # row b * C + c: chain c of problem b
         patient = self.patience is not None or self.patience_long is not None
-        need_sim = self.keep_best or self.stop_similarity is not None or callback is not None or C > 1 or patient
+        gives_up = self.give_up is not None and accept is not None
+        need_sim = (self.keep_best or self.stop_similarity is not None or callback is not None or C > 1 or patient
+                    or gives_up)
         track = Tracker(s.shape[0], C, cb.num_factors, s.dtype, s.device, self.keep_best, self.record_trajectory,
                          None if self.stop_similarity is None else self.stop_similarity - 1e-5,
                          self.patience, self.patience_margin, self.patience_long,
@@ -434,8 +436,8 @@ def _accept(accept: float | Tensor | None, s: Tensor) -> Tensor | None:
         bar = accept.to(device=s.device).expand(B)
     else:
         bar = torch.full((B,), check_float("accept", accept), device=s.device)
-    if bool(torch.isnan(bar).any()):
-        raise ValueError("accept: NaN in the bar")
+    if not bool(torch.isfinite(bar).all()):
+        raise ValueError("accept: expected finite similarities, got NaN or inf in the bar")
     return bar
 
 

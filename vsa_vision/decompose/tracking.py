@@ -1,6 +1,7 @@
 """The iterative driver's bookkeeping: the bound similarity of each iteration's answers
 (:class:`Scorer`) and the per-row tracker of the best answer, convergence and the stop rules
-(:class:`Tracker`: the similarity threshold, fixed points, limit cycles and the patience rule)."""
+(:class:`Tracker`: the similarity threshold, fixed points, limit cycles, the patience rule and the
+give-up rule)."""
 
 from __future__ import annotations
 
@@ -154,7 +155,7 @@ class Tracker:
         return stop
 
     def _short(self, rows: Tensor) -> Tensor:
-        """The active rows whose problem's best answer (over its chains) is below ``accept``."""
+        """The active rows whose problem's best answer (over its chains still running) is below ``accept``."""
         if self.C == 1:
             return self.act_sim < self.accept[rows]
         P = rows // self.C
