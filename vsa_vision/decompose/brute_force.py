@@ -131,11 +131,10 @@ class BruteForce:
             best_flat = self._search_table(s, X_last, table)
         else:
             best_flat = self._search_chunks(s, cb, X_last, outer, outer_sizes, strides, n_outer)
-        combo_idx = best_flat // n_last
         indices = torch.zeros(B, K, dtype=torch.long, device=dev)
-        indices[:, last] = best_flat % n_last
-        for k, n, st in zip(outer, outer_sizes, strides):
-            indices[:, k] = (combo_idx // st) % n
+        # the table's rows: the outer factors in C order (the last fastest), then the last factor
+        for k, v in zip([*outer, last], torch.unravel_index(best_flat, (*outer_sizes, n_last))):
+            indices[:, k] = v
         ones = torch.ones(B, dtype=torch.long, device=dev)
         return finalize(s_in, cb_in, indices, ones, torch.ones(B, dtype=torch.bool, device=dev), self.name)
 

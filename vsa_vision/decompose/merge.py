@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor
 
 from ..vsa import Codebooks, bind_combinations, tensors_key
@@ -64,9 +65,7 @@ class Merger:
     def split(self, indices: Tensor, sizes: Sequence[int]) -> Tensor:
         """Indices ``[..., G]`` over the groups -> ``[..., K]`` over the factors of ``sizes``."""
         out = indices.new_empty(*indices.shape[:-1], len(sizes))
-        for j, g in enumerate(self.groups):
-            v = indices[..., j]
-            for k in reversed(g):
-                out[..., k] = v % sizes[k]
-                v = v // sizes[k]
+        for j, g in enumerate(self.groups):  # a group's last factor varies fastest: C order
+            for k, v in zip(g, torch.unravel_index(indices[..., j], tuple(sizes[k] for k in g))):
+                out[..., k] = v
         return out

@@ -159,9 +159,7 @@ class Tracker:
         if self.C == 1:
             return self.act_sim < self.accept[rows]
         P = rows // self.C
-        lead = torch.full((self.B,), -math.inf, dtype=self.dtype, device=rows.device)
-        lead.scatter_reduce_(0, P, self.act_sim, "amax")
-        return (lead < self.accept)[P]
+        return (self._problem_max(P, self.act_sim, -math.inf) < self.accept)[P]
 
     def _whole_problems(self, rows: Tensor, rows_done: Tensor) -> Tensor:
         """With chains: every active chain of a problem one of whose chains is done."""
@@ -179,19 +177,21 @@ class Tracker:
         # longest (a chain that reaches it later says nothing new: the problem's best answer is the same),
         # against the runner-ups of all chains and the other chains' best answers
         P = rows // self.C
-        lead = torch.full((self.B,), -math.inf, dtype=self.dtype, device=rows.device)
-        lead.scatter_reduce_(0, P, self.act_sim, "amax")
+        lead = self._problem_max(P, self.act_sim, -math.inf)
         leading = self.act_sim == lead[P]
         first = torch.full((self.B, self.K), -1, dtype=torch.long, device=rows.device)
         first[P[leading]] = self.act_idx[leading]
         same = (self.act_idx == first[P]).all(-1)
         other = torch.where(same, self.act_runner, torch.maximum(self.act_runner, self.act_sim))
-        runner = torch.full((self.B,), -math.inf, dtype=self.dtype, device=rows.device)
-        runner.scatter_reduce_(0, P, other, "amax")
-        since = torch.where(same, self.act_since, torch.full_like(self.act_since, -1))
-        quiet = torch.full((self.B,), -1, dtype=torch.long, device=rows.device)
-        quiet.scatter_reduce_(0, P, since, "amax")
+        runner = self._problem_max(P, other, -math.inf)
+        quiet = self._problem_max(P, torch.where(same, self.act_since, torch.full_like(self.act_since, -1)), -1)
         return self._rule(quiet, lead, lead - runner)[P]
+
+    def _problem_max(self, P: Tensor, values: Tensor, empty: float) -> Tensor:
+        """Per problem ``[B]``, the largest of ``values`` over its active rows (``P``: each row's
+        problem); ``empty`` for a problem with none."""
+        out = torch.full((self.B,), empty, dtype=values.dtype, device=values.device)
+        return out.scatter_reduce_(0, P, values, "amax")
 
     def _rule(self, quiet: Tensor, lead: Tensor, margin: Tensor) -> Tensor:
         ok = torch.zeros_like(margin, dtype=torch.bool)
