@@ -11,6 +11,15 @@ over the ``readout`` locations of highest presence (the sum over all locations, 
 weight is near zero: an object has one centre, and the presence gates of the others are trained
 to 0). A decomposer reads only ``q``.
 
+Turn votes (``turn_votes``, eval mode): the image is also read turned by one to three quarter turns,
+each view's feature map turned back onto the original's locations, and the attributes that a quarter
+turn keeps (every one but the position and the rotation) are read from the mean of the views'
+log-probabilities at each location. The rotation votes too where the schema says which value each
+turned drawing shows (:meth:`DenseSlotEncoder.set_turn_rotation`: it depends on the voted shape's
+symmetry); presence and position are read from the image as drawn. A turned view shows a held-out
+combination such as the upside-down pentagon as one that training labelled; the measured gains on
+the clutter model are in ``docs/BENCHMARKS.md``. The cost is four forwards of the trunk.
+
 Why this design (measured, ``docs/BENCHMARKS.md``, the clutter model): the schema's position grid
 (24 x 24 on the clutter canvas, 576 cells) is too fine for a slot per cell, and slots that attend
 over the image would have to learn which object each takes; a centre has exactly one cell of the
@@ -48,7 +57,13 @@ class DenseSlotEncoder(nn.Module):
     CNN's five stride-2 blocks: the stride-8 map, the stride-16 map upsampled onto it and the global
     average of the last map, with two coordinate channels, go through a 1x1 and a 3x3 convolution to
     ``hidden`` features per location; a linear presence logit and the factor head (below) read them.
-    ``forward_with_factors`` returns ``(q, (features [B, L, hidden], presence logits [B, L]))``.
+    ``forward_with_factors`` returns ``(q, (features [B, L, hidden], presence logits [B, L]))`` (of the
+    image as drawn).
+
+    ``turn_votes``: in eval mode, how many quarter turns of the image (1 to 4, the image as drawn
+    first) vote on the attributes a turn keeps (:meth:`set_turn_kept`) and on the rotation
+    (:meth:`set_turn_rotation`; see the module's notes); 1 reads the image as drawn only. Needs the
+    codebook head and a canvas of whole cells.
 
     ``factor_head="codebook"`` (the default) reads each attribute as logits over its values, trained by
     cross-entropy at the objects' centres; the factor vector is the softmax mixture of the codewords
@@ -63,7 +78,7 @@ class DenseSlotEncoder(nn.Module):
     def __init__(self, dim: int, sizes: Sequence[int], x_pixels: Sequence[float], y_pixels: Sequence[float],
                  image_size: int = 128, width: int = 32, norm: str = "group", silhouette: bool = True,
                  hidden: int = 160, readout: int = 6, denoise_masks: bool = False, factor_head: str = "codebook",
-                 hard: bool = True) -> None:
+                 hard: bool = True, turn_votes: int = 1) -> None:
         super().__init__()
         self.dim, self.sizes = check_int("dim", dim, 1), tuple(sizes)
         self.readout = check_int("readout", readout, 1)
@@ -100,6 +115,41 @@ class DenseSlotEncoder(nn.Module):
         self.register_buffer("y_cell", torch.as_tensor(y_pixels, dtype=torch.float64).div(STRIDE).floor().long()
                              .clamp(0, self.side - 1), persistent=False)
         self.kx, self.ky = None, None
+        self.image_size = image_size
+        self.turn_kept: tuple[int, ...] = ()
+        self.turn_rotation: tuple[int, int] | None = None
+        self.set_turn_votes(turn_votes)
+
+    def set_turn_votes(self, views: int) -> None:
+        """How many quarter turns of the image vote in eval mode (1 to 4; see the class notes)."""
+        views = check_int("turn_votes", views, 1, 4)
+        if views > 1 and (self.factor_head != "codebook" or self.side * STRIDE != self.image_size):
+            raise ValueError(f"turn_votes: {views} needs the codebook factor head and an image size that is a "
+                             f"multiple of {STRIDE} (the feature map turns with the image); got factor_head="
+                             f"{self.factor_head!r}, image_size={self.image_size}")
+        self.turn_votes = views
+
+    def set_turn_kept(self, factors: Sequence[int]) -> None:
+        """Which attributes keep their value when the image is turned by a quarter turn (those the turn
+        votes read): every attribute but the position and the rotation, for the built-in renderer."""
+        bad = [k for k in factors if not 0 <= int(k) < len(self.sizes)]
+        if bad:
+            raise ValueError(f"turn-kept attributes {bad}: not attributes of {len(self.sizes)}")
+        self.turn_kept = tuple(sorted({int(k) for k in factors}))
+
+    def set_turn_rotation(self, rotation: int, shape: int, table: Tensor) -> None:
+        """Let the views vote on the rotation too: ``table[s, t, j]`` is the rotation value that the image
+        turned by ``t`` quarter turns shows for an object of shape ``s`` and rotation ``j`` (-1: none, as
+        for a turn that is no whole number of the values' steps), so each view's rotation logits are
+        read back onto the drawn image's values once the object's shape is voted."""
+        table = torch.as_tensor(table, dtype=torch.long)
+        want = (self.sizes[shape], 4, self.sizes[rotation])
+        if rotation == shape or tuple(table.shape) != want or bool((table < -1).any()) \
+                or bool((table >= self.sizes[rotation]).any()) or bool((table[:, 0] != torch.arange(want[2])).any()):
+            raise ValueError(f"turn rotation table: shape {want} of rotation values (-1 none) expected, the "
+                             f"image as drawn showing each value as itself; got {tuple(table.shape)}")
+        self.turn_rotation = (int(rotation), int(shape))
+        self.register_buffer("turn_table", table, persistent=False)
 
     def set_position_factors(self, kx: int, ky: int) -> None:
         """Which attributes are x and y (their value indices locate an object's centre)."""
@@ -143,13 +193,16 @@ class DenseSlotEncoder(nn.Module):
         (the codebook head) each attribute's codewords weighted by the softmax of its logits."""
         if self.factor_head == "tanh":
             return torch.tanh(self.factor(z)).unflatten(-1, (len(self.sizes), self.dim))
+        return self._codebook_factors(self.factor_logits(z))
+
+    def _codebook_factors(self, logits: Sequence[Tensor]) -> Tensor:
         if not self._codebooks:
             raise ValueError("dense encoder: the codebook head needs set_codebooks first")
         if self.hard and not self.training:  # the codeword of the most likely value (see the class notes)
             return torch.stack([getattr(self, name).to(lk.dtype)[lk.argmax(-1)]
-                                for lk, name in zip(self.factor_logits(z), self._codebooks)], dim=-2)
+                                for lk, name in zip(logits, self._codebooks)], dim=-2)
         return torch.stack([torch.softmax(lk, dim=-1) @ getattr(self, name).to(lk.dtype)
-                            for lk, name in zip(self.factor_logits(z), self._codebooks)], dim=-2)
+                            for lk, name in zip(logits, self._codebooks)], dim=-2)
 
     def slot_loss(self, aux: Any, rows: Tensor, slots: Tensor, labels: Tensor,
                   ignore: Tensor | None = None) -> Tensor | None:
@@ -180,12 +233,44 @@ class DenseSlotEncoder(nn.Module):
         return presence.topk(min(self.readout, presence.shape[-1]), dim=-1).indices
 
     def forward_with_factors(self, x: Tensor) -> tuple[Tensor, Any]:
+        if self.turn_votes > 1 and not self.training and self.turn_kept:
+            return self._voted(x)
         z, p = self.features(x)
         loc = self.readout_locations(p)
         zs = torch.gather(z, 1, loc[..., None].expand(-1, -1, z.shape[-1]))             # [B, R, hidden]
         gate = torch.sigmoid(torch.gather(p, 1, loc))
         q = (gate[..., None] * self.factors(zs).prod(dim=-2)).sum(dim=-2)
         return q, (z, p)
+
+    def _voted(self, x: Tensor) -> tuple[Tensor, Any]:
+        """``forward_with_factors`` with turn votes: the views in one batch of ``T * B`` images, each
+        view's maps turned back onto the drawn image's locations (``torch.rot90`` of the image and of
+        its map agree because the canvas is a whole number of cells)."""
+        T, B, S = self.turn_votes, x.shape[0], self.side
+        z, p = self.features(torch.cat([torch.rot90(x, t, dims=(-2, -1)) for t in range(T)]))
+        H = z.shape[-1]
+        z = torch.stack([torch.rot90(m, -t, dims=(1, 2)) for t, m in enumerate(z.view(T, B, S, S, H))])
+        z = z.view(T, B, S * S, H)
+        loc = self.readout_locations(p[:B])                                                # the drawn view's
+        zs = torch.gather(z, 2, loc[None, ..., None].expand(T, -1, -1, H))                # [T, B, R, hidden]
+        views = self.factor_logits(zs)
+        logits = [torch.log_softmax(lk, dim=-1).mean(0) if k in self.turn_kept else lk[0]
+                  for k, lk in enumerate(views)]
+        if self.turn_rotation is not None:
+            kr, ks = self.turn_rotation
+            logits[kr] = self._voted_rotation(views[kr], logits[ks].argmax(-1))
+        gate = torch.sigmoid(torch.gather(p[:B], 1, loc))
+        q = (gate[..., None] * self._codebook_factors(logits).prod(dim=-2)).sum(dim=-2)
+        return q, (z[0], p[:B])
+
+    def _voted_rotation(self, views: Tensor, shape: Tensor) -> Tensor:
+        """The rotation's mean log-probability ``[B, R, n]`` over the views ``[T, B, R, n]`` whose turn maps
+        every value of the object's (voted) shape ``[B, R]`` onto one, each read back onto the drawn values."""
+        T = views.shape[0]
+        idx = self.turn_table[shape][..., :T, :].movedim(-2, 0)                           # [T, B, R, n]
+        ok = (idx >= 0).all(-1, keepdim=True)                                             # [T, B, R, 1]
+        read = torch.log_softmax(views, dim=-1).gather(-1, idx.clamp_min(0))
+        return (read * ok).sum(0) / ok.sum(0)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_with_factors(x)[0]

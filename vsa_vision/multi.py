@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .checks import check_choice, check_float
+from .checks import check_choice, check_float, check_int
 from .decompose import SetDecomposition, decompose_set
 from .decompose.registry import capabilities, parse_method, with_options
 from .encoder import SmallCNN, object_masks
@@ -160,6 +160,29 @@ def turned_scenes(images: Tensor, labels: Tensor, turns: Tensor, kx: int, ky: in
     return images, labels
 
 
+def rotation_turns(schema: Any) -> tuple[int, int, Tensor] | None:
+    """(rotation attribute, shape attribute, table ``[n_shape, 4, n_rotation]``): the rotation value that
+    the built-in renderer's drawing of a shape, turned by ``t`` counter-clockwise quarter turns
+    (:func:`turned_scenes`), shows for each value (-1 where the turn is no value). A value is a fraction
+    ``f`` of the shape's symmetry period ``360 / m`` degrees, drawn clockwise on screen, so a quarter turn
+    takes it to ``f - m / 4`` (mod 1); a circle (``m = 0``) keeps it. None without both roles."""
+    from .scenes.shapes import SHAPE_SYMMETRY
+
+    kr, ks = schema.by_role("rotation"), schema.by_role("shape")
+    if kr is None or ks is None:
+        return None
+    turns = schema.attributes[kr].render_params()
+    table = torch.full((schema.sizes[ks], 4, len(turns)), -1, dtype=torch.long)
+    for s, name in enumerate(schema.attributes[ks].render_params()):
+        m = SHAPE_SYMMETRY[name]
+        for t in range(4):
+            for j, f in enumerate(turns):
+                to = (f - t * m / 4) % 1.0
+                hit = [i for i, g in enumerate(turns) if min(abs(g - to), 1 - abs(g - to)) < 1e-9]
+                table[s, t, j] = hit[0] if hit else -1
+    return kr, ks, table
+
+
 def _giving_up(spec: str, opts: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """The set head ``spec`` (with keyword ``opts``) with the give-up rule at two thirds of its budget,
     for a diffusion head (or ``auto``'s diffusion method) that does not name ``give_up``: a round with no
@@ -219,6 +242,11 @@ class MultiVSAModel(VSAModel):
     ``rotation``, which a turn changes, is not trained on a turned scene (nor the bundle that holds it),
     so a shape's reader sees it at every turn while no combination with a rotation is ever labelled
     that the data did not hold. Needs a square canvas and a position grid symmetric about its centre.
+    ``turn_votes`` (dense slots, codebook head; an inference setting, :meth:`set_turn_votes` changes it
+    on a trained model): in eval mode the image and up to three quarter turns of it vote on every
+    attribute but the position (:class:`~vsa_vision.dense.DenseSlotEncoder`), which assumes, as
+    ``scene_turns`` does, that a turn keeps them; the rotation through :func:`rotation_turns` (the
+    value each turned drawing shows). 1: the image as drawn only.
     """
 
     def __init__(self, schema: str | dict[str, Any] = "multi", dim: int = 1024, codebook_seed: int = 0,
@@ -230,7 +258,7 @@ class MultiVSAModel(VSAModel):
                  early_val_method: str = "brute_force", slot_hidden: int = 256, presence_weight: float = 1.0,
                  mse_weight: float = 1.0, denoise_masks: bool = False, init_from: str | None = None,
                  slots: str = "grid", readout: int | None = None, factor_head: str = "codebook",
-                 hard_readout: bool = True, scene_turns: float = 0.0) -> None:
+                 hard_readout: bool = True, scene_turns: float = 0.0, turn_votes: int = 1) -> None:
         super().__init__(schema=schema, dim=dim, codebook_seed=codebook_seed, backbone=backbone, head="factorised",
                          width=width, features=features, norm=norm, loss="factor_contrastive",
                          temperature=temperature, lr=lr, weight_decay=weight_decay, schedule=schedule, method=method,
@@ -262,6 +290,11 @@ class MultiVSAModel(VSAModel):
                                           readout=self.schema.max_objects if readout is None else readout,
                                           factor_head=factor_head, hard=hard_readout)
             self.encoder.set_codebooks([self._codebook(k) for k in range(len(self.schema.sizes))])
+            moved = {self.schema.by_role(r) for r in ("x", "y", "rotation")}
+            self.encoder.set_turn_kept([k for k in range(len(self.schema.sizes)) if k not in moved])
+            if factor_head == "codebook" and (turning := rotation_turns(self.schema)) is not None:
+                self.encoder.set_turn_rotation(*turning)
+        self.set_turn_votes(turn_votes)
         if channels_last:
             self.encoder = self.encoder.to(memory_format=torch.channels_last)
         self.scene_turns = check_float("scene_turns", scene_turns, 0.0, 1.0)
@@ -274,6 +307,18 @@ class MultiVSAModel(VSAModel):
                 raise ValueError("scene_turns: with a rotation attribute, the turned scenes' rotation is left out of "
                                  "the loss, which the dense slots' codebook head allows (slots='dense', "
                                  "factor_head='codebook')")
+
+    def set_turn_votes(self, views: int) -> None:
+        """Read the image and ``views - 1`` quarter turns of it in eval mode (1 to 4; see the class notes);
+        kept in the hyperparameters, so an exported model keeps it."""
+        views = check_int("turn_votes", views, 1, 4)
+        if views > 1 and not (self.hparams.slots == "dense" and self.hparams.factor_head == "codebook"):
+            raise ValueError(f"turn_votes: {views} needs the dense slots' codebook head (slots='dense', "
+                             f"factor_head='codebook'); got slots={self.hparams.slots!r}, factor_head="
+                             f"{self.hparams.factor_head!r}")
+        if self.hparams.slots == "dense":
+            self.encoder.set_turn_votes(views)
+        self.hparams["turn_votes"] = views
 
     # -- targets, decoding, loss ----------------------------------------------------------------
 
