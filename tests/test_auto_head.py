@@ -78,7 +78,9 @@ def test_the_pipeline_head_defaults_to_auto_around_the_models_method(shipped):
 
     assert shipped.method == "auto"
     head = shipped.model.head(shipped.method)
-    assert head.method == "diffusion"  # the model's own method, for spaces too large for the table
+    # the model's own method with its own options, for spaces too large for the table
+    assert head.method == "diffusion:chains=16,patience=13,patience_long=19"
+    assert shipped.model.hparams.method_options == {"chains": 16, "patience": 13, "patience_long": 19}
     assert isinstance(head.choose(shipped.codebooks), BruteForce)  # 115,200 combinations at D = 1024
     assert Pipeline(shipped.model, method="diffusion").method == "diffusion"
 

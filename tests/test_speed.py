@@ -162,6 +162,9 @@ def test_the_latency_bench_times_every_head_one_image_at_a_time():
     assert _full_budget("diffusion") == "diffusion:patience=None,patience_long=None,give_up=None"
     assert _full_budget("diffusion:chains=1") == "diffusion:chains=1,patience=None,patience_long=None,give_up=None"
     assert _full_budget("brute_force") is None
+    # the model's own options for its own method (the shipped default model's chains) are kept
+    assert _full_budget("diffusion", {"chains": 16, "patience": 13}) == \
+        "diffusion:chains=16,patience=None,patience_long=None,give_up=None"
     pipe = Pipeline.from_checkpoint("default")
     rows = latency_rows(pipe, "default", ["brute_force"], images=3, batch=2, edits=1, splits=("test",),
                         log=lambda m: None)

@@ -55,12 +55,14 @@ def _sets(result, n: int) -> list[set[tuple[int, ...]]]:
     return [{tuple(map(int, row))} for row in result.indices[:n]]
 
 
-def _full_budget(method: str) -> str | None:
-    """The spec of ``method`` with its patience and give-up rules off, or None for a head without them."""
+def _full_budget(method: str, own: dict[str, Any] | None = None) -> str | None:
+    """The spec of ``method`` (with ``own``, the model's options for its own method) with its patience and
+    give-up rules off, or None for a head without them."""
     name, opts = parse_method(method)
     if name != "diffusion":  # the one head whose patience rule is on by default
         return None
-    extra = ",".join(f"{k}={v}" for k, v in {**opts, "patience": None, "patience_long": None, "give_up": None}.items())
+    opts = {**(own or {}), **opts, "patience": None, "patience_long": None, "give_up": None}
+    extra = ",".join(f"{k}={v}" for k, v in opts.items())
     return f"{name}:{extra}"
 
 
@@ -119,7 +121,8 @@ def _method_row(pipe, method: str, x: torch.Tensor, q: torch.Tensor, truth: list
     pipe.decode(q[:batch], method)  # at the batch's shapes too
     singles = [_timed(pipe.decode, q[i:i + 1], method)[1] for i in range(len(q))]
     results, batch_ms = _decoded_sets(pipe, q, method, batch)
-    full = _full_budget(method)
+    hp = pipe.model.hparams
+    full = _full_budget(method, hp.get("method_options") if method == hp.get("method") else None)
     same = None
     if full is not None:
         same = float(np.mean([a == b for a, b in zip(results, _decoded_sets(pipe, q, full, batch)[0])]))
