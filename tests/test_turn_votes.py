@@ -188,5 +188,7 @@ def test_a_view_whose_turn_shows_no_value_does_not_vote_on_the_rotation():
     assert torch.allclose(got[0, 0], shape1) and torch.allclose(got[0, 1], shape0)
     with pytest.raises(ValueError, match="turn rotation table"):
         enc.set_turn_rotation(3, 0, table[:, :3])
+    with pytest.raises(ValueError, match="not attributes of 7"):
+        enc.set_turn_rotation(9, 0, table)
     with pytest.raises(ValueError, match="turn rotation table"):
         enc.set_turn_rotation(3, 0, torch.full((6, 4, 4), 1))  # the drawn view must show each value as itself

@@ -142,6 +142,10 @@ class DenseSlotEncoder(nn.Module):
         turned by ``t`` quarter turns shows for an object of shape ``s`` and rotation ``j`` (-1: none, as
         for a turn that is no whole number of the values' steps), so each view's rotation logits are
         read back onto the drawn image's values once the object's shape is voted."""
+        K = len(self.sizes)
+        if not (0 <= rotation < K and 0 <= shape < K):
+            raise ValueError(f"turn rotation table: attributes {rotation} (rotation) and {shape} (shape) are not "
+                             f"attributes of {K}")
         table = torch.as_tensor(table, dtype=torch.long)
         want = (self.sizes[shape], 4, self.sizes[rotation])
         if rotation == shape or tuple(table.shape) != want or bool((table < -1).any()) \
