@@ -9,9 +9,8 @@ from vsa_vision.checkpoint import export_model, load_model
 from vsa_vision.encoder import to_float_images
 from vsa_vision.multi import MultiVSAModel, rotation_turns
 from vsa_vision.scenes import load_schema
-from vsa_vision.scenes.render import Renderer
 
-from .test_dense import _batch, tiny
+from .test_dense import _batch, _drawn, tiny
 
 S = 16  # the clutter canvas: 128 pixels, cells of 8
 ROTATION, SHAPE, TABLE = rotation_turns(load_schema("clutter"))
@@ -49,21 +48,18 @@ def test_the_views_vote_on_every_attribute_but_the_position_and_on_the_rotation_
     assert m.encoder.turn_votes == 1 and m.hparams.turn_votes == 1
 
 
-def _drawn(rows):
-    return torch.from_numpy(Renderer("clutter").render_objects(rows)).permute(2, 0, 1).int()
-
-
 def test_the_rotation_table_names_the_value_each_turned_drawing_shows():
     schema = load_schema("clutter")
     assert (ROTATION, SHAPE) == (3, 0) and TABLE.shape == (6, 4, 4)
     for s in range(6):  # (shape, colour, size, rotation, fill, x, y), in the middle of the canvas
         for j in range(4):
-            turned = [torch.rot90(_drawn([[s, 2, 3, j, 0, 11, 11], [-1] * 7]), t, dims=(-2, -1)) for t in range(4)]
+            drawn = _drawn([[s, 2, 3, j, 0, 11, 11], [-1] * 7])[0].int()
+            turned = [torch.rot90(drawn, t, dims=(-2, -1)) for t in range(4)]
             for t in range(4):
                 x, y = 11, 11
                 for _ in range(t):
                     x, y = y, 23 - x
-                far = [float(((turned[t] - _drawn([[s, 2, 3, r, 0, x, y], [-1] * 7])).abs().amax(0) > 48)
+                far = [float(((turned[t] - _drawn([[s, 2, 3, r, 0, x, y], [-1] * 7])[0].int()).abs().amax(0) > 48)
                              .float().mean()) for r in range(4)]
                 shows = int(TABLE[s, t, j])
                 # the closest drawing (PIL fills an edge row apart, so turned drawings differ by a few pixels)

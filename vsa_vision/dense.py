@@ -124,9 +124,9 @@ class DenseSlotEncoder(nn.Module):
         """How many quarter turns of the image vote in eval mode (1 to 4; see the class notes)."""
         views = check_int("turn_votes", views, 1, 4)
         if views > 1 and (self.factor_head != "codebook" or self.side * STRIDE != self.image_size):
-            raise ValueError(f"turn_votes: {views} needs the codebook factor head and an image size that is a "
-                             f"multiple of {STRIDE} (the feature map turns with the image); got factor_head="
-                             f"{self.factor_head!r}, image_size={self.image_size}")
+            raise ValueError(f"turn_votes: {views} needs the codebook head (factor_head='codebook') and an image "
+                             f"size that is a multiple of {STRIDE} (the feature map turns with the image); got "
+                             f"factor_head={self.factor_head!r}, image_size={self.image_size}")
         self.turn_votes = views
 
     def set_turn_kept(self, factors: Sequence[int]) -> None:

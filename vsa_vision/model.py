@@ -197,9 +197,12 @@ class VSAModel(pl.LightningModule):
     def head(self, method: str | None = None):
         """The decomposer for ``method`` (default: the model's), built once per spec."""
         if (spec := self.resolve_method(method)) not in self._heads:
-            opts = dict(self.hparams.method_options or {}) if spec == self.hparams.method else {}
-            self._heads[spec] = build_method(spec, iterations=self.hparams.iterations, seed=0, **opts)
+            self._heads[spec] = build_method(spec, iterations=self.hparams.iterations, seed=0, **self.own_options(spec))
         return self._heads[spec]
+
+    def own_options(self, spec: str) -> dict[str, Any]:
+        """``method_options``, which apply to the model's own method's plain spec only; {} for any other."""
+        return dict(self.hparams.method_options or {}) if spec == self.hparams.method else {}
 
     def resolve_method(self, method: str | None = None) -> str:
         """The spec of head ``method`` (default: the model's); ``"auto"`` wraps the model's own method."""

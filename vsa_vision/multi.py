@@ -312,12 +312,11 @@ class MultiVSAModel(VSAModel):
         """Read the image and ``views - 1`` quarter turns of it in eval mode (1 to 4; see the class notes);
         kept in the hyperparameters, so an exported model keeps it."""
         views = check_int("turn_votes", views, 1, 4)
-        if views > 1 and not (self.hparams.slots == "dense" and self.hparams.factor_head == "codebook"):
-            raise ValueError(f"turn_votes: {views} needs the dense slots' codebook head (slots='dense', "
-                             f"factor_head='codebook'); got slots={self.hparams.slots!r}, factor_head="
-                             f"{self.hparams.factor_head!r}")
         if self.hparams.slots == "dense":
-            self.encoder.set_turn_votes(views)
+            self.encoder.set_turn_votes(views)  # which checks its head and canvas
+        elif views > 1:
+            raise ValueError(f"turn_votes: {views} needs the dense slots (slots='dense'); got slots="
+                             f"{self.hparams.slots!r}")
         self.hparams["turn_votes"] = views
 
     # -- targets, decoding, loss ----------------------------------------------------------------
@@ -330,7 +329,7 @@ class MultiVSAModel(VSAModel):
 
     def decode(self, vectors: Tensor, method: str | None = None) -> SetDecomposition:
         spec = self.resolve_method(method)
-        opts = dict(self.hparams.method_options or {}) if spec == self.hparams.method else {}
+        opts = self.own_options(spec)
         if capabilities(spec).iterative:
             own = parse_method(spec)[1]
             opts.update({k: v for k, v in {"iterations": self.hparams.iterations, "seed": 0}.items() if k not in own})

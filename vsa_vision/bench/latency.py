@@ -121,8 +121,7 @@ def _method_row(pipe, method: str, x: torch.Tensor, q: torch.Tensor, truth: list
     pipe.decode(q[:batch], method)  # at the batch's shapes too
     singles = [_timed(pipe.decode, q[i:i + 1], method)[1] for i in range(len(q))]
     results, batch_ms = _decoded_sets(pipe, q, method, batch)
-    hp = pipe.model.hparams
-    full = _full_budget(method, hp.get("method_options") if method == hp.get("method") else None)
+    full = _full_budget(method, pipe.model.own_options(method))
     same = None
     if full is not None:
         same = float(np.mean([a == b for a, b in zip(results, _decoded_sets(pipe, q, full, batch)[0])]))
